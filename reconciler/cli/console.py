@@ -1,0 +1,23 @@
+"""Terminal output: rich when stdout is a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+
+
+class Output:
+    def __init__(self) -> None:
+        self.console = Console(highlight=False)
+        self.err = Console(stderr=True, highlight=False)
+        self.interactive = sys.stdout.isatty()
+
+    def ok(self, message: str) -> None:
+        self.console.print(f"[green]✓[/green] {message}" if self.interactive else message)
+
+    def error(self, message: str) -> None:
+        self.err.print(f"[red]error:[/red] {message}", markup=True)
+
+    def note(self, message: str) -> None:
+        self.console.print(message, markup=False)

@@ -1,0 +1,133 @@
+"""The ``reconciler`` command: argument parsing and rendering only.
+
+Exit codes: 0 ok, 1 error; 2 "changes present" and 3 "changes blocked by a safety rule"
+(``plan --detailed-exitcode``, ``reconcile --once``). Usage errors are 1, not click's 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from reconciler import __version__
+from reconciler.cli.console import Output
+from reconciler.manifest.load import load_paths
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CHANGES = 2
+EXIT_BLOCKED = 3
+
+
+class Context:
+    """Options shared by every subcommand."""
+
+    def __init__(self, state_dir: Path, provider: str, log_format: str) -> None:
+        self.state_dir = state_dir
+        self.provider = provider
+        self.log_format = log_format
+        self.out = Output()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="reconciler")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="RECONCILER_STATE_DIR",
+    default=".reconciler",
+    show_default=True,
+    help="Where the simulator world, journal and locks live (env RECONCILER_STATE_DIR).",
+)
+@click.option(
+    "--provider",
+    envvar="RECONCILER_PROVIDER",
+    default="sim",
+    show_default=True,
+    help="Provider that observes and changes the estate (env RECONCILER_PROVIDER).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["console", "json"]),
+    default="console",
+    show_default=True,
+    help="json: structlog JSON events on stderr.",
+)
+@click.pass_context
+def cli(ctx: click.Context, state_dir: Path, provider: str, log_format: str) -> None:
+    """Declarative reconciler for Hyper-V failover clusters.
+
+    Describe clusters, nodes, switches, volumes and VMs in YAML manifests; reconciler
+    validates them, observes the estate through a provider (the embedded simulator by
+    default), plans ordered safe actions and applies them.
+
+    \b
+    Exit codes:
+      0  success (plan: no changes)
+      1  error (invalid manifests, provider failure, usage error)
+      2  changes present (plan --detailed-exitcode, reconcile --once)
+      3  changes blocked by a safety rule
+    """
+    ctx.obj = Context(state_dir, provider, log_format)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.pass_obj
+def validate(obj: Context, paths: tuple[str, ...], fmt: str) -> None:
+    """Check manifests: YAML syntax, schema, and rules across objects.
+
+    PATHS are files or folders (every .yaml/.yml below them). All problems are reported,
+    each as FILE:LINE:COL: Kind/name: field: what is wrong (what is allowed).
+    """
+    result = load_paths(list(paths))
+    problems = result.problems()
+    warnings = [e for e in result.errors if e.severity == "warning"]
+    if fmt == "json":
+        counts: dict[str, int] = {}
+        for kind, _name in result.sources:
+            counts[kind] = counts.get(kind, 0) + 1
+        click.echo(
+            json.dumps(
+                {
+                    "valid": not problems,
+                    "files": result.files,
+                    "objects": dict(sorted(counts.items())),
+                    "errors": [e.as_json() for e in problems],
+                    "warnings": [e.as_json() for e in warnings],
+                },
+                indent=2,
+            )
+        )
+    else:
+        for err in result.errors:
+            click.echo(str(err))
+        if problems:
+            obj.out.error(
+                f"{len(problems)} error(s) in {len({e.file for e in problems})} file(s); "
+                "nothing was changed"
+            )
+        else:
+            obj.out.ok(f"{len(result.sources)} objects in {len(result.files)} file(s) are valid")
+    if problems:
+        raise SystemExit(EXIT_ERROR)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        code = cli.main(args=argv, prog_name="reconciler", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        code = EXIT_ERROR
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        code = EXIT_ERROR
+    sys.exit(code if isinstance(code, int) else EXIT_OK)

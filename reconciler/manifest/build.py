@@ -1,0 +1,221 @@
+"""Schema-valid documents turned into model records (desired state, or a world with status).
+
+Defaults are applied here, once; VLAN lists are normalised to sets of ids.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from reconciler.model.records import (
+    Cluster,
+    ClusterNetwork,
+    ClusterSharedVolume,
+    ClusterStatus,
+    Disk,
+    Hardware,
+    LiveMigrationSettings,
+    MemoryPolicy,
+    Node,
+    NodeNic,
+    NodeStatus,
+    Offloads,
+    PlacementPolicy,
+    Quorum,
+    Record,
+    SwitchConfig,
+    VirtualMachine,
+    VirtualSwitch,
+    VmNic,
+    VmStatus,
+    VolumeStatus,
+    Witness,
+    frozen_map,
+)
+from reconciler.model.vlans import parse_vlan_list
+
+Data = dict[str, Any]
+
+
+def _labels(data: Data) -> Any:
+    return frozen_map({str(k): str(v) for k, v in (data["metadata"].get("labels") or {}).items()})
+
+
+def switch_config(spec: Data) -> SwitchConfig:
+    trunk = spec.get("vlan_trunk") or {}
+    allowed = parse_vlan_list(trunk["allowed"]) if "allowed" in trunk else frozenset()
+    return SwitchConfig(
+        type=spec.get("type", "external"),
+        uplink_nic=spec.get("uplink_nic"),
+        management_os=bool(spec.get("management_os", False)),
+        allowed_vlans=allowed,
+        native_vlan=trunk.get("native_vlan"),
+    )
+
+
+def build_cluster(data: Data) -> Cluster:
+    spec = data["spec"]
+    status = data.get("status") or {}
+    quorum = spec.get("quorum") or {}
+    witness = quorum.get("witness") or {}
+    lm = spec.get("live_migration") or {}
+    placement = spec.get("placement") or {}
+    memory = spec.get("memory") or {}
+    return Cluster(
+        name=data["metadata"]["name"],
+        platform=str(spec["platform"]),  # type: ignore[arg-type]
+        nodes=tuple(spec["nodes"]),
+        quorum=Quorum(
+            mode=quorum.get("mode", "recommended"),
+            witness=Witness(
+                disk=witness.get("disk"),
+                file_share=witness.get("file_share"),
+                cloud_account=witness.get("cloud_account"),
+            ),
+        ),
+        networks=tuple(
+            ClusterNetwork(
+                name=n["name"],
+                roles=tuple(n["roles"]),
+                bandwidth_mbps=n.get("bandwidth_mbps", 1000),
+                subnet=n.get("subnet"),
+            )
+            for n in spec.get("networks") or ()
+        ),
+        live_migration=LiveMigrationSettings(
+            network=lm.get("network"), max_parallel_migrations=lm.get("max_parallel_migrations")
+        ),
+        placement=PlacementPolicy(
+            failover_reserve_nodes=placement.get("failover_reserve_nodes", 1),
+            reserve_policy=placement.get("reserve_policy", "warn"),
+        ),
+        memory=MemoryPolicy(
+            parent_reserve_mib=memory.get("parent_reserve_mib"),
+            vm_overhead_mib=memory.get("vm_overhead_mib"),
+        ),
+        test_vm=spec.get("test_vm"),
+        labels=_labels(data),
+        status=ClusterStatus(
+            monitoring_maintenance=bool(status.get("monitoring_maintenance", False)),
+            pending_nodes=frozenset(status.get("pending_nodes") or ()),
+        ),
+    )
+
+
+def build_node(data: Data) -> Node:
+    spec = data["spec"]
+    hw = spec["hardware"]
+    status = data.get("status") or {}
+    return Node(
+        name=data["metadata"]["name"],
+        cluster=spec["cluster"],
+        hardware=Hardware(
+            model=hw["model"],
+            cpu=hw["cpu"],
+            memory_mib=hw["memory_mib"],
+            firmware=str(hw["firmware"]),
+            driver_set=str(hw["driver_set"]),
+            patch_level=str(hw["patch_level"]),
+            slat=hw.get("slat", True),
+        ),
+        nics=tuple(
+            NodeNic(
+                name=n["name"],
+                roles=tuple(n["roles"]),
+                network=n.get("network"),
+                speed_mbps=n.get("speed_mbps", 1000),
+                offloads=Offloads(**(n.get("offloads") or {})),
+            )
+            for n in spec.get("nics") or ()
+        ),
+        maintenance=bool(spec.get("maintenance", False)),
+        labels=_labels(data),
+        status=NodeStatus(
+            state=status.get("state", "up"),
+            luns=frozenset(status["luns"]) if "luns" in status else frozenset(),
+            roles_installed=bool(status.get("roles_installed", True)),
+        ),
+    )
+
+
+def build_switch(data: Data) -> VirtualSwitch:
+    spec = data["spec"]
+    return VirtualSwitch(
+        name=data["metadata"]["name"],
+        cluster=spec["cluster"],
+        config=switch_config(spec),
+        labels=_labels(data),
+    )
+
+
+def build_volume(data: Data) -> ClusterSharedVolume:
+    spec = data["spec"]
+    status = data.get("status") or {}
+    return ClusterSharedVolume(
+        name=data["metadata"]["name"],
+        cluster=spec["cluster"],
+        lun_size_gib=spec["lun_size_gib"],
+        size_gib=spec["size_gib"],
+        labels=_labels(data),
+        status=VolumeStatus(
+            coordinator=status.get("coordinator"),
+            other_used_gib=float(status.get("other_used_gib", 0.0)),
+        ),
+    )
+
+
+def build_vm(data: Data) -> VirtualMachine:
+    spec = data["spec"]
+    status = data.get("status") or {}
+    file_sizes: dict[str, float] = status.get("disk_file_size_gib") or {}
+    generation = spec.get("generation", 2)
+    return VirtualMachine(
+        name=data["metadata"]["name"],
+        cluster=spec["cluster"],
+        memory_mib=spec["memory_mib"],
+        vcpus=spec["vcpus"],
+        generation=generation,
+        node=status.get("node", spec.get("node")),
+        power_state=status.get("power_state", spec.get("power_state", "running")),
+        highly_available=spec.get("highly_available", True),
+        migration_policy=spec.get("migration_policy", "live"),
+        anti_affinity_group=spec.get("anti_affinity_group"),
+        anti_affinity_mode=spec.get("anti_affinity_mode", "soft"),
+        allow_downtime=spec.get("allow_downtime", False),
+        nics=tuple(
+            VmNic(name=n["name"], switch=n["switch"], vlan=n.get("vlan"))
+            for n in spec.get("nics") or ()
+        ),
+        disks=tuple(
+            Disk(
+                name=d["name"],
+                controller=d["controller"],
+                controller_number=d["controller_number"],
+                slot=d["slot"],
+                type=d["type"],
+                format=d["format"],
+                size_gib=d["size_gib"],
+                volume=d["volume"],
+                allow_delete=d.get("allow_delete", False),
+                boot=d.get("boot", False),
+                parent=d.get("parent"),
+                file_size_gib=file_sizes.get(d["name"]),
+            )
+            for d in spec.get("disks") or ()
+        ),
+        labels=_labels(data),
+        status=VmStatus(dirty_rate_mib_s=float(status.get("dirty_rate_mib_s", 8.0))),
+    )
+
+
+BUILDERS = {
+    "Cluster": build_cluster,
+    "Node": build_node,
+    "VirtualSwitch": build_switch,
+    "ClusterSharedVolume": build_volume,
+    "VirtualMachine": build_vm,
+}
+
+
+def build_record(data: Data) -> Record:
+    return cast(Record, BUILDERS[data["kind"]](data))

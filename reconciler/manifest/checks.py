@@ -1,0 +1,399 @@
+"""Rules across objects: references, duplicates, VLANs, controller slots, sizes, memory, quorum.
+
+Each check reads the built records and reports against the document and field it came from.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+
+from reconciler.manifest.documents import Document
+from reconciler.manifest.errors import ManifestError, did_you_mean, one_of
+from reconciler.model.capacity import usable_memory_mib, vm_cost_mib
+from reconciler.model.platforms import (
+    IDE_CONTROLLERS,
+    IDE_SLOTS,
+    SCSI_CONTROLLERS,
+    SCSI_SLOTS,
+    VHD_MAX_GIB,
+    VHDX_MAX_GIB,
+    platform,
+)
+from reconciler.model.quorum import quorum_problem
+from reconciler.model.records import (
+    Cluster,
+    ClusterSharedVolume,
+    Estate,
+    Node,
+    Record,
+    VirtualMachine,
+    VirtualSwitch,
+    kind_of,
+)
+from reconciler.model.vlans import format_vlan_list
+
+Sources = Mapping[tuple[str, str], Document]
+Report = Callable[[Record, tuple[str | int, ...], str, str], None]
+
+
+def check_estate(estate: Estate, sources: Sources, world: bool = False) -> list[ManifestError]:
+    """Every cross-object problem in the estate; ``world`` relaxes rules about intent."""
+    errors: list[ManifestError] = []
+
+    def report(record: Record, path: tuple[str | int, ...], message: str, allowed: str) -> None:
+        doc = sources[(kind_of(record), record.name)]
+        errors.append(doc.error(path, message, allowed))
+
+    _check_references(estate, report)
+    for cluster in estate.clusters.values():
+        _check_cluster(estate, cluster, report, world)
+    for vm in estate.vms.values():
+        _check_vm(estate, vm, report)
+    for volume in estate.volumes.values():
+        if volume.size_gib > volume.lun_size_gib:
+            report(
+                volume,
+                ("spec", "size_gib"),
+                f"volume of {volume.size_gib} GiB is larger than its LUN "
+                f"({volume.lun_size_gib} GiB)",
+                f"size_gib at most lun_size_gib ({volume.lun_size_gib})",
+            )
+    return errors
+
+
+def _ref(
+    report: Report,
+    record: Record,
+    path: tuple[str | int, ...],
+    what: str,
+    name: str,
+    candidates: list[str],
+) -> None:
+    hint = did_you_mean(name, candidates)
+    allowed = one_of(sorted(candidates)) if candidates else f"no {what} is declared"
+    report(record, path, f"unknown {what} '{name}'; {hint}".rstrip("; "), allowed)
+
+
+def _check_references(estate: Estate, report: Report) -> None:
+    clusters = sorted(estate.clusters)
+    owned: list[Node | VirtualSwitch | ClusterSharedVolume | VirtualMachine] = [
+        *estate.nodes.values(),
+        *estate.switches.values(),
+        *estate.volumes.values(),
+        *estate.vms.values(),
+    ]
+    for record in owned:
+        if record.cluster not in estate.clusters:
+            _ref(report, record, ("spec", "cluster"), "cluster", record.cluster, clusters)
+    for cluster in estate.clusters.values():
+        own = sorted(n.name for n in estate.nodes_of(cluster.name))
+        for i, node_name in enumerate(cluster.nodes):
+            node = estate.nodes.get(node_name)
+            if node is None:
+                _ref(report, cluster, ("spec", "nodes", i), "node", node_name, own)
+            elif node.cluster != cluster.name:
+                report(
+                    cluster,
+                    ("spec", "nodes", i),
+                    f"node '{node_name}' says it belongs to cluster '{node.cluster}'",
+                    f"a node whose spec.cluster is '{cluster.name}'",
+                )
+        network_names = [n.name for n in cluster.networks]
+        lm = cluster.live_migration.network
+        if lm is not None and lm not in network_names:
+            _ref(
+                report,
+                cluster,
+                ("spec", "live_migration", "network"),
+                "cluster network",
+                lm,
+                network_names,
+            )
+        if cluster.test_vm is not None:
+            test_vm = estate.vms.get(cluster.test_vm)
+            if test_vm is None or test_vm.cluster != cluster.name:
+                cluster_vms = [v.name for v in estate.vms.values() if v.cluster == cluster.name]
+                _ref(
+                    report,
+                    cluster,
+                    ("spec", "test_vm"),
+                    "VM of this cluster",
+                    cluster.test_vm,
+                    cluster_vms,
+                )
+    for node in estate.nodes.values():
+        node_cluster = estate.clusters.get(node.cluster)
+        if node_cluster is None:
+            continue
+        network_names = [n.name for n in node_cluster.networks]
+        for i, nic in enumerate(node.nics):
+            if nic.network is not None and nic.network not in network_names:
+                _ref(
+                    report,
+                    node,
+                    ("spec", "nics", i, "network"),
+                    "cluster network",
+                    nic.network,
+                    network_names,
+                )
+    for switch in estate.switches.values():
+        if switch.config.type == "external" and not switch.config.uplink_nic:
+            report(
+                switch,
+                ("spec", "uplink_nic"),
+                "an external switch needs an uplink NIC",
+                "uplink_nic: the physical NIC it binds",
+            )
+        if switch.config.type != "external" and switch.config.uplink_nic:
+            report(
+                switch,
+                ("spec", "uplink_nic"),
+                f"a {switch.config.type} switch binds no physical NIC",
+                "remove uplink_nic, or make the switch external",
+            )
+        uplink = switch.config.uplink_nic
+        if uplink and switch.cluster in estate.clusters:
+            for node in estate.nodes_of(switch.cluster):
+                nic_names = [n.name for n in node.nics]
+                if node.nics and uplink not in nic_names:
+                    report(
+                        switch,
+                        ("spec", "uplink_nic"),
+                        f"node '{node.name}' has no NIC '{uplink}'",
+                        one_of(nic_names),
+                    )
+    for vm in estate.vms.values():
+        if vm.cluster not in estate.clusters:
+            continue
+        if vm.node is not None:
+            node = estate.nodes.get(vm.node)
+            members = sorted(estate.clusters[vm.cluster].nodes)
+            if node is None or vm.node not in members:
+                _ref(
+                    report,
+                    vm,
+                    ("spec", "node"),
+                    f"node of cluster '{vm.cluster}'",
+                    vm.node,
+                    members,
+                )
+        switches = sorted(s.name for s in estate.switches_of(vm.cluster))
+        for i, vm_nic in enumerate(vm.nics):
+            if vm_nic.switch not in switches:
+                _ref(
+                    report,
+                    vm,
+                    ("spec", "nics", i, "switch"),
+                    f"switch in cluster '{vm.cluster}'",
+                    vm_nic.switch,
+                    switches,
+                )
+        volumes = sorted(v.name for v in estate.volumes_of(vm.cluster))
+        for i, disk in enumerate(vm.disks):
+            if disk.volume not in volumes:
+                _ref(
+                    report,
+                    vm,
+                    ("spec", "disks", i, "volume"),
+                    f"volume in cluster '{vm.cluster}'",
+                    disk.volume,
+                    volumes,
+                )
+
+
+def _check_cluster(estate: Estate, cluster: Cluster, report: Report, world: bool) -> None:
+    profile = platform(cluster.platform)
+    count = len(cluster.nodes)
+    if count > profile.max_nodes:
+        report(
+            cluster,
+            ("spec", "nodes"),
+            f"{count} nodes is more than platform {cluster.platform} allows",
+            f"at most {profile.max_nodes} nodes",
+        )
+    vms = [vm for vm in estate.vms.values() if vm.cluster == cluster.name]
+    if len(vms) > profile.max_vms_per_cluster:
+        report(
+            cluster,
+            ("spec", "nodes"),
+            f"{len(vms)} VMs is more than platform {cluster.platform} allows in one cluster",
+            f"at most {profile.max_vms_per_cluster} VMs",
+        )
+    problem = quorum_problem(cluster.quorum, count, profile.cloud_witness)
+    if problem:
+        report(
+            cluster,
+            ("spec", "quorum", "mode"),
+            problem,
+            "recommended, or a mode that fits the node count and witness",
+        )
+    members = [estate.nodes[n] for n in cluster.nodes if n in estate.nodes]
+    if members and not world:
+        reference = members[0]
+        for node in members[1:]:
+            if node.hardware.baseline() != reference.hardware.baseline():
+                fields = ("model", "cpu", "firmware", "driver_set", "patch_level")
+                diff = [
+                    f
+                    for f, a, b in zip(
+                        fields, node.hardware.baseline(), reference.hardware.baseline(), strict=True
+                    )
+                    if a != b
+                ]
+                report(
+                    node,
+                    ("spec", "hardware", diff[0]),
+                    f"hardware differs from node '{reference.name}' in {', '.join(diff)}: "
+                    "an unsupported cluster configuration",
+                    "identical model, CPU, firmware, drivers and patches on every node",
+                )
+    if not world and members:
+        largest = max(usable_memory_mib(n, cluster) for n in members)
+        for vm in vms:
+            cost = vm_cost_mib(vm, cluster)
+            if cost > largest:
+                report(
+                    vm,
+                    ("spec", "memory_mib"),
+                    f"needs {cost} MiB with overhead, more than any node of '{cluster.name}' "
+                    f"can give ({largest} MiB usable after the parent reserve)",
+                    f"memory_mib at most about {largest - (cost - vm.memory_mib)}",
+                )
+    pinned: dict[str, int] = defaultdict(int)
+    for vm in vms:
+        if vm.node is not None and vm.node in estate.nodes and vm.power_state == "running":
+            pinned[vm.node] += vm_cost_mib(vm, cluster, estate.nodes[vm.node])
+    for node_name, used in sorted(pinned.items()):
+        usable = usable_memory_mib(estate.nodes[node_name], cluster)
+        if used > usable and not world:
+            report(
+                estate.nodes[node_name],
+                ("spec", "hardware", "memory_mib"),
+                f"VMs pinned here need {used} MiB, more than its {usable} MiB usable",
+                "pin fewer VMs to this node",
+            )
+    groups: dict[str, list[VirtualMachine]] = defaultdict(list)
+    for vm in vms:
+        if vm.anti_affinity_group and vm.anti_affinity_mode == "hard":
+            groups[vm.anti_affinity_group].append(vm)
+    for group, group_vms in sorted(groups.items()):
+        if len(group_vms) > count and count:
+            report(
+                group_vms[-1],
+                ("spec", "anti_affinity_group"),
+                f"hard anti-affinity group '{group}' has {len(group_vms)} VMs but the "
+                f"cluster has {count} nodes",
+                "at most one VM of the group per node",
+            )
+
+
+def _check_vm(estate: Estate, vm: VirtualMachine, report: Report) -> None:
+    cluster = estate.clusters.get(vm.cluster)
+    seen_slots: dict[tuple[str, int, int], str] = {}
+    seen_names: set[str] = set()
+    for i, disk in enumerate(vm.disks):
+        base = ("spec", "disks", i)
+        if disk.name in seen_names:
+            report(
+                vm, (*base, "name"), f"two disks are named '{disk.name}'", "a unique name per disk"
+            )
+        seen_names.add(disk.name)
+        if disk.controller == "ide":
+            if disk.controller_number >= IDE_CONTROLLERS:
+                report(
+                    vm,
+                    (*base, "controller_number"),
+                    f"IDE controller {disk.controller_number} does not exist",
+                    f"IDE controllers 0..{IDE_CONTROLLERS - 1}",
+                )
+            if disk.slot >= IDE_SLOTS:
+                report(
+                    vm,
+                    (*base, "slot"),
+                    f"IDE slot {disk.slot} does not exist",
+                    f"IDE slots 0..{IDE_SLOTS - 1}",
+                )
+            if vm.generation == 2:
+                report(vm, (*base, "controller"), "a generation-2 VM has no IDE controller", "scsi")
+        else:
+            if disk.controller_number >= SCSI_CONTROLLERS:
+                report(
+                    vm,
+                    (*base, "controller_number"),
+                    f"SCSI controller {disk.controller_number} does not exist",
+                    f"SCSI controllers 0..{SCSI_CONTROLLERS - 1}",
+                )
+            if disk.slot >= SCSI_SLOTS:
+                report(
+                    vm,
+                    (*base, "slot"),
+                    f"SCSI slot {disk.slot} does not exist",
+                    f"SCSI slots 0..{SCSI_SLOTS - 1}",
+                )
+        key = (disk.controller, disk.controller_number, disk.slot)
+        if key in seen_slots:
+            report(
+                vm,
+                (*base, "slot"),
+                f"{disk.controller.upper()} {disk.controller_number}:{disk.slot} is already "
+                f"used by disk '{seen_slots[key]}'",
+                "one disk per controller slot",
+            )
+        else:
+            seen_slots[key] = disk.name
+        if disk.format == "vhd" and disk.size_gib > VHD_MAX_GIB:
+            report(
+                vm,
+                (*base, "size_gib"),
+                f"a VHD of {disk.size_gib} GiB is too large",
+                f"VHD at most {VHD_MAX_GIB} GiB; use vhdx for larger disks",
+            )
+        if disk.format == "vhdx" and disk.size_gib > VHDX_MAX_GIB:
+            report(
+                vm,
+                (*base, "size_gib"),
+                f"a VHDX of {disk.size_gib} GiB is too large",
+                f"VHDX at most {VHDX_MAX_GIB} GiB (64 TiB)",
+            )
+        if disk.format == "vhd" and vm.generation == 2:
+            report(vm, (*base, "format"), "a generation-2 VM cannot use a .vhd disk", "vhdx")
+        if disk.format == "vhdx" and cluster and not platform(cluster.platform).vhdx:
+            report(vm, (*base, "format"), f"platform {cluster.platform} has no VHDX", "vhd")
+        if disk.type == "differencing" and not disk.parent:
+            report(
+                vm,
+                (*base, "parent"),
+                "a differencing disk needs a parent disk",
+                "parent: the parent disk's name",
+            )
+    if vm.generation == 2 and cluster is not None and not platform(cluster.platform).generation2:
+        report(
+            vm,
+            ("spec", "generation"),
+            f"platform {cluster.platform} has no generation-2 VMs",
+            "generation: 1",
+        )
+    boot = vm.boot_disk()
+    if vm.generation == 1 and boot is not None and boot.controller != "ide":
+        index = vm.disks.index(boot)
+        report(
+            vm,
+            ("spec", "disks", index, "controller"),
+            f"generation-1 VM boots from disk '{boot.name}' on SCSI",
+            "a generation-1 VM boots from IDE: put the boot disk on ide",
+        )
+    if cluster is None:
+        return
+    for i, nic in enumerate(vm.nics):
+        switch = estate.switches.get(nic.switch)
+        if switch is None or nic.vlan is None:
+            continue
+        cfg = switch.config
+        if cfg.allowed_vlans and nic.vlan not in cfg.allowed_vlans and nic.vlan != cfg.native_vlan:
+            report(
+                vm,
+                ("spec", "nics", i, "vlan"),
+                f"VLAN {nic.vlan} is not allowed on the trunk of switch '{switch.name}'",
+                f"allowed: {format_vlan_list(cfg.allowed_vlans)}",
+            )

@@ -1,0 +1,262 @@
+"""Records written back as manifest documents: for ``observe`` (adopting an estate) and tests.
+
+With ``status=True`` the observed-only facts are written too, so the output is a world file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from reconciler.manifest.schema import API_VERSION
+from reconciler.model.records import (
+    Cluster,
+    ClusterSharedVolume,
+    Estate,
+    Node,
+    Record,
+    SwitchConfig,
+    VirtualMachine,
+    VirtualSwitch,
+    kind_of,
+)
+from reconciler.model.vlans import format_vlan_list
+
+try:
+    _Dumper: type[Any] = yaml.CSafeDumper
+except AttributeError:  # PyYAML without libyaml
+    _Dumper = yaml.SafeDumper
+
+
+def _switch_spec(cfg: SwitchConfig) -> dict[str, Any]:
+    spec: dict[str, Any] = {"type": cfg.type}
+    if cfg.uplink_nic:
+        spec["uplink_nic"] = cfg.uplink_nic
+    spec["management_os"] = cfg.management_os
+    if cfg.allowed_vlans or cfg.native_vlan is not None:
+        trunk: dict[str, Any] = {"allowed": format_vlan_list(cfg.allowed_vlans)}
+        if cfg.native_vlan is not None:
+            trunk["native_vlan"] = cfg.native_vlan
+        spec["vlan_trunk"] = trunk
+    return spec
+
+
+def _cluster(c: Cluster, status: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    quorum: dict[str, Any] = {"mode": c.quorum.mode}
+    witness = {
+        k: v
+        for k, v in (
+            ("disk", c.quorum.witness.disk),
+            ("file_share", c.quorum.witness.file_share),
+            ("cloud_account", c.quorum.witness.cloud_account),
+        )
+        if v
+    }
+    if witness:
+        quorum["witness"] = witness
+    spec: dict[str, Any] = {"platform": c.platform, "nodes": list(c.nodes), "quorum": quorum}
+    if c.networks:
+        spec["networks"] = [
+            {
+                "name": n.name,
+                "roles": list(n.roles),
+                **({"subnet": n.subnet} if n.subnet else {}),
+                "bandwidth_mbps": n.bandwidth_mbps,
+            }
+            for n in c.networks
+        ]
+    lm = {
+        k: v
+        for k, v in (
+            ("network", c.live_migration.network),
+            ("max_parallel_migrations", c.live_migration.max_parallel_migrations),
+        )
+        if v is not None
+    }
+    if lm:
+        spec["live_migration"] = lm
+    spec["placement"] = {
+        "failover_reserve_nodes": c.placement.failover_reserve_nodes,
+        "reserve_policy": c.placement.reserve_policy,
+    }
+    memory = {
+        k: v
+        for k, v in (
+            ("parent_reserve_mib", c.memory.parent_reserve_mib),
+            ("vm_overhead_mib", c.memory.vm_overhead_mib),
+        )
+        if v is not None
+    }
+    if memory:
+        spec["memory"] = memory
+    if c.test_vm:
+        spec["test_vm"] = c.test_vm
+    st: dict[str, Any] = {}
+    if status and c.status.monitoring_maintenance:
+        st["monitoring_maintenance"] = True
+    if status and c.status.pending_nodes:
+        st["pending_nodes"] = sorted(c.status.pending_nodes)
+    return spec, st
+
+
+def _node(n: Node, estate: Estate, status: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    hw = n.hardware
+    spec: dict[str, Any] = {
+        "cluster": n.cluster,
+        "hardware": {
+            "model": hw.model,
+            "cpu": hw.cpu,
+            "memory_mib": hw.memory_mib,
+            "firmware": hw.firmware,
+            "driver_set": hw.driver_set,
+            "patch_level": hw.patch_level,
+            "slat": hw.slat,
+        },
+    }
+    if n.nics:
+        spec["nics"] = [
+            {
+                "name": nic.name,
+                "roles": list(nic.roles),
+                **({"network": nic.network} if nic.network else {}),
+                "speed_mbps": nic.speed_mbps,
+                "offloads": {
+                    "vmq": nic.offloads.vmq,
+                    "jumbo_frames": nic.offloads.jumbo_frames,
+                    "tcp_chimney": nic.offloads.tcp_chimney,
+                },
+            }
+            for nic in n.nics
+        ]
+    spec["maintenance"] = n.maintenance
+    st: dict[str, Any] = {}
+    if status:
+        st["state"] = n.status.state
+        st["luns"] = sorted(n.status.luns)
+        if not n.status.roles_installed:
+            st["roles_installed"] = False
+    return spec, st
+
+
+def _switch(
+    s: VirtualSwitch, estate: Estate, status: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    spec = {"cluster": s.cluster, **_switch_spec(s.config)}
+    st: dict[str, Any] = {}
+    if status:
+        missing: list[str] = []
+        differs: dict[str, Any] = {}
+        for node in estate.nodes_of(s.cluster):
+            host = node.status.switches.get(s.name)
+            if host is None:
+                missing.append(node.name)
+            elif host != s.config:
+                differs[node.name] = _switch_spec(host)
+        if missing:
+            st["missing_on"] = missing
+        if differs:
+            st["differs_on"] = differs
+    return spec, st
+
+
+def _volume(v: ClusterSharedVolume, status: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    spec = {"cluster": v.cluster, "lun_size_gib": v.lun_size_gib, "size_gib": v.size_gib}
+    st: dict[str, Any] = {}
+    if status:
+        if v.status.coordinator:
+            st["coordinator"] = v.status.coordinator
+        if v.status.other_used_gib:
+            st["other_used_gib"] = v.status.other_used_gib
+    return spec, st
+
+
+def _vm(vm: VirtualMachine, status: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    spec: dict[str, Any] = {"cluster": vm.cluster}
+    if vm.node and not status:
+        spec["node"] = vm.node
+    spec.update(
+        {
+            "generation": vm.generation,
+            "memory_mib": vm.memory_mib,
+            "vcpus": vm.vcpus,
+            "power_state": "off" if vm.power_state == "off" else "running",
+            "highly_available": vm.highly_available,
+            "migration_policy": vm.migration_policy,
+        }
+    )
+    if vm.anti_affinity_group:
+        spec["anti_affinity_group"] = vm.anti_affinity_group
+        spec["anti_affinity_mode"] = vm.anti_affinity_mode
+    spec["allow_downtime"] = vm.allow_downtime
+    if vm.nics:
+        spec["nics"] = [
+            {"name": n.name, "switch": n.switch, **({"vlan": n.vlan} if n.vlan else {})}
+            for n in vm.nics
+        ]
+    if vm.disks:
+        spec["disks"] = [
+            {
+                "name": d.name,
+                "controller": d.controller,
+                "controller_number": d.controller_number,
+                "slot": d.slot,
+                "type": d.type,
+                "format": d.format,
+                "size_gib": d.size_gib,
+                "volume": d.volume,
+                **({"boot": True} if d.boot else {}),
+                **({"parent": d.parent} if d.parent else {}),
+                **({"allow_delete": True} if d.allow_delete else {}),
+            }
+            for d in vm.disks
+        ]
+    st: dict[str, Any] = {}
+    if status:
+        if vm.node:
+            st["node"] = vm.node
+        st["power_state"] = vm.power_state
+        st["dirty_rate_mib_s"] = vm.status.dirty_rate_mib_s
+        sizes = {d.name: d.file_size_gib for d in vm.disks if d.file_size_gib is not None}
+        if sizes:
+            st["disk_file_size_gib"] = sizes
+    return spec, st
+
+
+def to_document(record: Record, estate: Estate, status: bool = False) -> dict[str, Any]:
+    if isinstance(record, Cluster):
+        spec, st = _cluster(record, status)
+    elif isinstance(record, Node):
+        spec, st = _node(record, estate, status)
+    elif isinstance(record, VirtualSwitch):
+        spec, st = _switch(record, estate, status)
+    elif isinstance(record, ClusterSharedVolume):
+        spec, st = _volume(record, status)
+    else:
+        spec, st = _vm(record, status)
+    metadata: dict[str, Any] = {"name": record.name}
+    if record.labels:
+        metadata["labels"] = dict(sorted(record.labels.items()))
+    doc: dict[str, Any] = {
+        "apiVersion": API_VERSION,
+        "kind": kind_of(record),
+        "metadata": metadata,
+        "spec": spec,
+    }
+    if st:
+        doc["status"] = st
+    return doc
+
+
+def to_documents(estate: Estate, status: bool = False) -> list[dict[str, Any]]:
+    return [to_document(r, estate, status) for r in estate.records()]
+
+
+def to_yaml(estate: Estate, status: bool = False) -> str:
+    return yaml.dump_all(
+        to_documents(estate, status),
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        explicit_start=True,
+    )

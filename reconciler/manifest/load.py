@@ -1,0 +1,244 @@
+"""Load manifests (desired state) or a world file (observed state) in three layers.
+
+1. YAML syntax, 2. each document against its kind's schema, 3. rules across objects.
+All errors are collected; an estate is returned only when there are none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from reconciler.manifest.build import build_record, switch_config
+from reconciler.manifest.checks import check_estate
+from reconciler.manifest.documents import Document, manifest_files, read_text
+from reconciler.manifest.errors import ManifestError, ManifestLoadError
+from reconciler.manifest.schema import check_document
+from reconciler.model.records import (
+    ClusterSharedVolume,
+    Estate,
+    Node,
+    Record,
+    SwitchConfig,
+    VirtualMachine,
+    frozen_map,
+    kind_of,
+)
+from reconciler.model.vlans import VlanListError
+
+
+@dataclass(slots=True)
+class LoadResult:
+    estate: Estate | None
+    errors: list[ManifestError] = field(default_factory=list)
+    sources: dict[tuple[str, str], Document] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.estate is not None
+
+    def problems(self) -> list[ManifestError]:
+        return [e for e in self.errors if e.severity == "error"]
+
+
+def load_paths(paths: list[str], world: bool = False) -> LoadResult:
+    docs: list[Document] = []
+    errors: list[ManifestError] = []
+    files: list[str] = []
+    for name, path in manifest_files(paths):
+        if path is None:
+            errors.append(
+                ManifestError(
+                    name,
+                    0,
+                    0,
+                    "-",
+                    "-",
+                    "no such file or folder",
+                    "a manifest file or a folder of .yaml files",
+                )
+            )
+            continue
+        files.append(name)
+        file_docs, file_errors = read_text(path.read_text(encoding="utf-8"), name)
+        docs.extend(file_docs)
+        errors.extend(file_errors)
+    if not files and not errors:
+        errors.append(
+            ManifestError(
+                ",".join(paths),
+                0,
+                0,
+                "-",
+                "-",
+                "no manifests found",
+                "files ending in .yaml or .yml",
+            )
+        )
+    return load_documents(docs, errors, files, world)
+
+
+def load_text(text: str, file: str = "<text>", world: bool = False) -> LoadResult:
+    docs, errors = read_text(text, file)
+    return load_documents(docs, errors, [file], world)
+
+
+def require(result: LoadResult) -> Estate:
+    if result.estate is None:
+        raise ManifestLoadError(result.problems())
+    return result.estate
+
+
+def load_documents(
+    docs: list[Document], errors: list[ManifestError], files: list[str], world: bool
+) -> LoadResult:
+    records: list[Record] = []
+    sources: dict[tuple[str, str], Document] = {}
+    statuses: dict[tuple[str, str], dict[str, Any]] = {}
+    for doc in docs:
+        _normalise(doc)
+        doc_errors = check_document(doc)
+        if not world and isinstance(doc.data, dict) and "status" in doc.data:
+            doc_errors.append(
+                doc.error(
+                    ("status",),
+                    "status is observed-only: it belongs in world files",
+                    "apiVersion, kind, metadata, spec",
+                )
+            )
+        errors.extend(doc_errors)
+        if doc_errors:
+            continue
+        key = (doc.kind, doc.name)
+        if key in sources:
+            first = sources[key]
+            line, _ = first.pos(())
+            errors.append(
+                doc.error(
+                    ("metadata", "name"),
+                    f"duplicate {doc.kind} name '{doc.name}'",
+                    f"unique names per kind; first defined at {first.file}:{line}",
+                )
+            )
+            continue
+        try:
+            record = build_record(doc.data)
+        except VlanListError as exc:
+            errors.append(
+                doc.error(
+                    ("spec", "vlan_trunk", "allowed"),
+                    str(exc),
+                    'VLAN ids 1..4094, lists like "10,20,30-40"',
+                )
+            )
+            continue
+        sources[key] = doc
+        statuses[key] = doc.data.get("status") or {}
+        records.append(record)
+    estate = _assemble(records, statuses, world, errors, sources)
+    errors.extend(check_estate(estate, sources, world))
+    errors.sort(key=lambda e: (e.file, e.line, e.col, e.message))
+    ok = not any(e.severity == "error" for e in errors)
+    return LoadResult(estate if ok else None, errors, sources, files)
+
+
+def _normalise(doc: Document) -> None:
+    """Forgive what YAML does to bare values: `platform: 2016` reads as an integer."""
+    data = doc.data
+    if isinstance(data, dict) and data.get("kind") == "Cluster":
+        spec = data.get("spec")
+        if isinstance(spec, dict) and isinstance(spec.get("platform"), int):
+            spec["platform"] = str(spec["platform"])
+
+
+def _assemble(
+    records: list[Record],
+    statuses: dict[tuple[str, str], dict[str, Any]],
+    world: bool,
+    errors: list[ManifestError],
+    sources: dict[tuple[str, str], Document],
+) -> Estate:
+    tables: dict[str, dict[str, Any]] = {
+        "Cluster": {},
+        "Node": {},
+        "VirtualSwitch": {},
+        "ClusterSharedVolume": {},
+        "VirtualMachine": {},
+    }
+    for record in records:
+        tables[kind_of(record)][record.name] = record
+    estate = Estate(
+        clusters=tables["Cluster"],
+        nodes=tables["Node"],
+        switches=tables["VirtualSwitch"],
+        volumes=tables["ClusterSharedVolume"],
+        vms=tables["VirtualMachine"],
+    )
+    if not world:
+        return estate
+    return _observed_facts(estate, statuses, errors, sources)
+
+
+def _observed_facts(
+    estate: Estate,
+    statuses: dict[tuple[str, str], dict[str, Any]],
+    errors: list[ManifestError],
+    sources: dict[tuple[str, str], Document],
+) -> Estate:
+    """A world file states per-host facts as exceptions; spell them out for every node."""
+    nodes: dict[str, Node] = {}
+    for name, node in estate.nodes.items():
+        cluster = estate.clusters.get(node.cluster)
+        host_switches: dict[str, SwitchConfig] = {}
+        for switch in estate.switches_of(node.cluster):
+            status = statuses[("VirtualSwitch", switch.name)]
+            if name in (status.get("missing_on") or ()):
+                continue
+            override = (status.get("differs_on") or {}).get(name)
+            if override is not None:
+                host_switches[switch.name] = switch_config(
+                    {
+                        "type": switch.config.type,
+                        "uplink_nic": switch.config.uplink_nic,
+                        "management_os": switch.config.management_os,
+                        **override,
+                    }
+                )
+            else:
+                host_switches[switch.name] = switch.config
+        node_status = statuses[("Node", name)]
+        if "luns" in node_status:
+            luns = node.status.luns
+        elif cluster is not None and name in cluster.nodes:
+            luns = frozenset(v.name for v in estate.volumes_of(node.cluster))
+        else:
+            luns = frozenset()
+        nodes[name] = replace(
+            node, status=replace(node.status, switches=frozen_map(host_switches), luns=luns)
+        )
+    volumes: dict[str, ClusterSharedVolume] = {}
+    for name, volume in estate.volumes.items():
+        cluster = estate.clusters.get(volume.cluster)
+        coordinator = volume.status.coordinator
+        if coordinator is None and cluster is not None and cluster.nodes:
+            coordinator = cluster.nodes[0]
+        volumes[name] = replace(volume, status=replace(volume.status, coordinator=coordinator))
+    vms: dict[str, VirtualMachine] = {}
+    for name, vm in estate.vms.items():
+        if vm.node is None:
+            doc = sources[("VirtualMachine", name)]
+            errors.append(
+                doc.error(
+                    ("status",),
+                    "a world VM must say where it is",
+                    "status.node: the node it is registered on",
+                )
+            )
+        vms[name] = vm
+    return replace(estate, nodes=nodes, volumes=volumes, vms=vms)
+
+
+def read_world_file(path: str | Path) -> LoadResult:
+    return load_paths([str(path)], world=True)

@@ -1,0 +1,163 @@
+"""Schema layer: each document checked against its kind's JSON Schema in ``schemas/``.
+
+jsonschema's messages are rewritten into ours: the field that is wrong (an unknown key points
+at the key itself), what is wrong, and what is allowed, with a did-you-mean for typos.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from reconciler.manifest.documents import Document
+from reconciler.manifest.errors import ManifestError, did_you_mean, one_of
+from reconciler.model.records import KINDS
+
+API_VERSION = "reconciler/v1"
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+SCHEMA_FILES = {kind: f"{kind.lower()}.schema.json" for kind in KINDS}
+
+
+@cache
+def schema_for(kind: str) -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads((SCHEMA_DIR / SCHEMA_FILES[kind]).read_text())
+    return schema
+
+
+@cache
+def validator_for(kind: str) -> Draft202012Validator:
+    return Draft202012Validator(schema_for(kind))
+
+
+def _describe(value: Any) -> str:
+    names = {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "list",
+        dict: "mapping",
+        type(None): "null",
+    }
+    text = repr(value) if not isinstance(value, dict | list) else names[type(value)]
+    return (
+        f"{names.get(type(value), type(value).__name__)} {text}"
+        if isinstance(value, bool | int | float | str)
+        else text
+    )
+
+
+def _allowed_text(schema: dict[str, Any]) -> str:
+    return str(schema.get("description", "")).rstrip(".")
+
+
+def _translate(doc: Document, err: ValidationError) -> list[ManifestError]:
+    path = tuple(err.absolute_path)
+    schema: dict[str, Any] = err.schema if isinstance(err.schema, dict) else {}
+    value: Any = err.instance
+    kind = err.validator
+    expected_value: Any = err.validator_value
+    if kind == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        extras = sorted(k for k in value if k not in schema.get("properties", {}))
+        out = []
+        for key in extras:
+            hint = did_you_mean(str(key), allowed)
+            out.append(
+                doc.error(
+                    (*path, key),
+                    f"unknown field '{key}'; {hint}".rstrip("; "),
+                    f"allowed: {', '.join(allowed)}",
+                )
+            )
+        return out
+    if kind == "required":
+        missing = [k for k in expected_value if k not in value]
+        out = []
+        props = schema.get("properties", {})
+        for key in missing:
+            desc = _allowed_text(props.get(key, {}))
+            out.append(
+                doc.error(
+                    path,
+                    f"missing required field '{key}'",
+                    f"{key}: {desc}" if desc else f"add {key}",
+                )
+            )
+        return out
+    if kind == "enum":
+        values = [str(v) for v in expected_value]
+        hint = did_you_mean(str(value), values)
+        return [doc.error(path, f"{value!r} is not allowed; {hint}".rstrip("; "), one_of(values))]
+    if kind == "const":
+        return [doc.error(path, f"{value!r} is not allowed", f"must be {expected_value}")]
+    if kind == "type":
+        expected = expected_value
+        expected_text = " or ".join(expected) if isinstance(expected, list) else str(expected)
+        desc = _allowed_text(schema)
+        return [
+            doc.error(
+                path,
+                f"expected {expected_text}, got {_describe(value)}",
+                f"{expected_text}: {desc}" if desc else expected_text,
+            )
+        ]
+    if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        low = schema.get("minimum", schema.get("exclusiveMinimum"))
+        high = schema.get("maximum", schema.get("exclusiveMaximum"))
+        bounds = f"{low if low is not None else ''}..{high if high is not None else ''}"
+        word = "small" if kind in ("minimum", "exclusiveMinimum") else "large"
+        return [doc.error(path, f"{value} is too {word}", f"{bounds}: {_allowed_text(schema)}")]
+    if kind == "pattern":
+        return [doc.error(path, f"{value!r} is not a valid value", _allowed_text(schema))]
+    if kind == "oneOf":
+        return [doc.error(path, f"{_describe(value)} is not a valid value", _allowed_text(schema))]
+    if kind == "uniqueItems":
+        return [doc.error(path, "the list repeats an item", "each item once")]
+    if kind == "minItems":
+        return [
+            doc.error(
+                path,
+                "the list is empty",
+                f"at least {expected_value} item(s): {_allowed_text(schema)}",
+            )
+        ]
+    return [doc.error(path, err.message, _allowed_text(schema))]
+
+
+def check_document(doc: Document) -> list[ManifestError]:
+    """apiVersion, kind, then the kind's schema; every problem, not just the first."""
+    data = doc.data
+    if not isinstance(data, dict):
+        return [
+            doc.error(
+                (),
+                f"a manifest must be a mapping, got {_describe(data)}",
+                "apiVersion, kind, metadata, spec",
+            )
+        ]
+    errors: list[ManifestError] = []
+    api = data.get("apiVersion")
+    if api != API_VERSION:
+        what = "missing apiVersion" if api is None else f"unknown apiVersion {api!r}"
+        errors.append(doc.error(("apiVersion",), what, f"must be {API_VERSION}"))
+    kind = data.get("kind")
+    if kind not in KINDS:
+        what = "missing kind" if kind is None else f"unknown kind {kind!r}"
+        hint = did_you_mean(str(kind), KINDS) if kind is not None else ""
+        errors.append(doc.error(("kind",), f"{what}; {hint}".rstrip("; "), one_of(KINDS)))
+        return errors
+    if errors:
+        return errors
+    found = sorted(
+        validator_for(kind).iter_errors(data),
+        key=lambda e: (doc.pos(tuple(e.absolute_path)), str(e.validator)),
+    )
+    for err in found:
+        errors.extend(_translate(doc, err))
+    return errors

@@ -1,0 +1,57 @@
+"""Memory accounting: what a host can give to VMs and what each VM really costs.
+
+A host keeps a parent-partition reserve; each VM costs its memory plus an overhead that grows
+with its size (DOMAIN.md section 7). Both come from the platform profile, overridable per cluster.
+"""
+
+from __future__ import annotations
+
+import math
+
+from reconciler.model.platforms import platform
+from reconciler.model.records import Cluster, Estate, Node, VirtualMachine
+
+
+def parent_reserve_mib(cluster: Cluster) -> int:
+    if cluster.memory.parent_reserve_mib is not None:
+        return cluster.memory.parent_reserve_mib
+    return platform(cluster.platform).parent_reserve_mib
+
+
+def usable_memory_mib(node: Node, cluster: Cluster) -> int:
+    """Memory a host can give to VMs (and their overhead) after the parent reserve."""
+    return max(0, node.hardware.memory_mib - parent_reserve_mib(cluster))
+
+
+def vm_overhead_mib(memory_mib: int, cluster: Cluster, slat: bool = True) -> int:
+    if cluster.memory.vm_overhead_mib is not None:
+        return cluster.memory.vm_overhead_mib
+    profile = platform(cluster.platform)
+    extra_gib = max(0, math.ceil(memory_mib / 1024) - 1)
+    overhead = profile.vm_overhead_base_mib + profile.vm_overhead_per_gib_mib * extra_gib
+    return overhead - (profile.slat_saving_mib if slat else 0)
+
+
+def vm_cost_mib(vm: VirtualMachine, cluster: Cluster, node: Node | None = None) -> int:
+    """What a running VM takes from its host: memory plus overhead."""
+    slat = node.hardware.slat if node is not None else True
+    return vm.memory_mib + vm_overhead_mib(vm.memory_mib, cluster, slat)
+
+
+def used_memory_mib(estate: Estate, node_name: str) -> int:
+    """Memory taken on a host by the VMs running there (off VMs take none)."""
+    node = estate.nodes[node_name]
+    cluster = estate.clusters.get(node.cluster)
+    if cluster is None:
+        return 0
+    return sum(
+        vm_cost_mib(vm, cluster, node)
+        for vm in estate.vms_on(node_name)
+        if vm.power_state == "running"
+    )
+
+
+def free_memory_mib(estate: Estate, node_name: str) -> int:
+    node = estate.nodes[node_name]
+    cluster = estate.clusters[node.cluster]
+    return usable_memory_mib(node, cluster) - used_memory_mib(estate, node_name)

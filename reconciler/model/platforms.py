@@ -1,0 +1,51 @@
+"""Platform profiles: per-release limits and capabilities, loaded from ``platforms.yaml``.
+
+Code asks the profile ("may this disk be resized online?") instead of testing release names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+# Storage limits that do not vary by release (DOMAIN.md section 6).
+VHD_MAX_GIB = 2040
+VHDX_MAX_GIB = 64 * 1024
+IDE_CONTROLLERS = 2
+IDE_SLOTS = 2
+SCSI_CONTROLLERS = 4
+SCSI_SLOTS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Platform:
+    name: str
+    max_nodes: int
+    max_vms_per_cluster: int
+    max_running_vms_per_node: int
+    live_migration_max_passes: int
+    default_max_parallel_migrations: int
+    online_vhd_resize: bool
+    vhdx: bool
+    generation2: bool
+    cloud_witness: bool
+    parent_reserve_mib: int
+    vm_overhead_base_mib: int
+    vm_overhead_per_gib_mib: int
+    slat_saving_mib: int
+
+
+@cache
+def profiles() -> dict[str, Platform]:
+    raw = yaml.safe_load(Path(__file__).with_name("platforms.yaml").read_text())
+    return {name: Platform(name=name, **fields) for name, fields in raw.items()}
+
+
+PLATFORM_NAMES: tuple[str, ...] = ("2008r2", "2012r2", "2016", "2019", "2022", "2025")
+
+
+def platform(name: str) -> Platform:
+    return profiles()[name]

@@ -1,0 +1,372 @@
+"""Frozen typed records of a Hyper-V estate, shared by desired and observed state.
+
+The same types describe what the manifests ask for and what a provider observes; the
+observed-only facts (where a VM runs, what each host's switch really looks like, which
+LUNs a node sees) live in the ``*Status`` records and are empty in desired state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Literal, TypeVar
+
+PlatformName = Literal["2008r2", "2012r2", "2016", "2019", "2022", "2025"]
+QuorumMode = Literal[
+    "recommended",
+    "node_majority",
+    "node_and_disk_majority",
+    "node_and_file_share_majority",
+    "disk_only",
+    "cloud_witness",
+]
+NetworkRole = Literal["management", "heartbeat", "live_migration", "vm", "iscsi"]
+SwitchType = Literal["external", "internal", "private"]
+Controller = Literal["ide", "scsi"]
+DiskType = Literal["fixed", "dynamic", "differencing"]
+DiskFormat = Literal["vhd", "vhdx"]
+PowerState = Literal["running", "off", "saved"]
+MigrationPolicy = Literal["live", "quick", "offline", "never"]
+AntiAffinityMode = Literal["soft", "hard"]
+NodeState = Literal["up", "down"]
+ReservePolicy = Literal["warn", "block"]
+
+EMPTY: Mapping[str, object] = MappingProxyType({})
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def frozen_map(items: Mapping[K, V] | None = None) -> Mapping[K, V]:
+    """A read-only mapping, so records stay immutable all the way down."""
+    return MappingProxyType(dict(items or {}))
+
+
+# --- cluster ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Witness:
+    disk: str | None = None
+    file_share: str | None = None
+    cloud_account: str | None = None
+
+    @property
+    def kind(self) -> str | None:
+        if self.disk:
+            return "disk"
+        if self.file_share:
+            return "file_share"
+        if self.cloud_account:
+            return "cloud"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Quorum:
+    mode: QuorumMode = "recommended"
+    witness: Witness = field(default_factory=Witness)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterNetwork:
+    name: str
+    roles: tuple[NetworkRole, ...]
+    bandwidth_mbps: int = 1000
+    subnet: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LiveMigrationSettings:
+    network: str | None = None
+    max_parallel_migrations: int | None = None  # None: the platform default
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementPolicy:
+    failover_reserve_nodes: int = 1  # N+1 by default; 0 turns the reserve off
+    reserve_policy: ReservePolicy = "warn"
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryPolicy:
+    parent_reserve_mib: int | None = None  # None: the platform default
+    vm_overhead_mib: int | None = None  # None: the platform formula
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterStatus:
+    """Observed only."""
+
+    monitoring_maintenance: bool = False
+    pending_nodes: frozenset[str] = frozenset()  # joined, not yet tested and validated
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    name: str
+    platform: PlatformName
+    nodes: tuple[str, ...]
+    quorum: Quorum = field(default_factory=Quorum)
+    networks: tuple[ClusterNetwork, ...] = ()
+    live_migration: LiveMigrationSettings = field(default_factory=LiveMigrationSettings)
+    placement: PlacementPolicy = field(default_factory=PlacementPolicy)
+    memory: MemoryPolicy = field(default_factory=MemoryPolicy)
+    test_vm: str | None = None
+    labels: Mapping[str, str] = field(default_factory=frozen_map)
+    status: ClusterStatus = field(default_factory=ClusterStatus)
+
+
+# --- node ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hardware:
+    model: str
+    cpu: str
+    memory_mib: int
+    firmware: str
+    driver_set: str
+    patch_level: str
+    slat: bool = True
+
+    def baseline(self) -> tuple[str, str, str, str, str]:
+        """What must be identical across a cluster's nodes (memory may differ)."""
+        return (self.model, self.cpu, self.firmware, self.driver_set, self.patch_level)
+
+
+@dataclass(frozen=True, slots=True)
+class Offloads:
+    vmq: bool = False
+    jumbo_frames: bool = False
+    tcp_chimney: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NodeNic:
+    name: str
+    roles: tuple[NetworkRole, ...]
+    network: str | None = None
+    speed_mbps: int = 1000
+    offloads: Offloads = field(default_factory=Offloads)
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchConfig:
+    """One host's copy of a virtual switch: what must be identical on every node."""
+
+    type: SwitchType
+    uplink_nic: str | None
+    management_os: bool
+    allowed_vlans: frozenset[int]
+    native_vlan: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """Observed only: the host's own switches and LUNs, and whether it is up."""
+
+    state: NodeState = "up"
+    switches: Mapping[str, SwitchConfig] = field(default_factory=frozen_map)
+    luns: frozenset[str] = frozenset()
+    roles_installed: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    name: str
+    cluster: str
+    hardware: Hardware
+    nics: tuple[NodeNic, ...] = ()
+    maintenance: bool = False  # desired: drained and kept drained; observed: paused
+    labels: Mapping[str, str] = field(default_factory=frozen_map)
+    status: NodeStatus = field(default_factory=NodeStatus)
+
+
+# --- switches and volumes ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualSwitch:
+    name: str
+    cluster: str
+    config: SwitchConfig
+    labels: Mapping[str, str] = field(default_factory=frozen_map)
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeStatus:
+    coordinator: str | None = None
+    other_used_gib: float = 0.0  # space used by files the reconciler does not manage
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSharedVolume:
+    name: str
+    cluster: str
+    lun_size_gib: int
+    size_gib: int
+    labels: Mapping[str, str] = field(default_factory=frozen_map)
+    status: VolumeStatus = field(default_factory=VolumeStatus)
+
+
+# --- virtual machines ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VmNic:
+    name: str
+    switch: str
+    vlan: int | None = None  # None: untagged
+
+
+@dataclass(frozen=True, slots=True)
+class Disk:
+    name: str
+    controller: Controller
+    controller_number: int
+    slot: int
+    type: DiskType
+    format: DiskFormat
+    size_gib: int
+    volume: str
+    allow_delete: bool = False
+    boot: bool = False
+    parent: str | None = None
+    file_size_gib: float | None = None  # observed: space the file takes on its volume
+
+    def used_gib(self) -> float:
+        """Space on the volume: a fixed disk takes its size, others what they have grown to."""
+        if self.file_size_gib is not None:
+            return self.file_size_gib
+        return float(self.size_gib) if self.type == "fixed" else self.size_gib * 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class VmStatus:
+    dirty_rate_mib_s: float = 8.0  # pages dirtied per second while running (simulator physics)
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualMachine:
+    name: str
+    cluster: str
+    memory_mib: int
+    vcpus: int
+    generation: int = 2
+    node: str | None = None  # desired: optional pin; observed: the host it runs on
+    power_state: PowerState = "running"
+    highly_available: bool = True
+    migration_policy: MigrationPolicy = "live"
+    anti_affinity_group: str | None = None
+    anti_affinity_mode: AntiAffinityMode = "soft"
+    allow_downtime: bool = False
+    nics: tuple[VmNic, ...] = ()
+    disks: tuple[Disk, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=frozen_map)
+    status: VmStatus = field(default_factory=VmStatus)
+
+    def boot_disk(self) -> Disk | None:
+        marked = [d for d in self.disks if d.boot]
+        if marked:
+            return marked[0]
+        return self.disks[0] if self.disks else None
+
+    def disk(self, name: str) -> Disk | None:
+        for d in self.disks:
+            if d.name == name:
+                return d
+        return None
+
+    def volumes(self) -> frozenset[str]:
+        return frozenset(d.volume for d in self.disks)
+
+
+# --- the estate --------------------------------------------------------------------------------
+
+Record = Cluster | Node | VirtualSwitch | ClusterSharedVolume | VirtualMachine
+
+KINDS: tuple[str, ...] = (
+    "Cluster",
+    "Node",
+    "VirtualSwitch",
+    "ClusterSharedVolume",
+    "VirtualMachine",
+)
+
+
+def kind_of(record: Record) -> str:
+    return type(record).__name__
+
+
+@dataclass(frozen=True, slots=True)
+class Estate:
+    """Every object, keyed by name within its kind (names are unique per kind)."""
+
+    clusters: Mapping[str, Cluster] = field(default_factory=frozen_map)
+    nodes: Mapping[str, Node] = field(default_factory=frozen_map)
+    switches: Mapping[str, VirtualSwitch] = field(default_factory=frozen_map)
+    volumes: Mapping[str, ClusterSharedVolume] = field(default_factory=frozen_map)
+    vms: Mapping[str, VirtualMachine] = field(default_factory=frozen_map)
+
+    def table(self, kind: str) -> Mapping[str, Record]:
+        tables: dict[str, Mapping[str, Record]] = {
+            "Cluster": self.clusters,
+            "Node": self.nodes,
+            "VirtualSwitch": self.switches,
+            "ClusterSharedVolume": self.volumes,
+            "VirtualMachine": self.vms,
+        }
+        return tables[kind]
+
+    def records(self) -> list[Record]:
+        out: list[Record] = []
+        for kind in KINDS:
+            table = self.table(kind)
+            out.extend(table[name] for name in sorted(table))
+        return out
+
+    def of_cluster(self, cluster: str) -> Estate:
+        """The slice of the estate that belongs to one cluster (plans are per cluster)."""
+        return Estate(
+            clusters={k: v for k, v in self.clusters.items() if k == cluster},
+            nodes={k: v for k, v in self.nodes.items() if v.cluster == cluster},
+            switches={k: v for k, v in self.switches.items() if v.cluster == cluster},
+            volumes={k: v for k, v in self.volumes.items() if v.cluster == cluster},
+            vms={k: v for k, v in self.vms.items() if v.cluster == cluster},
+        )
+
+    def nodes_of(self, cluster: str) -> list[Node]:
+        return [self.nodes[n] for n in sorted(self.nodes) if self.nodes[n].cluster == cluster]
+
+    def vms_on(self, node: str) -> list[VirtualMachine]:
+        return [vm for _, vm in sorted(self.vms.items()) if vm.node == node]
+
+    def switches_of(self, cluster: str) -> list[VirtualSwitch]:
+        return [s for _, s in sorted(self.switches.items()) if s.cluster == cluster]
+
+    def volumes_of(self, cluster: str) -> list[ClusterSharedVolume]:
+        return [v for _, v in sorted(self.volumes.items()) if v.cluster == cluster]
+
+    def with_record(self, record: Record) -> Estate:
+        return self._with(kind_of(record), record.name, record)
+
+    def without(self, kind: str, name: str) -> Estate:
+        return self._with(kind, name, None)
+
+    def _with(self, kind: str, name: str, record: Record | None) -> Estate:
+        attr = {
+            "Cluster": "clusters",
+            "Node": "nodes",
+            "VirtualSwitch": "switches",
+            "ClusterSharedVolume": "volumes",
+            "VirtualMachine": "vms",
+        }[kind]
+        table = dict(getattr(self, attr))
+        if record is None:
+            table.pop(name, None)
+        else:
+            table[name] = record
+        return replace(self, **{attr: table})
