@@ -1,0 +1,87 @@
+"""Actions: the verbs a plan is made of, as plain typed values that serialise to JSON.
+
+An action names its type, its target, and parameters; what it does to the world is in
+``rules``. ``reason`` is for display only and never drives an apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ActionType = Literal[
+    "begin_monitoring_maintenance",
+    "match_vswitch",
+    "set_vlan_trunk",
+    "present_storage",
+    "add_node",
+    "update_quorum",
+    "test_live_migration",
+    "validate_cluster",
+    "end_monitoring_maintenance",
+    "drain_node",
+    "resume_node",
+    "migrate_vm",
+    "extend_lun",
+    "extend_volume",
+    "extend_vhd",
+    "add_disk",
+    "detach_disk",
+    "convert_disk",
+    "set_vm",
+    "stop_vm",
+    "start_vm",
+]
+ACTION_TYPES: tuple[str, ...] = ActionType.__args__  # type: ignore[attr-defined]
+
+Disruption = Literal["none", "online", "live-migration", "downtime", "reboot"]
+DISRUPTION_ORDER: tuple[Disruption, ...] = (
+    "none",
+    "online",
+    "live-migration",
+    "downtime",
+    "reboot",
+)
+
+# What each action costs the workloads, by type (migrate_vm depends on its method).
+DISRUPTION: dict[str, Disruption] = {
+    "begin_monitoring_maintenance": "none",
+    "end_monitoring_maintenance": "none",
+    "match_vswitch": "online",
+    "set_vlan_trunk": "online",
+    "present_storage": "none",
+    "add_node": "online",
+    "update_quorum": "online",
+    "test_live_migration": "live-migration",
+    "validate_cluster": "none",
+    "drain_node": "online",
+    "resume_node": "online",
+    "migrate_vm": "live-migration",
+    "extend_lun": "none",
+    "extend_volume": "online",
+    "extend_vhd": "online",
+    "add_disk": "online",
+    "detach_disk": "online",
+    "convert_disk": "downtime",
+    "set_vm": "downtime",
+    "stop_vm": "downtime",
+    "start_vm": "online",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    id: str
+    type: ActionType
+    target: str  # "Kind/name" of the object the action changes
+    cluster: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    depends_on: tuple[str, ...] = ()
+    disruption: Disruption = "none"
+    reason: str = ""
+    changes: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)
+    estimate_seconds: float = 0.0
+
+    def param(self, name: str) -> Any:
+        return self.params[name]
