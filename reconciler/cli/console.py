@@ -9,7 +9,9 @@ from rich.console import Console
 
 class Output:
     def __init__(self) -> None:
-        self.console = Console(highlight=False)
+        # Plain output (pipes, CI logs) gets a wide page so tables do not wrap.
+        wide = None if sys.stdout.isatty() else 120
+        self.console = Console(highlight=False, width=wide)
         self.err = Console(stderr=True, highlight=False)
         self.interactive = sys.stdout.isatty()
 

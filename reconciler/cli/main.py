@@ -14,7 +14,10 @@ import click
 
 from reconciler import __version__
 from reconciler.cli.console import Output
+from reconciler.cli.sim_commands import sim
 from reconciler.manifest.load import load_paths
+from reconciler.providers.base import Provider, ProviderError
+from reconciler.providers.registry import open_provider
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -30,6 +33,13 @@ class Context:
         self.provider = provider
         self.log_format = log_format
         self.out = Output()
+
+    def provider_instance(self) -> Provider:
+        try:
+            return open_provider(self.provider, self.state_dir)
+        except ProviderError as exc:
+            self.out.error(str(exc))
+            raise SystemExit(EXIT_ERROR) from exc
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -119,11 +129,43 @@ def validate(obj: Context, paths: tuple[str, ...], fmt: str) -> None:
         raise SystemExit(EXIT_ERROR)
 
 
+@cli.command()
+@click.option(
+    "--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True
+)
+@click.option(
+    "--status/--no-status",
+    default=False,
+    show_default=True,
+    help="Include observed-only facts (a world file); without them, manifests.",
+)
+@click.pass_obj
+def observe(obj: Context, fmt: str, status: bool) -> None:
+    """Print the observed estate as manifests: also the way to adopt an existing estate."""
+    from reconciler.manifest.dump import to_documents, to_yaml
+
+    provider = obj.provider_instance()
+    try:
+        estate = provider.observe()
+    finally:
+        provider.close()
+    if fmt == "json":
+        click.echo(json.dumps(to_documents(estate, status=status), indent=2))
+    else:
+        click.echo(to_yaml(estate, status=status), nl=False)
+
+
+cli.add_command(sim)
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         code = cli.main(args=argv, prog_name="reconciler", standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
+    except ProviderError as exc:
+        click.echo(f"error: {exc}", err=True)
+        code = EXIT_ERROR
     except click.ClickException as exc:
         exc.show()
         code = EXIT_ERROR

@@ -1,0 +1,352 @@
+"""``reconciler sim ...``: create, show, disturb and generate simulated estates."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from reconciler.manifest.load import load_paths
+from reconciler.model.capacity import usable_memory_mib, used_memory_mib
+from reconciler.model.migration import LiveMigrationInputs, closed_form, simulate_live
+from reconciler.model.platforms import PLATFORM_NAMES, platform
+from reconciler.model.quorum import failures_tolerated, has_quorum, members_up
+from reconciler.model.records import Estate
+from reconciler.model.rules import volume_used_gib
+from reconciler.model.vlans import format_vlan_list
+from reconciler.providers.base import ProviderError
+from reconciler.providers.sim.drift import DRIFT_KINDS, DriftError, make_drift
+from reconciler.providers.sim.provider import SimProvider
+
+if TYPE_CHECKING:
+    from reconciler.cli.main import Context
+
+EXIT_ERROR = 1
+
+
+def _sim(obj: Context) -> SimProvider:
+    return SimProvider(state_dir=obj.state_dir)
+
+
+@click.group()
+def sim() -> None:
+    """The embedded simulator: a Hyper-V estate with real rules, in the state directory."""
+
+
+@sim.command("init")
+@click.argument("world", type=click.Path(exists=True, dir_okay=True, path_type=Path))
+@click.pass_obj
+def sim_init(obj: Context, world: Path) -> None:
+    """Create the simulated world from WORLD.yaml (manifests plus observed-only status).
+
+    Replaces any world already in the state directory.
+    """
+    result = load_paths([str(world)], world=True)
+    for err in result.errors:
+        click.echo(str(err))
+    if result.estate is None:
+        obj.out.error(f"{len(result.problems())} error(s) in the world file; no world created")
+        raise SystemExit(EXIT_ERROR)
+    provider = _sim(obj)
+    replaced = provider.store.exists
+    provider.init_world(result.estate, str(world))
+    provider.close()
+    counts = ", ".join(
+        f"{len(result.estate.table(k))} {label}"
+        for k, label in (
+            ("Cluster", "cluster(s)"),
+            ("Node", "node(s)"),
+            ("VirtualMachine", "VM(s)"),
+        )
+    )
+    verb = "replaced the world" if replaced else "created a world"
+    obj.out.ok(f"{verb} in {obj.state_dir} from {world}: {counts}")
+
+
+@sim.command("show")
+@click.pass_obj
+def sim_show(obj: Context) -> None:
+    """A readable summary: nodes, memory use, VMs per node, switches, volumes, quorum."""
+    provider = _sim(obj)
+    try:
+        estate = provider.observe()
+        clock = provider.clock()
+    except ProviderError as exc:
+        obj.out.error(str(exc))
+        raise SystemExit(EXIT_ERROR) from exc
+    finally:
+        provider.close()
+    console = obj.out.console
+    console.print(f"Simulated time: {clock:.1f} s")
+    for cluster in estate.clusters.values():
+        render_cluster(console, estate, cluster.name)
+
+
+def render_cluster(console: Console, estate: Estate, cluster_name: str) -> None:
+    cluster = estate.clusters[cluster_name]
+    up = members_up(estate, cluster)
+    quorum_ok = has_quorum(cluster.quorum.mode, len(cluster.nodes), up)
+    witness = cluster.quorum.witness.kind or "none"
+    console.print(
+        f"\n[bold]Cluster {cluster.name}[/bold] (platform {cluster.platform}): "
+        f"{len(cluster.nodes)} member(s), {up} up; quorum {cluster.quorum.mode} "
+        f"(witness: {witness}), {'OK' if quorum_ok else 'LOST'}, survives "
+        f"{failures_tolerated(cluster.quorum.mode, len(cluster.nodes))} failure(s)"
+    )
+    nodes = Table(title=None, show_lines=False)
+    for col in ("node", "member", "state", "memory used / usable (MiB)", "VMs", "patch"):
+        nodes.add_column(col)
+    for node in estate.nodes_of(cluster.name):
+        vms = estate.vms_on(node.name)
+        running = [vm.name for vm in vms if vm.power_state == "running"]
+        off = [vm.name + " (off)" for vm in vms if vm.power_state != "running"]
+        member = "yes" if node.name in cluster.nodes else "no"
+        if node.name in cluster.status.pending_nodes:
+            member = "pending"
+        state = node.status.state + (", paused" if node.maintenance else "")
+        used = used_memory_mib(estate, node.name)
+        usable = usable_memory_mib(node, cluster)
+        pct = f" {100 * used / usable:.0f}%" if usable else ""
+        nodes.add_row(
+            node.name,
+            member,
+            state,
+            f"{used} / {usable}{pct}",
+            ", ".join(running + off) or "-",
+            node.hardware.patch_level,
+        )
+    console.print(nodes)
+    switches = Table()
+    for col in ("switch", "type", "trunk (cluster)", "differences by node"):
+        switches.add_column(col)
+    for switch in estate.switches_of(cluster.name):
+        diffs = []
+        for node in estate.nodes_of(cluster.name):
+            host = node.status.switches.get(switch.name)
+            if host is None:
+                diffs.append(f"{node.name}: missing")
+            elif host != switch.config:
+                diffs.append(f"{node.name}: {format_vlan_list(host.allowed_vlans)}")
+        switches.add_row(
+            switch.name,
+            switch.config.type,
+            format_vlan_list(switch.config.allowed_vlans) or "-",
+            "; ".join(diffs) or "identical",
+        )
+    console.print(switches)
+    volumes = Table()
+    for col in ("volume", "LUN GiB", "volume GiB", "used GiB", "coordinator"):
+        volumes.add_column(col)
+    for volume in estate.volumes_of(cluster.name):
+        volumes.add_row(
+            volume.name,
+            str(volume.lun_size_gib),
+            str(volume.size_gib),
+            f"{volume_used_gib(estate, volume.name):.0f}",
+            volume.status.coordinator or "-",
+        )
+    console.print(volumes)
+
+
+@sim.command("estimate-migration")
+@click.option("--memory-mib", type=float, required=True, help="VM memory (MiB).")
+@click.option("--dirty-mib-s", type=float, required=True, help="Rate the VM dirties memory.")
+@click.option("--bandwidth-mib-s", type=float, required=True, help="Live-migration bandwidth.")
+@click.option(
+    "--max-passes",
+    type=int,
+    default=None,
+    help="Pass cap (default: the platform's, 10 on 2008r2, 5 later).",
+)
+@click.option(
+    "--threshold-kib",
+    type=float,
+    default=256.0,
+    show_default=True,
+    help="Stop pre-copy when the dirty remainder is at most this.",
+)
+@click.option("--setup-seconds", type=float, default=0.0, show_default=True)
+@click.option("--resume-seconds", type=float, default=0.0, show_default=True)
+@click.option(
+    "--platform",
+    "platform_name",
+    type=click.Choice(PLATFORM_NAMES),
+    default="2008r2",
+    show_default=True,
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def estimate_migration(
+    memory_mib: float,
+    dirty_mib_s: float,
+    bandwidth_mib_s: float,
+    max_passes: int | None,
+    threshold_kib: float,
+    setup_seconds: float,
+    resume_seconds: float,
+    platform_name: str,
+    as_json: bool,
+) -> None:
+    """Estimate one live migration with the simulator's pass-by-pass model."""
+    passes = (
+        max_passes if max_passes is not None else platform(platform_name).live_migration_max_passes
+    )
+    try:
+        inputs = LiveMigrationInputs(
+            memory_mib,
+            dirty_mib_s,
+            bandwidth_mib_s,
+            passes,
+            threshold_kib,
+            setup_seconds,
+            resume_seconds,
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    est = simulate_live(inputs)
+    lam = inputs.dirty_ratio
+    formula = closed_form(inputs) if lam < 1 else None
+    if as_json:
+        payload: dict[str, object] = {
+            "total_seconds": est.total_seconds,
+            "downtime_seconds": est.downtime_seconds,
+            "passes": est.passes,
+            "bytes_sent": est.bytes_sent,
+            "dirty_ratio": lam,
+            "converges": lam < 1,
+        }
+        if formula is not None:
+            payload["closed_form_total_seconds"] = formula.total_seconds
+        click.echo(json.dumps(payload, indent=2))
+        return
+    click.echo(f"total      {est.total_seconds:.3f} s")
+    click.echo(f"downtime   {est.downtime_seconds * 1000:.3f} ms")
+    click.echo(f"passes     {est.passes}")
+    click.echo(f"sent       {est.bytes_sent / 2**20:.1f} MiB")
+    click.echo(f"dirty/link {lam:.3f}" + ("" if lam < 1 else " (does not converge: pass cap)"))
+
+
+@sim.group("fault")
+def fault() -> None:
+    """Inject faults: node crash, failing migrations, a slow link, drift."""
+
+
+def _report(lines: list[str]) -> None:
+    for line in lines:
+        click.echo(line)
+
+
+@fault.command("node-crash")
+@click.argument("node")
+@click.pass_obj
+def fault_node_crash(obj: Context, node: str) -> None:
+    """NODE fails: highly available VMs restart elsewhere where capacity allows."""
+    _run_fault(obj, lambda p: p.crash_node(node))
+
+
+@fault.command("node-recover")
+@click.argument("node")
+@click.pass_obj
+def fault_node_recover(obj: Context, node: str) -> None:
+    """NODE comes back up (its VMs that stayed down stay off)."""
+    _run_fault(obj, lambda p: p.recover_node(node))
+
+
+@fault.command("fail-migrations")
+@click.argument("count", type=click.IntRange(min=1))
+@click.option("--cluster", default=None, help="Only this cluster's migrations.")
+@click.pass_obj
+def fault_fail_migrations(obj: Context, count: int, cluster: str | None) -> None:
+    """The next COUNT migrations fail (a transient error; the VM stays on its source)."""
+    _run_fault(obj, lambda p: p.fail_migrations(count, cluster))
+
+
+@fault.command("slow-link")
+@click.argument("factor", type=click.FloatRange(min=0.01, max=1.0))
+@click.option("--cluster", default=None)
+@click.pass_obj
+def fault_slow_link(obj: Context, factor: float, cluster: str | None) -> None:
+    """The live-migration link runs at FACTOR of its bandwidth (e.g. 0.25)."""
+    _run_fault(obj, lambda p: p.slow_link(factor, cluster))
+
+
+@fault.command("drift")
+@click.option(
+    "--kind", type=click.Choice(DRIFT_KINDS), default=None, help="What changes (default: random)."
+)
+@click.option("--target", default=None, help="The VM (or node, for vlan) to change.")
+@click.option("--seed", type=int, default=None, help="Random seed (default: time-based).")
+@click.pass_obj
+def fault_drift(obj: Context, kind: str | None, target: str | None, seed: int | None) -> None:
+    """Change the world behind the tool's back (random, or a named kind and target)."""
+
+    def drift(p: SimProvider) -> list[str]:
+        before = p.observe()
+        try:
+            after, message = make_drift(
+                before, seed if seed is not None else time.time_ns(), kind, target
+            )
+        except DriftError as exc:
+            raise ProviderError(str(exc)) from exc
+        p.change_behind_back(before, after, message)
+        return [f"drift: {message}"]
+
+    _run_fault(obj, drift)
+
+
+def _run_fault(obj: Context, fn: Callable[[SimProvider], list[str]]) -> None:
+    provider = _sim(obj)
+    try:
+        _report(fn(provider))
+    except ProviderError as exc:
+        obj.out.error(str(exc))
+        raise SystemExit(EXIT_ERROR) from exc
+    finally:
+        provider.close()
+
+
+@sim.command("generate")
+@click.option("--clusters", type=click.IntRange(min=1), required=True)
+@click.option("--nodes-per-cluster", type=click.IntRange(min=1, max=64), required=True)
+@click.option("--vms-per-node", type=click.IntRange(min=0), required=True)
+@click.option(
+    "--drift",
+    type=click.FloatRange(min=0.0, max=1.0),
+    default=0.0,
+    show_default=True,
+    help="Fraction of objects that differ in the world.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--platform",
+    "platform_name",
+    type=click.Choice(PLATFORM_NAMES),
+    default="2019",
+    show_default=True,
+)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+def sim_generate(
+    clusters: int,
+    nodes_per_cluster: int,
+    vms_per_node: int,
+    drift: float,
+    seed: int,
+    platform_name: str,
+    out: Path,
+) -> None:
+    """Write a desired manifest set (OUT/desired/) and a matching world (OUT/world.yaml)."""
+    from reconciler.providers.sim.generate import generate_estate, write_generated
+
+    started = time.perf_counter()
+    gen = generate_estate(clusters, nodes_per_cluster, vms_per_node, drift, seed, platform_name)
+    paths = write_generated(gen, out)
+    click.echo(
+        f"wrote {len(paths)} file(s) to {out}: {len(gen.desired.vms)} VMs on "
+        f"{len(gen.desired.nodes)} nodes in {len(gen.desired.clusters)} cluster(s), "
+        f"{len(gen.drifted)} drifted object(s), in {time.perf_counter() - started:.1f} s"
+    )

@@ -1,0 +1,96 @@
+"""How long things take: migration inputs from a cluster and a VM, and the cost of other actions.
+
+The simulator advances its clock with these figures and the planner estimates with them,
+so a plan's estimate and a simulated apply agree.
+"""
+
+from __future__ import annotations
+
+from reconciler.model.actions import Action
+from reconciler.model.migration import (
+    LiveMigrationInputs,
+    MigrationEstimate,
+    mbps_to_mib_s,
+    quick_migration,
+    simulate_live,
+)
+from reconciler.model.platforms import platform
+from reconciler.model.records import Cluster, VirtualMachine
+
+MIGRATION_SETUP_SECONDS = 2.0  # configuration copied, paused VM built on the destination
+MIGRATION_RESUME_SECONDS = 0.05  # storage ownership fails over, VM resumes
+STOP_THRESHOLD_KIB = 256.0
+STORAGE_MIB_S = 200.0  # SAN throughput for quick migration's save and restore
+OFFLINE_MOVE_SECONDS = 10.0  # an off VM's configuration moves; no memory to copy
+DEFAULT_LINK_MBPS = 1000
+
+# Typical durations of actions that move no memory (seconds), from the field notes.
+ACTION_SECONDS: dict[str, float] = {
+    "begin_monitoring_maintenance": 5.0,
+    "end_monitoring_maintenance": 5.0,
+    "match_vswitch": 30.0,
+    "set_vlan_trunk": 10.0,
+    "present_storage": 120.0,
+    "add_node": 180.0,
+    "update_quorum": 20.0,
+    "validate_cluster": 300.0,
+    "drain_node": 5.0,
+    "resume_node": 5.0,
+    "extend_lun": 60.0,
+    "extend_volume": 30.0,
+    "extend_vhd": 60.0,
+    "add_disk": 20.0,
+    "detach_disk": 10.0,
+    "convert_disk": 600.0,
+    "set_vm": 5.0,
+    "stop_vm": 60.0,
+    "start_vm": 90.0,
+}
+
+
+def migration_bandwidth_mib_s(cluster: Cluster) -> float:
+    """Usable bandwidth of the live-migration network (named, or the first with the role)."""
+    networks = cluster.networks
+    chosen = next((n for n in networks if n.name == cluster.live_migration.network), None)
+    if chosen is None:
+        chosen = next((n for n in networks if "live_migration" in n.roles), None)
+    mbps = chosen.bandwidth_mbps if chosen is not None else DEFAULT_LINK_MBPS
+    return mbps_to_mib_s(mbps)
+
+
+def max_parallel_migrations(cluster: Cluster) -> int:
+    configured = cluster.live_migration.max_parallel_migrations
+    return configured or platform(cluster.platform).default_max_parallel_migrations
+
+
+def live_inputs(
+    cluster: Cluster, vm: VirtualMachine, link_factor: float = 1.0
+) -> LiveMigrationInputs:
+    return LiveMigrationInputs(
+        memory_mib=vm.memory_mib,
+        dirty_mib_s=vm.status.dirty_rate_mib_s,
+        bandwidth_mib_s=migration_bandwidth_mib_s(cluster) * link_factor,
+        max_passes=platform(cluster.platform).live_migration_max_passes,
+        threshold_kib=STOP_THRESHOLD_KIB,
+        setup_seconds=MIGRATION_SETUP_SECONDS,
+        resume_seconds=MIGRATION_RESUME_SECONDS,
+    )
+
+
+def estimate_move(
+    cluster: Cluster, vm: VirtualMachine, method: str, link_factor: float = 1.0
+) -> MigrationEstimate:
+    if method == "live":
+        return simulate_live(live_inputs(cluster, vm, link_factor))
+    if method == "quick":
+        return quick_migration(vm.memory_mib, STORAGE_MIB_S)
+    return MigrationEstimate(OFFLINE_MOVE_SECONDS, 0.0, 0, 0)
+
+
+def action_seconds(action: Action, cluster: Cluster | None, vm: VirtualMachine | None) -> float:
+    """Estimated duration of an action; moves use the migration model."""
+    if action.type == "migrate_vm" and cluster is not None and vm is not None:
+        return estimate_move(cluster, vm, action.params["method"]).total_seconds
+    if action.type == "test_live_migration" and cluster is not None and vm is not None:
+        return 2 * estimate_move(cluster, vm, "live").total_seconds
+    return ACTION_SECONDS.get(action.type, 10.0)

@@ -1,0 +1,252 @@
+"""The embedded simulator: a Hyper-V estate in SQLite that obeys the same rules as the planner.
+
+Each ``apply`` loads the action's cluster, checks the world rules, runs the physics (the
+simulated clock advances; nothing sleeps) and writes the new state in one transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from reconciler.model.actions import ACTION_TYPES, Action
+from reconciler.model.capacity import free_memory_mib, vm_cost_mib
+from reconciler.model.physics import ACTION_SECONDS, estimate_move
+from reconciler.model.platforms import PLATFORM_NAMES
+from reconciler.model.quorum import has_quorum, members_up
+from reconciler.model.records import Estate, VirtualMachine
+from reconciler.model.rules import apply_rules, placement_problems
+from reconciler.providers.base import Capabilities, Outcome, ProviderError
+from reconciler.providers.sim.store import MigrationRecord, WorldStore
+
+log = structlog.get_logger("reconciler.sim")
+
+# Test hook: end the process inside the N-th action's transaction, after its writes and
+# before its commit, to prove a crash never leaves half an action in the world.
+KILL_MID_ACTION_ENV = "RECONCILER_SIM_KILL_MID_ACTION"
+
+
+class SimProvider:
+    name = "sim"
+
+    def __init__(self, state_dir: Path, **_options: Any) -> None:
+        self.store = WorldStore(Path(state_dir))
+        self._applied = 0
+
+    # --- protocol ---------------------------------------------------------------------------
+
+    def observe(self) -> Estate:
+        self._require_world()
+        return self.store.load()
+
+    def observe_cluster(self, cluster: str) -> Estate:
+        self._require_world()
+        return self.store.load(cluster=cluster)
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            name="sim",
+            simulated=True,
+            actions=frozenset(ACTION_TYPES),
+            platforms=frozenset(PLATFORM_NAMES),
+        )
+
+    def close(self) -> None:
+        self.store.close()
+
+    def apply(self, action: Action) -> Outcome:
+        self._require_world()
+        self._applied += 1
+        with self.store.transaction() as conn:
+            before = self.store.load(conn, cluster=action.cluster)
+            result = apply_rules(before, action)
+            if result.failures:
+                return Outcome("precondition_failed", "; ".join(result.failures))
+            if result.done:
+                return Outcome("already_done", f"{action.target} is already as desired")
+            if action.type in ("migrate_vm", "test_live_migration"):
+                failed = self.store.take_migration_failure(conn, action.cluster)
+                if failed:
+                    seconds = self._record_moves(conn, before, action, "failed")
+                    self.store.advance_clock(conn, seconds)
+                    self.store.log_event(conn, "migration_failed", f"{action.id} failed")
+                    return Outcome(
+                        "transient_error",
+                        "live migration failed (injected fault); the VM stays on its source",
+                        seconds,
+                    )
+                seconds = self._record_moves(conn, before, action, "done")
+                details = self._last_migration_details(conn)
+            else:
+                seconds = ACTION_SECONDS.get(action.type, 10.0)
+                details = {}
+            self.store.save_changes(conn, before, result.estate)
+            self._maybe_die_mid_action()
+            self.store.advance_clock(conn, seconds)
+        log.debug("sim.apply", action=action.id, type=action.type, seconds=round(seconds, 3))
+        return Outcome("done", f"{action.type} {action.target}", seconds, details)
+
+    # --- physics ----------------------------------------------------------------------------
+
+    def _record_moves(
+        self, conn: sqlite3.Connection, estate: Estate, action: Action, outcome: str
+    ) -> float:
+        vm = estate.vms[action.params["vm"]]
+        cluster = estate.clusters[vm.cluster]
+        factor = self.store.link_factor(conn, cluster.name)
+        now = self.store.clock(conn)
+        if action.type == "test_live_migration":
+            legs = [(vm.node, action.params["node"]), (action.params["node"], vm.node)]
+            method = "live"
+        else:
+            legs = [(vm.node, action.params["destination"])]
+            method = action.params["method"]
+        total = 0.0
+        for source, destination in legs:
+            est = estimate_move(cluster, vm, method, factor)
+            self.store.record_migration(
+                conn,
+                MigrationRecord(
+                    now + total,
+                    cluster.name,
+                    vm.name,
+                    source,
+                    str(destination),
+                    method,
+                    est.total_seconds,
+                    est.downtime_seconds,
+                    est.passes,
+                    est.bytes_sent,
+                    outcome,
+                ),
+            )
+            total += est.total_seconds
+            if outcome == "failed":
+                break
+        return total
+
+    @staticmethod
+    def _last_migration_details(conn: sqlite3.Connection) -> dict[str, Any]:
+        row = conn.execute(
+            "SELECT total_seconds, downtime_seconds, passes, bytes_sent FROM migrations "
+            "ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return {}
+        return {
+            "migration_seconds": row[0],
+            "downtime_seconds": row[1],
+            "passes": row[2],
+            "bytes_sent": row[3],
+        }
+
+    def _maybe_die_mid_action(self) -> None:
+        target = os.environ.get(KILL_MID_ACTION_ENV)
+        if target and int(target) == self._applied:
+            os._exit(137)
+
+    def _require_world(self) -> None:
+        if not self.store.exists:
+            raise ProviderError(
+                f"no simulated world in {self.store.path.parent}: "
+                "create one with 'reconciler sim init WORLD.yaml' "
+                "(try manifests/worlds/demo.yaml)"
+            )
+
+    # --- setting up and disturbing the world (sim-only) -------------------------------------
+
+    def init_world(self, estate: Estate, source: str) -> None:
+        self.store.replace_world(estate, source)
+
+    def clock(self) -> float:
+        return self.store.clock()
+
+    def crash_node(self, node_name: str) -> list[str]:
+        """A node fails: HA VMs restart elsewhere where capacity allows; the rest stay down."""
+        self._require_world()
+        report: list[str] = []
+        with self.store.transaction() as conn:
+            world = self.store.load(conn)
+            node = world.nodes.get(node_name)
+            if node is None:
+                raise ProviderError(f"no node {node_name}")
+            estate = world.with_record(replace(node, status=replace(node.status, state="down")))
+            report.append(f"{node_name} is down")
+            cluster = estate.clusters.get(node.cluster)
+            victims = estate.vms_on(node_name)
+            for vm in sorted(victims, key=lambda v: (-v.memory_mib, v.name)):
+                if vm.power_state != "running":
+                    continue
+                target = self._restart_target(estate, vm) if vm.highly_available else None
+                if target is None:
+                    estate = estate.with_record(replace(vm, power_state="off"))
+                    why = "not highly available" if not vm.highly_available else "no capacity"
+                    report.append(f"{vm.name} stays down ({why})")
+                else:
+                    estate = estate.with_record(replace(vm, node=target))
+                    report.append(f"{vm.name} restarted on {target}")
+            if cluster is not None and not has_quorum(
+                cluster.quorum.mode, len(cluster.nodes), members_up(estate, cluster)
+            ):
+                report.append(f"cluster {cluster.name} lost quorum: every VM stops")
+                for vm in list(estate.vms.values()):
+                    if vm.cluster == cluster.name and vm.power_state == "running":
+                        estate = estate.with_record(replace(vm, power_state="off"))
+            self.store.save_changes(conn, world, estate)
+            for line in report:
+                self.store.log_event(conn, "node_crash", line)
+        return report
+
+    @staticmethod
+    def _restart_target(estate: Estate, vm: VirtualMachine) -> str | None:
+        cluster = estate.clusters[vm.cluster]
+        best: tuple[int, str] | None = None
+        for name in cluster.nodes:
+            node = estate.nodes.get(name)
+            if node is None or node.status.state != "up" or node.maintenance or name == vm.node:
+                continue
+            if placement_problems(estate, vm, name):
+                continue
+            free = free_memory_mib(estate, name)
+            if free < vm_cost_mib(vm, cluster, node):
+                continue
+            if best is None or (free, name) > best:
+                best = (free, name)
+        return best[1] if best else None
+
+    def recover_node(self, node_name: str) -> list[str]:
+        self._require_world()
+        with self.store.transaction() as conn:
+            world = self.store.load(conn)
+            node = world.nodes.get(node_name)
+            if node is None:
+                raise ProviderError(f"no node {node_name}")
+            estate = world.with_record(replace(node, status=replace(node.status, state="up")))
+            self.store.save_changes(conn, world, estate)
+            self.store.log_event(conn, "node_recover", f"{node_name} is up")
+        return [f"{node_name} is up"]
+
+    def fail_migrations(self, count: int, cluster: str | None = None) -> list[str]:
+        self._require_world()
+        with self.store.transaction() as conn:
+            self.store.add_fault(conn, "fail_migrations", cluster, remaining=count)
+            self.store.log_event(conn, "fault", f"next {count} migration(s) fail")
+        return [f"the next {count} migration(s) will fail"]
+
+    def slow_link(self, factor: float, cluster: str | None = None) -> list[str]:
+        self._require_world()
+        with self.store.transaction() as conn:
+            self.store.add_fault(conn, "slow_link", cluster, factor=factor)
+            self.store.log_event(conn, "fault", f"live-migration link at {factor:.0%}")
+        return [f"live-migration bandwidth now {factor:.0%} of nominal"]
+
+    def change_behind_back(self, before: Estate, after: Estate, message: str) -> None:
+        """Write a drifted world (made by ``drift``) in one transaction, with an event."""
+        with self.store.transaction() as conn:
+            self.store.save_changes(conn, before, after)
+            self.store.log_event(conn, "drift", message)

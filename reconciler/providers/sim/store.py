@@ -1,0 +1,257 @@
+"""The simulator's world on disk: SQLite in the state directory, one transaction per change.
+
+A row per object (JSON of the record), the simulated clock, migration records, pending faults
+and an event log. ``transaction()`` is BEGIN IMMEDIATE ... COMMIT: a crash loses the whole
+change or none of it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconciler.model.codec import decode_record, encode
+from reconciler.model.records import KINDS, Estate, Record, kind_of
+
+WORLD_FILE = "world.db"
+SCHEMA_VERSION = "1"
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS objects (
+    kind TEXT NOT NULL, name TEXT NOT NULL, cluster TEXT NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (kind, name)
+);
+CREATE INDEX IF NOT EXISTS objects_by_cluster ON objects (cluster);
+CREATE TABLE IF NOT EXISTS migrations (
+    id INTEGER PRIMARY KEY, at_seconds REAL NOT NULL, cluster TEXT NOT NULL, vm TEXT NOT NULL,
+    source TEXT, destination TEXT NOT NULL, method TEXT NOT NULL, total_seconds REAL NOT NULL,
+    downtime_seconds REAL NOT NULL, passes INTEGER NOT NULL, bytes_sent INTEGER NOT NULL,
+    outcome TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS faults (
+    id INTEGER PRIMARY KEY, kind TEXT NOT NULL, cluster TEXT, remaining INTEGER, factor REAL,
+    created_seconds REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY, at_seconds REAL NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL
+);
+"""
+
+
+def _cluster_of(record: Record) -> str:
+    return record.name if kind_of(record) == "Cluster" else getattr(record, "cluster", "")
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationRecord:
+    at_seconds: float
+    cluster: str
+    vm: str
+    source: str | None
+    destination: str
+    method: str
+    total_seconds: float
+    downtime_seconds: float
+    passes: int
+    bytes_sent: int
+    outcome: str
+
+
+class WorldStore:
+    def __init__(self, state_dir: Path) -> None:
+        self.path = Path(state_dir) / WORLD_FILE
+        self.conn: sqlite3.Connection | None = None
+
+    @property
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def open(self) -> sqlite3.Connection:
+        if self.conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.executescript(_DDL)
+            self.conn = conn
+        return self.conn
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self.open()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    # --- whole world ------------------------------------------------------------------------
+
+    def replace_world(self, estate: Estate, source: str) -> None:
+        with self.transaction() as conn:
+            for table in ("objects", "migrations", "faults", "events", "meta"):
+                conn.execute(f"DELETE FROM {table}")
+            conn.executemany(
+                "INSERT INTO objects (kind, name, cluster, doc) VALUES (?, ?, ?, ?)",
+                [self._row(r) for r in estate.records()],
+            )
+            conn.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)",
+                [("schema_version", SCHEMA_VERSION), ("source", source), ("clock_seconds", "0")],
+            )
+
+    @staticmethod
+    def _row(record: Record) -> tuple[str, str, str, str]:
+        doc = json.dumps(encode(record), sort_keys=True, separators=(",", ":"))
+        return kind_of(record), record.name, _cluster_of(record), doc
+
+    def load(self, conn: sqlite3.Connection | None = None, cluster: str | None = None) -> Estate:
+        conn = conn or self.open()
+        if cluster is None:
+            rows = conn.execute("SELECT kind, doc FROM objects").fetchall()
+        else:
+            rows = conn.execute(
+                "SELECT kind, doc FROM objects WHERE cluster = ?", (cluster,)
+            ).fetchall()
+        tables: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
+        for kind, doc in rows:
+            record = decode_record(kind, json.loads(doc))
+            tables[kind][record.name] = record
+        return Estate(
+            clusters=tables["Cluster"],
+            nodes=tables["Node"],
+            switches=tables["VirtualSwitch"],
+            volumes=tables["ClusterSharedVolume"],
+            vms=tables["VirtualMachine"],
+        )
+
+    def save_changes(self, conn: sqlite3.Connection, before: Estate, after: Estate) -> int:
+        """Write the records that differ between two states; returns how many rows changed."""
+        changed = 0
+        for kind in KINDS:
+            old, new = before.table(kind), after.table(kind)
+            for name, record in new.items():
+                if old.get(name) is not record and old.get(name) != record:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO objects (kind, name, cluster, doc) "
+                        "VALUES (?, ?, ?, ?)",
+                        self._row(record),
+                    )
+                    changed += 1
+            for name in old.keys() - new.keys():
+                conn.execute("DELETE FROM objects WHERE kind = ? AND name = ?", (kind, name))
+                changed += 1
+        return changed
+
+    # --- clock, migrations, faults, events --------------------------------------------------
+
+    def meta(self, key: str, conn: sqlite3.Connection | None = None) -> str | None:
+        row = (
+            (conn or self.open()).execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        )
+        return None if row is None else str(row[0])
+
+    def clock(self, conn: sqlite3.Connection | None = None) -> float:
+        return float(self.meta("clock_seconds", conn) or 0.0)
+
+    def advance_clock(self, conn: sqlite3.Connection, seconds: float) -> float:
+        now = self.clock(conn) + seconds
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('clock_seconds', ?)", (repr(now),)
+        )
+        return now
+
+    def record_migration(self, conn: sqlite3.Connection, m: MigrationRecord) -> None:
+        conn.execute(
+            "INSERT INTO migrations (at_seconds, cluster, vm, source, destination, method, "
+            "total_seconds, downtime_seconds, passes, bytes_sent, outcome) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                m.at_seconds,
+                m.cluster,
+                m.vm,
+                m.source,
+                m.destination,
+                m.method,
+                m.total_seconds,
+                m.downtime_seconds,
+                m.passes,
+                m.bytes_sent,
+                m.outcome,
+            ),
+        )
+
+    def migrations(self) -> list[MigrationRecord]:
+        rows = (
+            self.open()
+            .execute(
+                "SELECT at_seconds, cluster, vm, source, destination, method, total_seconds, "
+                "downtime_seconds, passes, bytes_sent, outcome FROM migrations ORDER BY id"
+            )
+            .fetchall()
+        )
+        return [MigrationRecord(*row) for row in rows]
+
+    def add_fault(
+        self,
+        conn: sqlite3.Connection,
+        kind: str,
+        cluster: str | None,
+        remaining: int | None = None,
+        factor: float | None = None,
+    ) -> None:
+        conn.execute(
+            "INSERT INTO faults (kind, cluster, remaining, factor, created_seconds) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (kind, cluster, remaining, factor, self.clock(conn)),
+        )
+
+    def take_migration_failure(self, conn: sqlite3.Connection, cluster: str) -> bool:
+        """Consume one pending 'next N migrations fail' fault for the cluster, if any."""
+        row = conn.execute(
+            "SELECT id, remaining FROM faults WHERE kind = 'fail_migrations' "
+            "AND (cluster IS NULL OR cluster = ?) AND remaining > 0 ORDER BY id LIMIT 1",
+            (cluster,),
+        ).fetchone()
+        if row is None:
+            return False
+        conn.execute("UPDATE faults SET remaining = remaining - 1 WHERE id = ?", (row[0],))
+        return True
+
+    def link_factor(self, conn: sqlite3.Connection, cluster: str) -> float:
+        row = conn.execute(
+            "SELECT factor FROM faults WHERE kind = 'slow_link' "
+            "AND (cluster IS NULL OR cluster = ?) ORDER BY id DESC LIMIT 1",
+            (cluster,),
+        ).fetchone()
+        return 1.0 if row is None else float(row[0])
+
+    def log_event(self, conn: sqlite3.Connection, kind: str, message: str) -> None:
+        conn.execute(
+            "INSERT INTO events (at_seconds, kind, message) VALUES (?, ?, ?)",
+            (self.clock(conn), kind, message),
+        )
+
+    def events(self, limit: int = 50) -> list[tuple[float, str, str]]:
+        rows = (
+            self.open()
+            .execute(
+                "SELECT at_seconds, kind, message FROM events ORDER BY id DESC LIMIT ?", (limit,)
+            )
+            .fetchall()
+        )
+        return [(float(a), str(k), str(m)) for a, k, m in rows]
