@@ -14,10 +14,13 @@ import click
 
 from reconciler import __version__
 from reconciler.cli.console import Output
+from reconciler.cli.render import plan_lines
 from reconciler.cli.sim_commands import sim
+from reconciler.manifest.errors import ManifestLoadError
 from reconciler.manifest.load import load_paths
 from reconciler.providers.base import Provider, ProviderError
 from reconciler.providers.registry import open_provider
+from reconciler.runtime.workflow import plan_paths
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -155,6 +158,67 @@ def observe(obj: Context, fmt: str, status: bool) -> None:
         click.echo(to_yaml(estate, status=status), nl=False)
 
 
+@cli.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the plan as JSON (same as --format json)."
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Save the plan (JSON) for a later 'apply --plan FILE'.",
+)
+@click.option("--target", help="Only this object (Kind/name) and what it needs.")
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 no changes, 1 error, 2 changes, 3 changes blocked by a safety rule.",
+)
+@click.pass_obj
+def plan(
+    obj: Context,
+    paths: tuple[str, ...],
+    as_json: bool,
+    fmt: str,
+    out_file: Path | None,
+    target: str | None,
+    detailed_exitcode: bool,
+) -> None:
+    """Show what apply would do: ordered actions, their disruption and duration, violations.
+
+    Planning never changes anything: it only observes.
+    """
+    provider = obj.provider_instance()
+    try:
+        planned = plan_paths(list(paths), provider, target)
+    finally:
+        provider.close()
+    result = planned.plan
+    if target and not result.actions and target not in result.prior_state:
+        obj.out.error(f"no object {target} in the observed estate (use Kind/name)")
+        raise SystemExit(EXIT_ERROR)
+    if out_file is not None:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(result.dumps())
+    if as_json or fmt == "json":
+        click.echo(result.dumps(), nl=False)
+    else:
+        for line in plan_lines(result, colour=obj.out.interactive):
+            obj.out.console.print(line, markup=obj.out.interactive, highlight=False)
+        if out_file is not None:
+            obj.out.note(
+                f"\nSaved the plan to {out_file}; apply it with: reconciler apply --plan {out_file}"
+            )
+    if detailed_exitcode:
+        if result.blocked:
+            raise SystemExit(EXIT_BLOCKED)
+        raise SystemExit(EXIT_CHANGES if result.actions else EXIT_OK)
+
+
 cli.add_command(sim)
 
 
@@ -165,6 +229,11 @@ def main(argv: list[str] | None = None) -> None:
         code = exc.exit_code
     except ProviderError as exc:
         click.echo(f"error: {exc}", err=True)
+        code = EXIT_ERROR
+    except ManifestLoadError as exc:
+        for err in exc.errors:
+            click.echo(str(err), err=True)
+        click.echo(f"error: {len(exc.errors)} manifest error(s); nothing was changed", err=True)
         code = EXIT_ERROR
     except click.ClickException as exc:
         exc.show()

@@ -82,6 +82,7 @@ class Action:
     reason: str = ""
     changes: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)
     estimate_seconds: float = 0.0
+    estimate_bytes: int = 0  # memory a move sends over the live-migration network
 
     def param(self, name: str) -> Any:
         return self.params[name]

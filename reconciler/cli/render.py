@@ -1,0 +1,142 @@
+"""Plans rendered for people: a summary line, then changes grouped by cluster and node."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from reconciler.engine.plan import Plan
+from reconciler.model.actions import Action
+
+SYMBOL: dict[str, str] = {
+    "add_node": "+",
+    "add_disk": "+",
+    "present_storage": "+",
+    "begin_monitoring_maintenance": "~",
+    "end_monitoring_maintenance": "~",
+    "match_vswitch": "~",
+    "set_vlan_trunk": "~",
+    "update_quorum": "~",
+    "validate_cluster": "~",
+    "extend_lun": "~",
+    "extend_volume": "~",
+    "extend_vhd": "~",
+    "convert_disk": "~",
+    "set_vm": "~",
+    "start_vm": "~",
+    "stop_vm": "~",
+    "resume_node": "~",
+    "drain_node": "→",
+    "migrate_vm": "→",
+    "test_live_migration": "→",
+    "detach_disk": "-",
+}
+COLOUR = {"+": "green", "~": "yellow", "→": "cyan", "-": "red"}
+
+
+def duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, sec = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {sec:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def size(n_bytes: int) -> str:
+    gib = n_bytes / 2**30
+    return f"{gib:.1f} GiB" if gib >= 1 else f"{n_bytes / 2**20:.0f} MiB"
+
+
+def group_of(action: Action) -> str:
+    """Where a reader looks for an action: a node, the cluster, or storage."""
+    p = action.params
+    if action.type == "migrate_vm":
+        return f"node {p['source']}"
+    if "node" in p:
+        return f"node {p['node']}"
+    if action.type in ("extend_lun", "extend_volume"):
+        return "storage"
+    if "vm" in p:
+        return "virtual machines"
+    return "cluster"
+
+
+def describe(action: Action) -> str:
+    p = action.params
+    if action.type == "migrate_vm":
+        return (
+            f"{p['vm']} {p['source']} -> {p['destination']} ({p['method']}, {p['memory_mib']} MiB)"
+        )
+    if action.type == "test_live_migration":
+        return f"{p['vm']} to {p['node']} and back"
+    changes = ", ".join(f"{k}: {_value(b)} -> {_value(a)}" for k, (b, a) in action.changes.items())
+    return f"{action.target}  {changes}" if changes else action.target
+
+
+def _value(v: object) -> str:
+    if v is None:
+        return "(none)"
+    if isinstance(v, list):
+        return "[" + ", ".join(str(x) for x in v) + "]"
+    return str(v)
+
+
+def summary_line(plan: Plan) -> str:
+    if plan.empty:
+        return "No changes. The estate matches the manifests."
+    s = plan.summary()
+    disruption = ", ".join(f"{n} {d}" for d, n in s["by_disruption"].items())
+    moved = f", {size(plan.bytes_to_move())} to move" if plan.bytes_to_move() else ""
+    blocked = sum(1 for v in plan.violations if v.severity == "block")
+    warned = len(plan.violations) - blocked
+    state = f"BLOCKED by {blocked} safety violation(s)" if blocked else "safe to apply"
+    warn = f", {warned} warning(s)" if warned else ""
+    return (
+        f"Plan: {len(plan.actions)} action(s) ({kinds}); estimated "
+        f"{duration(plan.estimate_seconds())}{moved}; {state}{warn}."
+    )
+
+
+def plan_lines(plan: Plan, colour: bool = True) -> list[str]:
+    """The plan for a person: what changes where, in which order, at what cost."""
+    out = [summary_line(plan)]
+    step = {a.id: i + 1 for i, a in enumerate(plan.actions)}
+    by_cluster: dict[str, dict[str, list[Action]]] = defaultdict(lambda: defaultdict(list))
+    for a in plan.actions:
+        by_cluster[a.cluster][group_of(a)].append(a)
+    width = len(str(len(plan.actions)))
+    for cluster in sorted(by_cluster):
+        out.append("")
+        out.append(f"Cluster {cluster}")
+        groups = by_cluster[cluster]
+        for group in sorted(groups, key=lambda g: min(step[a.id] for a in groups[g])):
+            out.append(f"  {group}")
+            for a in groups[group]:
+                sym = SYMBOL.get(a.type, "~")
+                mark = f"[{COLOUR[sym]}]{sym}[/]" if colour else sym
+                flagged = any(v.action == a.id for v in plan.violations)
+                flag = (
+                    "  [red]! blocked[/]"
+                    if flagged and colour
+                    else ("  ! blocked" if flagged else "")
+                )
+                out.append(
+                    f"    {step[a.id]:>{width}}. {mark} {a.type:<28} {describe(a)}"
+                    f"  [{a.disruption}, ~{duration(a.estimate_seconds)}]{flag}"
+                )
+                if a.type == "extend_vhd":
+                    out.append(" " * (8 + width) + "then extend the partition inside the guest")
+    if plan.violations:
+        out.append("")
+        out.append("Safety violations:")
+        for v in plan.violations:
+            level = "BLOCK" if v.severity == "block" else "warn "
+            where = f" (step {step[v.action]})" if v.action in step else ""
+            out.append(f"  {level} {v.rule}: {v.target}{where}: {v.message}")
+            out.append(f"        fix: {v.fix}")
+    if plan.notes:
+        out.append("")
+        out.extend(f"note: {n}" for n in plan.notes)
+    return out

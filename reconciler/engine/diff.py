@@ -1,0 +1,191 @@
+"""Field-level differences between desired and observed objects, keyed by kind and name.
+
+Only fields the manifests manage are compared, after normalisation (VLAN sets, resolved
+quorum); observed-only facts never count as drift. Each object is diffed on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from reconciler.model.quorum import effective_quorum
+from reconciler.model.records import (
+    Cluster,
+    ClusterSharedVolume,
+    Disk,
+    Estate,
+    Node,
+    VirtualMachine,
+    VirtualSwitch,
+)
+from reconciler.model.vlans import format_vlan_list
+
+Op = Literal["add", "change", "remove"]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldChange:
+    path: str
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectDiff:
+    kind: str
+    name: str
+    op: Op
+    changes: tuple[FieldChange, ...] = ()
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+def _quorum_text(mode: str, witness: Any) -> str:
+    kind = witness.kind
+    return mode if kind is None else f"{mode} ({kind})"
+
+
+def cluster_fields(desired: Cluster, observed: Cluster) -> list[FieldChange]:
+    out: list[FieldChange] = []
+    if sorted(desired.nodes) != sorted(observed.nodes):
+        out.append(FieldChange("spec.nodes", sorted(observed.nodes), sorted(desired.nodes)))
+    want = effective_quorum(desired.quorum, len(desired.nodes))
+    if want != observed.quorum:
+        out.append(
+            FieldChange(
+                "spec.quorum",
+                _quorum_text(observed.quorum.mode, observed.quorum.witness),
+                _quorum_text(want.mode, want.witness),
+            )
+        )
+    return out
+
+
+def node_fields(desired: Node, observed: Node) -> list[FieldChange]:
+    out: list[FieldChange] = []
+    if desired.maintenance != observed.maintenance:
+        out.append(FieldChange("spec.maintenance", observed.maintenance, desired.maintenance))
+    for attr in ("model", "cpu", "firmware", "driver_set", "patch_level", "memory_mib"):
+        a, b = getattr(observed.hardware, attr), getattr(desired.hardware, attr)
+        if a != b:
+            out.append(FieldChange(f"spec.hardware.{attr}", a, b))
+    return out
+
+
+def switch_fields(desired: VirtualSwitch, observed_estate: Estate) -> list[FieldChange]:
+    """Per-host differences: the switch must be identical on every node of the cluster."""
+    out: list[FieldChange] = []
+    want = desired.config
+    for node in observed_estate.nodes_of(desired.cluster):
+        host = node.status.switches.get(desired.name)
+        where = f"nodes.{node.name}"
+        if host is None:
+            out.append(FieldChange(where, "missing", "present"))
+            continue
+        for attr in ("type", "uplink_nic", "management_os", "native_vlan"):
+            a, b = getattr(host, attr), getattr(want, attr)
+            if a != b:
+                out.append(FieldChange(f"{where}.{attr}", a, b))
+        if host.allowed_vlans != want.allowed_vlans:
+            out.append(
+                FieldChange(
+                    f"{where}.vlan_trunk.allowed",
+                    format_vlan_list(host.allowed_vlans),
+                    format_vlan_list(want.allowed_vlans),
+                )
+            )
+    return out
+
+
+def volume_fields(desired: ClusterSharedVolume, observed: ClusterSharedVolume) -> list[FieldChange]:
+    out: list[FieldChange] = []
+    if desired.lun_size_gib != observed.lun_size_gib:
+        out.append(FieldChange("spec.lun_size_gib", observed.lun_size_gib, desired.lun_size_gib))
+    if desired.size_gib != observed.size_gib:
+        out.append(FieldChange("spec.size_gib", observed.size_gib, desired.size_gib))
+    return out
+
+
+def _disk_text(d: Disk) -> str:
+    return (
+        f"{d.controller} {d.controller_number}:{d.slot} {d.type} {d.format} "
+        f"{d.size_gib} GiB on {d.volume}"
+    )
+
+
+def vm_fields(desired: VirtualMachine, observed: VirtualMachine) -> list[FieldChange]:
+    out: list[FieldChange] = []
+    if desired.node is not None and desired.node != observed.node:
+        out.append(FieldChange("spec.node", observed.node, desired.node))
+    for attr in ("memory_mib", "vcpus", "generation"):
+        a, b = getattr(observed, attr), getattr(desired, attr)
+        if a != b:
+            out.append(FieldChange(f"spec.{attr}", a, b))
+    if desired.power_state != observed.power_state:
+        out.append(FieldChange("spec.power_state", observed.power_state, desired.power_state))
+    have = {d.name: d for d in observed.disks}
+    for i, disk in enumerate(desired.disks):
+        current = have.pop(disk.name, None)
+        path = f"spec.disks[{i}]"
+        if current is None:
+            out.append(FieldChange(path, None, _disk_text(disk)))
+            continue
+        for attr in (
+            "controller",
+            "controller_number",
+            "slot",
+            "type",
+            "format",
+            "size_gib",
+            "volume",
+        ):
+            a, b = getattr(current, attr), getattr(disk, attr)
+            if a != b:
+                out.append(FieldChange(f"{path}.{attr}", a, b))
+    for name, disk in sorted(have.items()):
+        out.append(FieldChange(f"spec.disks[{name}]", _disk_text(disk), None))
+    if tuple(observed.nics) != tuple(desired.nics):
+        out.append(
+            FieldChange(
+                "spec.nics",
+                [f"{n.switch}/{n.vlan or 'untagged'}" for n in observed.nics],
+                [f"{n.switch}/{n.vlan or 'untagged'}" for n in desired.nics],
+            )
+        )
+    return out
+
+
+def diff_estates(desired: Estate, observed: Estate) -> list[ObjectDiff]:
+    """Every desired object that is missing or differs, in a stable order."""
+    out: list[ObjectDiff] = []
+    for name, c in sorted(desired.clusters.items()):
+        o = observed.clusters.get(name)
+        if o is None:
+            out.append(ObjectDiff("Cluster", name, "add"))
+        elif changes := cluster_fields(c, o):
+            out.append(ObjectDiff("Cluster", name, "change", tuple(changes)))
+    for name, n in sorted(desired.nodes.items()):
+        on = observed.nodes.get(name)
+        if on is None:
+            out.append(ObjectDiff("Node", name, "add"))
+        elif changes := node_fields(n, on):
+            out.append(ObjectDiff("Node", name, "change", tuple(changes)))
+    for name, s in sorted(desired.switches.items()):
+        if changes := switch_fields(s, observed):
+            out.append(ObjectDiff("VirtualSwitch", name, "change", tuple(changes)))
+    for name, v in sorted(desired.volumes.items()):
+        ov = observed.volumes.get(name)
+        if ov is None:
+            out.append(ObjectDiff("ClusterSharedVolume", name, "add"))
+        elif changes := volume_fields(v, ov):
+            out.append(ObjectDiff("ClusterSharedVolume", name, "change", tuple(changes)))
+    for name, vm in sorted(desired.vms.items()):
+        ovm = observed.vms.get(name)
+        if ovm is None:
+            out.append(ObjectDiff("VirtualMachine", name, "add"))
+        elif changes := vm_fields(vm, ovm):
+            out.append(ObjectDiff("VirtualMachine", name, "change", tuple(changes)))
+    return out

@@ -1,0 +1,90 @@
+"""Where a VM may go: memory, switches, VLANs and storage, anti-affinity, nodes in service.
+
+Deterministic: candidates are scored and ties broken by node name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from reconciler.model.capacity import free_memory_mib, vm_cost_mib
+from reconciler.model.records import Estate, VirtualMachine
+from reconciler.model.rules import placement_problems
+
+
+def in_service(estate: Estate, node_name: str) -> bool:
+    """A member that is up, not paused, and not waiting for validation after a join."""
+    node = estate.nodes.get(node_name)
+    if node is None:
+        return False
+    cluster = estate.clusters.get(node.cluster)
+    return (
+        cluster is not None
+        and node_name in cluster.nodes
+        and node.status.state == "up"
+        and not node.maintenance
+        and node_name not in cluster.status.pending_nodes
+    )
+
+
+def hard_conflict(estate: Estate, vm: VirtualMachine, node_name: str) -> str | None:
+    """Another VM of the VM's hard anti-affinity group already runs on the node."""
+    if not vm.anti_affinity_group or vm.anti_affinity_mode != "hard":
+        return None
+    for other in estate.vms_on(node_name):
+        if other.name != vm.name and other.anti_affinity_group == vm.anti_affinity_group:
+            return other.name
+    return None
+
+
+def soft_conflicts(estate: Estate, vm: VirtualMachine, node_name: str) -> int:
+    if not vm.anti_affinity_group:
+        return 0
+    return sum(
+        1
+        for other in estate.vms_on(node_name)
+        if other.name != vm.name and other.anti_affinity_group == vm.anti_affinity_group
+    )
+
+
+def destination_problems(estate: Estate, vm: VirtualMachine, node_name: str) -> list[str]:
+    problems = [] if in_service(estate, node_name) else [f"{node_name} is not in service"]
+    problems.extend(placement_problems(estate, vm, node_name))
+    cluster = estate.clusters[vm.cluster]
+    node = estate.nodes.get(node_name)
+    if node is not None and vm.power_state == "running":
+        need = vm_cost_mib(vm, cluster, node)
+        free = free_memory_mib(estate, node_name)
+        if need > free:
+            problems.append(f"{node_name} has {free} MiB free, {vm.name} needs {need} MiB")
+    conflict = hard_conflict(estate, vm, node_name)
+    if conflict:
+        problems.append(
+            f"{conflict} of hard anti-affinity group {vm.anti_affinity_group} runs on {node_name}"
+        )
+    return problems
+
+
+def choose_destination(
+    estate: Estate,
+    vm: VirtualMachine,
+    exclude: Collection[str] = (),
+    prefer: Collection[str] = (),
+) -> str | None:
+    """The best node for ``vm``: valid, then preferred, fewest soft conflicts, most free memory."""
+    cluster = estate.clusters[vm.cluster]
+    best: tuple[int, int, int, str] | None = None
+    for name in sorted(cluster.nodes):
+        if name == vm.node or name in exclude:
+            continue
+        if destination_problems(estate, vm, name):
+            continue
+        score = (
+            0 if name in prefer else 1,
+            soft_conflicts(estate, vm, name),
+            -free_memory_mib(estate, name),
+            name,
+        )
+        if best is None or score < best:
+            best = score
+    return best[3] if best else None

@@ -1,0 +1,798 @@
+"""The planner: from desired and observed state, an ordered, dependency-linked list of actions.
+
+Pure: same inputs, same plan. Actions are built phase by phase on a projected state moved
+by the world rules, so each choice (a destination, a join) sees the effect of the ones
+before it; the finished plan is then replayed independently by ``safety.replay``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from graphlib import CycleError, TopologicalSorter
+from typing import Any
+
+from reconciler.engine.diff import diff_estates
+from reconciler.engine.placement import choose_destination
+from reconciler.engine.plan import Plan, PlanViolation, fingerprint, object_digests
+from reconciler.engine.safety import replay
+from reconciler.model.actions import DISRUPTION, Action, ActionType, Disruption
+from reconciler.model.physics import action_seconds, estimate_move, max_parallel_migrations
+from reconciler.model.platforms import platform
+from reconciler.model.quorum import effective_quorum
+from reconciler.model.records import Cluster, Disk, Estate, VirtualMachine
+from reconciler.model.rules import (
+    apply_rules,
+    disk_to_params,
+    placement_problems,
+    switch_to_params,
+)
+from reconciler.model.vlans import format_vlan_list
+
+
+@dataclass(slots=True)
+class _ClusterPlanner:
+    desired: Estate
+    state: Estate  # projected: the observed state moved by every action emitted so far
+    cluster: str
+    actions: list[Action] = field(default_factory=list)
+    violations: list[PlanViolation] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    ids: set[str] = field(default_factory=set)
+    node_ready: dict[str, list[str]] = field(default_factory=dict)  # before a node is a target
+    volume_ready: dict[str, list[str]] = field(default_factory=dict)
+    migrations: list[str] = field(default_factory=list)
+
+    # --- emitting ---------------------------------------------------------------------------
+
+    def emit(
+        self,
+        type_: ActionType,
+        target: str,
+        subject: str,
+        params: Mapping[str, Any],
+        depends_on: Sequence[str] = (),
+        reason: str = "",
+        changes: Mapping[str, tuple[Any, Any]] | None = None,
+        disruption: Disruption | None = None,
+    ) -> str | None:
+        """Add an action if the projected state is not already as it wants; returns its id."""
+        action_id = f"{type_}:{subject}"
+        n = 2
+        while action_id in self.ids:
+            action_id = f"{type_}:{subject}#{n}"
+            n += 1
+        action = Action(
+            id=action_id,
+            type=type_,
+            target=target,
+            cluster=self.cluster,
+            params=dict(params),
+            depends_on=tuple(sorted(set(d for d in depends_on if d))),
+            disruption=disruption or DISRUPTION[type_],
+            reason=reason,
+            changes=dict(changes or {}),
+        )
+        result = apply_rules(self.state, action)
+        if result.done:
+            return None
+        vm_name = params.get("vm")
+        vm = self.state.vms.get(vm_name) if isinstance(vm_name, str) else None
+        cluster = self.state.clusters.get(self.cluster)
+        seconds = action_seconds(action, cluster, vm)
+        moved = 0
+        if type_ == "migrate_vm" and cluster is not None and vm is not None:
+            moved = estimate_move(cluster, vm, params["method"]).bytes_sent
+        elif type_ == "test_live_migration" and cluster is not None and vm is not None:
+            moved = 2 * estimate_move(cluster, vm, "live").bytes_sent
+        action = replace(action, estimate_seconds=seconds, estimate_bytes=moved)
+        self.actions.append(action)
+        self.ids.add(action_id)
+        if result.ok:
+            self.state = result.estate
+        return action_id
+
+    def block(
+        self, rule: str, target: str, message: str, fix: str, severity: str = "block"
+    ) -> None:
+        self.violations.append(
+            PlanViolation(rule, target, message, fix, "warn" if severity == "warn" else "block")
+        )
+
+    # --- phases -----------------------------------------------------------------------------
+
+    def plan(self) -> None:
+        desired_cluster = self.desired.clusters[self.cluster]
+        observed_cluster = self.state.clusters.get(self.cluster)
+        if observed_cluster is None:
+            self.block(
+                "unsupported",
+                f"Cluster/{self.cluster}",
+                f"cluster {self.cluster} does not exist; creating clusters is not supported",
+                "create the cluster by hand, then adopt it with observe",
+            )
+            return
+        self.check_platform(desired_cluster, observed_cluster)
+        member_fixes = self.fix_member_switches(observed_cluster)
+        joins = self.add_nodes(desired_cluster, member_fixes)
+        quorum = self.update_quorum(desired_cluster, joins)
+        self.validate_new_nodes(desired_cluster, joins, quorum)
+        self.extend_storage()
+        self.resume_nodes()
+        self.place_vms()
+        self.drain_nodes()
+        self.check_node_drift()
+
+    def check_platform(self, desired: Cluster, observed: Cluster) -> None:
+        if desired.platform != observed.platform:
+            self.block(
+                "unsupported",
+                f"Cluster/{self.cluster}",
+                f"the cluster runs {observed.platform}, the manifest says "
+                f"{desired.platform}; upgrading a cluster is not done by a plan",
+                f"set platform: {observed.platform}",
+            )
+        for name in observed.nodes:
+            if name not in desired.nodes:
+                self.block(
+                    "unsupported",
+                    f"Node/{name}",
+                    f"{name} is a member but not in the manifest; evicting nodes is not supported",
+                    f"add {name} back to spec.nodes",
+                )
+
+    def _switch_actions(self, node_name: str, reason: str) -> list[str]:
+        ids: list[str] = []
+        node = self.state.nodes[node_name]
+        for switch in self.desired.switches_of(self.cluster):
+            want = switch.config
+            have = node.status.switches.get(switch.name)
+            subject = f"{node_name}/{switch.name}"
+            if have is None or (have.type, have.uplink_nic, have.management_os) != (
+                want.type,
+                want.uplink_nic,
+                want.management_os,
+            ):
+                before = "missing" if have is None else f"{have.type} on {have.uplink_nic}"
+                aid = self.emit(
+                    "match_vswitch",
+                    f"Node/{node_name}",
+                    subject,
+                    {"node": node_name, "switch": switch.name, "config": switch_to_params(want)},
+                    reason=f"{reason}: switch {switch.name} must be identical on every node",
+                    changes={
+                        f"switch.{switch.name}": (before, f"{want.type} on {want.uplink_nic}")
+                    },
+                )
+            elif (have.allowed_vlans, have.native_vlan) != (want.allowed_vlans, want.native_vlan):
+                aid = self.emit(
+                    "set_vlan_trunk",
+                    f"Node/{node_name}",
+                    subject,
+                    {
+                        "node": node_name,
+                        "switch": switch.name,
+                        "allowed_vlans": format_vlan_list(want.allowed_vlans),
+                        "native_vlan": want.native_vlan,
+                    },
+                    reason=f"{reason}: trunk of {switch.name} differs from the manifest",
+                    changes={
+                        f"switch.{switch.name}.vlan_trunk.allowed": (
+                            format_vlan_list(have.allowed_vlans),
+                            format_vlan_list(want.allowed_vlans),
+                        )
+                    },
+                )
+            else:
+                continue
+            if aid:
+                ids.append(aid)
+                self.node_ready.setdefault(node_name, []).append(aid)
+        return ids
+
+    def fix_member_switches(self, observed: Cluster) -> list[str]:
+        ids: list[str] = []
+        for node_name in sorted(observed.nodes):
+            if node_name in self.state.nodes:
+                ids.extend(self._switch_actions(node_name, "member"))
+        return ids
+
+    def add_nodes(self, desired: Cluster, member_fixes: list[str]) -> list[tuple[str, str]]:
+        """The add-node procedure of DOMAIN.md section 2, steps 1-5, per new node."""
+        joined: list[tuple[str, str]] = []
+        current = self.state.clusters[self.cluster]
+        new = [n for n in desired.nodes if n not in current.nodes]
+        if not new:
+            return joined
+        begin = self.emit(
+            "begin_monitoring_maintenance",
+            f"Cluster/{self.cluster}",
+            self.cluster,
+            {"cluster": self.cluster},
+            reason="monitoring in maintenance mode so the join raises no alerts",
+        )
+        for node_name in sorted(new):
+            node = self.state.nodes.get(node_name)
+            if node is None:
+                self.block(
+                    "node_missing",
+                    f"Node/{node_name}",
+                    f"{node_name} is not racked or not visible to the provider",
+                    "build the node, install the roles, then plan again",
+                )
+                continue
+            wanted = self.desired.nodes.get(node_name)
+            members = [self.state.nodes[m] for m in current.nodes if m in self.state.nodes]
+            if members and node.hardware.baseline() != members[0].hardware.baseline():
+                self.block(
+                    "baseline",
+                    f"Node/{node_name}",
+                    f"{node_name}'s hardware, firmware, drivers or patches differ from "
+                    f"{members[0].name}: joining would be an unsupported configuration",
+                    "patch the node to the cluster baseline first",
+                )
+            if wanted is not None and wanted.hardware.patch_level != node.hardware.patch_level:
+                self.notes.append(
+                    f"{node_name} is at patch level {node.hardware.patch_level}, "
+                    f"the manifest says {wanted.hardware.patch_level}"
+                )
+            switches = self._switch_actions(node_name, f"before {node_name} joins")
+            volumes = sorted(v.name for v in self.state.volumes_of(self.cluster))
+            storage = self.emit(
+                "present_storage",
+                f"Node/{node_name}",
+                node_name,
+                {"node": node_name, "volumes": volumes},
+                reason=f"every cluster LUN presented to {node_name} before it joins",
+                changes={"luns": (sorted(node.status.luns), volumes)},
+            )
+            join = self.emit(
+                "add_node",
+                f"Node/{node_name}",
+                node_name,
+                {"node": node_name},
+                depends_on=[begin or "", storage or "", *switches, *member_fixes],
+                reason=f"{node_name} is in the manifest's spec.nodes",
+                changes={
+                    "spec.nodes": (sorted(current.nodes), sorted([*current.nodes, node_name]))
+                },
+            )
+            if join:
+                joined.append((node_name, join))
+                current = self.state.clusters[self.cluster]
+        if begin:
+            joined.append(("", begin))
+        return joined
+
+    def update_quorum(self, desired: Cluster, joins: list[tuple[str, str]]) -> str | None:
+        current = self.state.clusters[self.cluster]
+        want = effective_quorum(desired.quorum, len(current.nodes))
+        if want == current.quorum:
+            return None
+        witness = {
+            k: v
+            for k, v in (
+                ("disk", want.witness.disk),
+                ("file_share", want.witness.file_share),
+                ("cloud_account", want.witness.cloud_account),
+            )
+            if v
+        }
+        return self.emit(
+            "update_quorum",
+            f"Cluster/{self.cluster}",
+            self.cluster,
+            {"mode": want.mode, "witness": witness},
+            depends_on=[j for _, j in joins],
+            reason=f"recommended quorum for {len(current.nodes)} nodes"
+            if desired.quorum.mode == "recommended"
+            else "quorum differs from the manifest",
+            changes={"spec.quorum.mode": (current.quorum.mode, want.mode)},
+        )
+
+    def validate_new_nodes(
+        self, desired: Cluster, joins: list[tuple[str, str]], quorum: str | None
+    ) -> None:
+        """Steps 6-9: test migrations to and from each new node, validation, monitoring back."""
+        node_joins = [(n, j) for n, j in joins if n]
+        begin = [j for n, j in joins if not n]
+        if not node_joins:
+            return
+        after = [quorum or "", *(j for _, j in node_joins)]
+        tests: list[str] = []
+        test_vm = desired.test_vm
+        for node_name, _join in node_joins:
+            if test_vm is None or test_vm not in self.state.vms:
+                self.notes.append(
+                    f"no test_vm in the cluster manifest: {node_name} is validated "
+                    "without a test migration"
+                )
+                continue
+            aid = self.emit(
+                "test_live_migration",
+                f"Node/{node_name}",
+                f"{node_name}/{test_vm}",
+                {"vm": test_vm, "node": node_name},
+                depends_on=after,
+                reason=f"{test_vm} live-migrated to {node_name} and back before it takes load",
+            )
+            if aid:
+                tests.append(aid)
+        validate = self.emit(
+            "validate_cluster",
+            f"Cluster/{self.cluster}",
+            self.cluster,
+            {"cluster": self.cluster},
+            depends_on=[*after, *tests],
+            reason="cluster validation re-run after the membership change",
+        )
+        end = self.emit(
+            "end_monitoring_maintenance",
+            f"Cluster/{self.cluster}",
+            self.cluster,
+            {"cluster": self.cluster},
+            depends_on=[validate or "", *begin],
+            reason="join finished: monitoring back on",
+        )
+        for node_name, _ in node_joins:
+            self.node_ready.setdefault(node_name, []).extend(x for x in (validate, end) if x)
+
+    def extend_storage(self) -> None:
+        for volume in self.desired.volumes_of(self.cluster):
+            have = self.state.volumes.get(volume.name)
+            if have is None:
+                self.block(
+                    "unsupported",
+                    f"ClusterSharedVolume/{volume.name}",
+                    f"volume {volume.name} does not exist; creating LUNs and volumes "
+                    "is not supported",
+                    "create and add the CSV by hand, then plan",
+                )
+                continue
+            target = f"ClusterSharedVolume/{volume.name}"
+            if volume.lun_size_gib < have.lun_size_gib or volume.size_gib < have.size_gib:
+                self.block(
+                    "no_shrink",
+                    target,
+                    f"{volume.name} is {have.size_gib} GiB on a {have.lun_size_gib} GiB "
+                    f"LUN; the manifest asks for {volume.size_gib} on "
+                    f"{volume.lun_size_gib}: volumes and LUNs never shrink",
+                    f"set size_gib >= {have.size_gib} and lun_size_gib >= {have.lun_size_gib}",
+                )
+                continue
+            lun = None
+            if volume.lun_size_gib > have.lun_size_gib:
+                lun = self.emit(
+                    "extend_lun",
+                    target,
+                    volume.name,
+                    {"volume": volume.name, "lun_size_gib": volume.lun_size_gib},
+                    reason="grow the LUN on the storage array before the volume",
+                    changes={"spec.lun_size_gib": (have.lun_size_gib, volume.lun_size_gib)},
+                )
+            if volume.size_gib > have.size_gib:
+                ext = self.emit(
+                    "extend_volume",
+                    target,
+                    volume.name,
+                    {
+                        "volume": volume.name,
+                        "size_gib": volume.size_gib,
+                        "coordinator": have.status.coordinator,
+                    },
+                    depends_on=[lun or ""],
+                    reason=f"rescan and extend on the coordinator node {have.status.coordinator}",
+                    changes={"spec.size_gib": (have.size_gib, volume.size_gib)},
+                )
+                if ext:
+                    self.volume_ready.setdefault(volume.name, []).append(ext)
+
+    def resume_nodes(self) -> None:
+        for node in self.desired.nodes_of(self.cluster):
+            have = self.state.nodes.get(node.name)
+            if have is not None and have.maintenance and not node.maintenance:
+                aid = self.emit(
+                    "resume_node",
+                    f"Node/{node.name}",
+                    node.name,
+                    {"node": node.name},
+                    reason="maintenance: false in the manifest",
+                    changes={"spec.maintenance": (True, False)},
+                )
+                if aid:
+                    self.node_ready.setdefault(node.name, []).append(aid)
+
+    # --- VMs --------------------------------------------------------------------------------
+
+    def _method(self, vm: VirtualMachine, policy: VirtualMachine) -> str:
+        if vm.power_state != "running":
+            return "offline"
+        if policy.migration_policy == "live":
+            return "live"
+        if policy.migration_policy in ("quick", "never", "offline") and policy.allow_downtime:
+            return "quick"
+        return "live" if policy.migration_policy == "never" else "quick"
+
+    def migrate(
+        self, vm_name: str, destination: str, reason: str, depends_on: Sequence[str] = ()
+    ) -> str | None:
+        vm = self.state.vms[vm_name]
+        policy = self.desired.vms.get(vm_name, vm)
+        method = self._method(vm, policy)
+        cluster = self.state.clusters[self.cluster]
+        parallel = max_parallel_migrations(cluster)
+        chain = self.migrations[-parallel:] if len(self.migrations) >= parallel else []
+        disruption: Disruption = {"live": "live-migration", "quick": "downtime", "offline": "none"}[
+            method
+        ]  # type: ignore[assignment]
+        aid = self.emit(
+            "migrate_vm",
+            f"VirtualMachine/{vm_name}",
+            vm_name,
+            {
+                "vm": vm_name,
+                "source": vm.node,
+                "destination": destination,
+                "method": method,
+                "memory_mib": vm.memory_mib,
+            },
+            depends_on=[*self.node_ready.get(destination, []), *chain[:1], *depends_on],
+            reason=reason,
+            changes={"node": (vm.node, destination)},
+            disruption=disruption,
+        )
+        if aid:
+            self.migrations.append(aid)
+        return aid
+
+    def place_vms(self) -> None:
+        for vm in self.desired.vms.values():
+            if vm.cluster != self.cluster:
+                continue
+            if vm.name not in self.state.vms:
+                self.block(
+                    "unsupported",
+                    f"VirtualMachine/{vm.name}",
+                    f"VM {vm.name} does not exist; creating VMs is not supported yet",
+                    "create it by hand (or with your VM tooling), then plan",
+                    "warn",
+                )
+                continue
+            self.plan_vm(vm)
+
+    def plan_vm(self, want: VirtualMachine) -> None:
+        have = self.state.vms[want.name]
+        target = f"VirtualMachine/{want.name}"
+        cluster = self.state.clusters[self.cluster]
+        needs_off: list[str] = []
+        steps: list[
+            tuple[ActionType, dict[str, Any], str, dict[str, tuple[Any, Any]], list[str]]
+        ] = []
+        online_resize = platform(cluster.platform).online_vhd_resize
+        current = {d.name: d for d in have.disks}
+        for disk in want.disks:
+            old = current.pop(disk.name, None)
+            if old is None:
+                if disk.controller == "ide":
+                    needs_off.append(f"add IDE disk {disk.name}")
+                steps.append(
+                    (
+                        "add_disk",
+                        {"vm": want.name, "disk": disk_to_params(disk)},
+                        f"disk {disk.name} is in the manifest",
+                        {
+                            f"disks.{disk.name}": (
+                                None,
+                                f"{disk.size_gib} GiB "
+                                f"{disk.controller} {disk.controller_number}:"
+                                f"{disk.slot}",
+                            )
+                        },
+                        self.volume_ready.get(disk.volume, []),
+                    )
+                )
+                continue
+            self.plan_disk(want, have, old, disk, steps, needs_off, online_resize)
+        for name, old in sorted(current.items()):
+            if old.controller == "ide":
+                needs_off.append(f"remove IDE disk {name}")
+            steps.append(
+                (
+                    "detach_disk",
+                    {"vm": want.name, "disk": name, "delete_file": False},
+                    f"disk {name} is no longer in the manifest: detached, file kept",
+                    {f"disks.{name}": (f"{old.size_gib} GiB on {old.volume}", None)},
+                    [],
+                )
+            )
+        if (want.memory_mib, want.vcpus) != (have.memory_mib, have.vcpus):
+            needs_off.append("change memory or vCPUs")
+            params: dict[str, Any] = {"vm": want.name}
+            changes: dict[str, tuple[Any, Any]] = {}
+            if want.memory_mib != have.memory_mib:
+                params["memory_mib"] = want.memory_mib
+                changes["memory_mib"] = (have.memory_mib, want.memory_mib)
+            if want.vcpus != have.vcpus:
+                params["vcpus"] = want.vcpus
+                changes["vcpus"] = (have.vcpus, want.vcpus)
+            steps.append(
+                ("set_vm", params, "memory or vCPUs differ from the manifest", changes, [])
+            )
+        if want.nics != have.nics:
+            self.block(
+                "unsupported",
+                target,
+                "VM network adapters differ from the manifest; "
+                "changing adapters is not supported yet",
+                "change them by hand",
+                "warn",
+            )
+        if want.generation != have.generation:
+            self.block(
+                "unsupported",
+                target,
+                f"generation {have.generation} cannot become {want.generation}",
+                f"set generation: {have.generation}",
+            )
+        running = have.power_state == "running"
+        stop_id: str | None = None
+        if needs_off and running:
+            if want.allow_downtime:
+                stop_id = self.emit(
+                    "stop_vm",
+                    target,
+                    want.name,
+                    {"vm": want.name},
+                    reason="needs the VM off: " + ", ".join(needs_off),
+                    changes={"power_state": ("running", "off")},
+                )
+            else:
+                self.block(
+                    "downtime_not_allowed",
+                    target,
+                    f"{want.name} must be off to "
+                    + ", ".join(needs_off)
+                    + " and its manifest allows no downtime",
+                    "set allow_downtime: true, or make the change by hand in a window",
+                )
+        last: list[str] = []
+        for type_, params, reason, changes, deps in steps:
+            aid = self.emit(
+                type_,
+                target,
+                want.name,
+                params,
+                depends_on=[stop_id or "", *deps],
+                reason=reason,
+                changes=changes,
+            )
+            if aid:
+                last.append(aid)
+        moved = self.plan_move(want, [stop_id or "", *last])
+        if moved:
+            last.append(moved)
+        have = self.state.vms[want.name]
+        if want.power_state == "running" and have.power_state != "running":
+            self.emit(
+                "start_vm",
+                target,
+                want.name,
+                {"vm": want.name},
+                depends_on=last,
+                reason="started again after its change"
+                if stop_id
+                else "power_state: running in the manifest",
+                changes={"power_state": (have.power_state, "running")},
+            )
+        elif want.power_state == "off" and have.power_state == "running":
+            self.emit(
+                "stop_vm",
+                target,
+                want.name,
+                {"vm": want.name},
+                reason="power_state: off in the manifest",
+                changes={"power_state": ("running", "off")},
+            )
+
+    def plan_disk(
+        self,
+        want: VirtualMachine,
+        have: VirtualMachine,
+        old: Disk,
+        disk: Disk,
+        steps: list[tuple[ActionType, dict[str, Any], str, dict[str, tuple[Any, Any]], list[str]]],
+        needs_off: list[str],
+        online_resize: bool,
+    ) -> None:
+        target = f"VirtualMachine/{want.name}"
+        if (old.controller, old.controller_number, old.slot, old.volume) != (
+            disk.controller,
+            disk.controller_number,
+            disk.slot,
+            disk.volume,
+        ):
+            self.block(
+                "unsupported",
+                target,
+                f"disk {disk.name} moved controller, slot or volume; moving disks is not "
+                "supported yet",
+                "keep its controller, slot and volume",
+            )
+        if disk.size_gib < old.size_gib:
+            self.block(
+                "no_shrink",
+                target,
+                f"disk {disk.name} is {old.size_gib} GiB, the manifest says "
+                f"{disk.size_gib}: virtual disks are never shrunk",
+                f"set size_gib >= {old.size_gib}",
+            )
+        elif disk.size_gib > old.size_gib:
+            if not (online_resize and disk.format == "vhdx" and disk.controller == "scsi"):
+                needs_off.append(f"resize {disk.name}")
+            steps.append(
+                (
+                    "extend_vhd",
+                    {"vm": want.name, "disk": disk.name, "size_gib": disk.size_gib},
+                    f"grow {disk.name}; then extend the guest's partition too "
+                    "(DISKPART extend or Resize-Partition)",
+                    {f"disks.{disk.name}.size_gib": (old.size_gib, disk.size_gib)},
+                    self.volume_ready.get(disk.volume, []),
+                )
+            )
+        if disk.type != old.type or disk.format != old.format:
+            if disk.format != old.format:
+                self.block(
+                    "unsupported",
+                    target,
+                    f"disk {disk.name}: converting {old.format} to "
+                    f"{disk.format} is not supported yet",
+                    f"set format: {old.format}",
+                )
+            else:
+                needs_off.append(f"convert {disk.name}")
+                steps.append(
+                    (
+                        "convert_disk",
+                        {"vm": want.name, "disk": disk.name, "type": disk.type},
+                        f"convert {disk.name} {old.type} -> {disk.type}",
+                        {f"disks.{disk.name}.type": (old.type, disk.type)},
+                        self.volume_ready.get(disk.volume, []),
+                    )
+                )
+
+    def plan_move(self, want: VirtualMachine, after: list[str]) -> str | None:
+        have = self.state.vms[want.name]
+        if want.node is not None and want.node != have.node:
+            return self.migrate(
+                want.name, want.node, f"pinned to {want.node} in the manifest", after
+            )
+        desired_node = self.desired.nodes.get(have.node or "")
+        leaving = desired_node is not None and desired_node.maintenance
+        # Its host lacks a switch, VLAN or LUN even after this plan's fixes.
+        broken = (
+            have.node is not None
+            and have.power_state == "running"
+            and bool(placement_problems(self.state, have, have.node))
+        )
+        if not leaving and not broken:
+            return None
+        exclude = {n.name for n in self.desired.nodes_of(self.cluster) if n.maintenance}
+        destination = choose_destination(self.state, have, exclude=exclude)
+        if destination is None:
+            self.block(
+                "no_placement",
+                f"VirtualMachine/{want.name}",
+                f"no node can take {want.name} ({have.memory_mib} MiB)",
+                "free memory or relax anti-affinity",
+            )
+            return None
+        why = f"{have.node} goes into maintenance" if leaving else f"{have.node} cannot run it"
+        return self.migrate(want.name, destination, why, after)
+
+    def drain_nodes(self) -> None:
+        for node in self.desired.nodes_of(self.cluster):
+            have = self.state.nodes.get(node.name)
+            if have is None or have.maintenance or not node.maintenance:
+                continue
+            moves = [
+                a.id
+                for a in self.actions
+                if a.type == "migrate_vm" and a.params.get("source") == node.name
+            ]
+            self.emit(
+                "drain_node",
+                f"Node/{node.name}",
+                node.name,
+                {"node": node.name},
+                depends_on=moves,
+                reason="maintenance: true in the manifest",
+                changes={"spec.maintenance": (False, True)},
+            )
+
+    def check_node_drift(self) -> None:
+        for node in self.desired.nodes_of(self.cluster):
+            have = self.state.nodes.get(node.name)
+            if have is None or node.name not in self.state.clusters[self.cluster].nodes:
+                continue
+            if have.hardware.patch_level != node.hardware.patch_level:
+                self.block(
+                    "baseline",
+                    f"Node/{node.name}",
+                    f"{node.name} is at patch level {have.hardware.patch_level}, the "
+                    f"manifest says {node.hardware.patch_level}",
+                    "patch it (a rolling update patches nodes one by one)",
+                    "warn",
+                )
+
+
+def make_plan(
+    desired: Estate,
+    observed: Estate,
+    manifests: Sequence[str] = (),
+    target: str | None = None,
+) -> Plan:
+    """Plan every cluster of the desired state against the observed state."""
+    actions: list[Action] = []
+    violations: list[PlanViolation] = []
+    notes: list[str] = []
+    for cluster_name in sorted(desired.clusters):
+        planner = _ClusterPlanner(
+            desired=desired.of_cluster(cluster_name),
+            state=observed.of_cluster(cluster_name),
+            cluster=cluster_name,
+        )
+        planner.plan()
+        actions.extend(planner.actions)
+        violations.extend(planner.violations)
+        notes.extend(planner.notes)
+    actions = _ordered(actions)
+    if target is not None:
+        actions = _limit_to(actions, target)
+    _, replayed = replay(observed, desired, actions)
+    known = {(v.rule, v.target) for v in violations}
+    violations.extend(v for v in replayed if (v.rule, v.target) not in known)
+    digests = object_digests(observed)
+    changed = sorted({d.ref for d in diff_estates(desired, observed)})
+    return Plan(
+        actions=tuple(actions),
+        violations=tuple(violations),
+        fingerprint=fingerprint(digests),
+        prior_state=digests,
+        notes=tuple(notes),
+        manifests=tuple(manifests),
+        changed_objects=tuple(changed),
+    )
+
+
+def _ordered(actions: list[Action]) -> list[Action]:
+    """Emission order, checked to be a topological order of the dependency graph.
+
+    The planner emits on a projected state, so its sequence is the one that was proven
+    valid; graphlib confirms there is no cycle and every dependency comes first.
+    """
+    sorter: TopologicalSorter[str] = TopologicalSorter()
+    position = {a.id: i for i, a in enumerate(actions)}
+    for a in actions:
+        sorter.add(a.id, *[d for d in a.depends_on if d in position])
+        late = [d for d in a.depends_on if position.get(d, -1) >= position[a.id]]
+        if late:
+            raise RuntimeError(f"planner bug: {a.id} depends on later {', '.join(late)}")
+    try:
+        sorter.prepare()
+    except CycleError as exc:  # a planner bug, never a user error
+        raise RuntimeError(f"dependency cycle in the plan: {' -> '.join(exc.args[1])}") from exc
+    return actions
+
+
+def _limit_to(actions: list[Action], target: str) -> list[Action]:
+    """The actions on ``Kind/name`` and everything they depend on."""
+    by_id = {a.id: a for a in actions}
+    wanted: set[str] = set()
+    stack = [a.id for a in actions if a.target == target]
+    while stack:
+        aid = stack.pop()
+        if aid in wanted:
+            continue
+        wanted.add(aid)
+        stack.extend(d for d in by_id[aid].depends_on if d in by_id)
+    return [a for a in actions if a.id in wanted]

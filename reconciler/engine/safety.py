@@ -1,0 +1,231 @@
+"""Safety by replay: run the plan step by step on the observed state with the world's own rules.
+
+After every step: the world invariants (quorum, memory, controller limits, volume size,
+connectivity), then policy from the manifests (failover reserve, hard anti-affinity, no
+live migration of `never` VMs, downtime and deletion only where allowed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from reconciler.engine.plan import PlanViolation, Severity
+from reconciler.model.actions import Action
+from reconciler.model.capacity import free_memory_mib, vm_cost_mib
+from reconciler.model.records import Estate, VirtualMachine
+from reconciler.model.rules import apply_rules, invariants
+
+FIXES: dict[str, str] = {
+    "quorum": "take fewer nodes out of service at once, or fix quorum first",
+    "memory": "place fewer VMs on the node, or add capacity",
+    "controller_limits": "use a free slot within the controller limits",
+    "volume_size": "grow the LUN before the volume",
+    "volume_space": "grow the volume or put the disk on another volume",
+    "connectivity": "fix the switch or LUN on that node first",
+}
+
+
+def reserve_shortfall(estate: Estate, cluster_name: str) -> str | None:
+    """Can the running HA VMs of any one node restart on the others? First-fit decreasing."""
+    cluster = estate.clusters.get(cluster_name)
+    if cluster is None or cluster.placement.failover_reserve_nodes <= 0:
+        return None
+    serving = [
+        n
+        for n in sorted(cluster.nodes)
+        if n in estate.nodes
+        and estate.nodes[n].status.state == "up"
+        and not estate.nodes[n].maintenance
+    ]
+    free = {n: free_memory_mib(estate, n) for n in serving}
+    for failed in serving:
+        victims = sorted(
+            (
+                vm
+                for vm in estate.vms_on(failed)
+                if vm.power_state == "running" and vm.highly_available
+            ),
+            key=lambda v: (-v.memory_mib, v.name),
+        )
+        room = {n: f for n, f in free.items() if n != failed}
+        for vm in victims:
+            need = vm_cost_mib(vm, cluster)
+            host = next(
+                (n for n in sorted(room, key=lambda k: (-room[k], k)) if room[n] >= need), None
+            )
+            if host is None:
+                return (
+                    f"if {failed} failed, {vm.name} ({vm.memory_mib} MiB) could not restart: "
+                    "the cluster lacks one node's worth of free memory (N+1)"
+                )
+            room[host] -= need
+    return None
+
+
+def hard_affinity_breaches(estate: Estate, cluster_name: str) -> list[str]:
+    seen: dict[tuple[str, str], str] = {}
+    out: list[str] = []
+    for vm in sorted(estate.vms.values(), key=lambda v: v.name):
+        if (
+            vm.cluster != cluster_name
+            or vm.anti_affinity_mode != "hard"
+            or not vm.anti_affinity_group
+            or vm.node is None
+            or vm.power_state != "running"
+        ):
+            continue
+        key = (vm.anti_affinity_group, vm.node)
+        if key in seen:
+            out.append(
+                f"{seen[key]} and {vm.name} (group {vm.anti_affinity_group}) share {vm.node}"
+            )
+        else:
+            seen[key] = vm.name
+    return out
+
+
+def _policy(desired: Estate, observed_vm: VirtualMachine) -> VirtualMachine:
+    """The manifest is the authority for policy; fall back to what was observed."""
+    return desired.vms.get(observed_vm.name, observed_vm)
+
+
+def action_policy(desired: Estate, state: Estate, action: Action) -> list[PlanViolation]:
+    out: list[PlanViolation] = []
+    vm_name = action.params.get("vm")
+    vm = state.vms.get(vm_name) if isinstance(vm_name, str) else None
+    policy = _policy(desired, vm) if vm is not None else None
+    if action.type == "migrate_vm" and policy is not None and vm is not None:
+        method = action.params["method"]
+        if method == "live" and policy.migration_policy == "never":
+            out.append(
+                PlanViolation(
+                    "never_live_migrate",
+                    action.target,
+                    f"{vm.name}'s migration policy is never: it must not be live-migrated",
+                    "set allow_downtime: true to allow a quick migration or shutdown in a "
+                    "maintenance window, or leave it where it is",
+                    "block",
+                    action.id,
+                )
+            )
+        if method == "quick" and policy.migration_policy == "never" and not policy.allow_downtime:
+            out.append(
+                PlanViolation(
+                    "downtime_not_allowed",
+                    action.target,
+                    f"a quick migration stops {vm.name} for seconds and its manifest allows no "
+                    "downtime",
+                    "set allow_downtime: true",
+                    "block",
+                    action.id,
+                )
+            )
+    if action.type == "stop_vm" and policy is not None and vm is not None:
+        wants_off = policy.power_state == "off"
+        if not wants_off and not policy.allow_downtime:
+            out.append(
+                PlanViolation(
+                    "downtime_not_allowed",
+                    action.target,
+                    f"stopping {vm.name} needs allow_downtime: true in its manifest",
+                    "set allow_downtime: true, or make the change by hand in a window",
+                    "block",
+                    action.id,
+                )
+            )
+    if action.type == "detach_disk" and vm is not None and action.params.get("delete_file"):
+        disk = vm.disk(action.params["disk"])
+        allowed = disk is not None and disk.allow_delete
+        wanted = desired.vms.get(vm.name)
+        declared = wanted.disk(action.params["disk"]) if wanted else None
+        if not (allowed or (declared is not None and declared.allow_delete)):
+            out.append(
+                PlanViolation(
+                    "delete_not_allowed",
+                    action.target,
+                    f"deleting the file of disk {action.params['disk']} is not allowed",
+                    "set allow_delete: true on the disk, or detach it and keep the file",
+                    "block",
+                    action.id,
+                )
+            )
+    return out
+
+
+def replay(
+    observed: Estate, desired: Estate, actions: Sequence[Action]
+) -> tuple[Estate, list[PlanViolation]]:
+    """The state after the plan, and every rule the plan breaks on the way (each once)."""
+    state = observed
+    out: list[PlanViolation] = []
+    seen: set[tuple[str, str, str]] = set()
+    clusters = sorted({a.cluster for a in actions})
+    baseline = {(v.rule, v.target) for c in clusters for v in invariants(observed, c)}
+    reserve_before = {c: reserve_shortfall(observed, c) is not None for c in clusters}
+    affinity_before = {c: set(hard_affinity_breaches(observed, c)) for c in clusters}
+
+    def add(v: PlanViolation) -> None:
+        key = (v.rule, v.target, v.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(v)
+
+    for action in actions:
+        for v in action_policy(desired, state, action):
+            add(v)
+        result = apply_rules(state, action)
+        if result.failures:
+            add(
+                PlanViolation(
+                    "precondition",
+                    action.target,
+                    "; ".join(result.failures),
+                    "fix what the message names first, or change the manifest",
+                    "block",
+                    action.id,
+                )
+            )
+            continue
+        state = result.estate
+        for inv in invariants(state, action.cluster):
+            if (inv.rule, inv.target) not in baseline:
+                add(
+                    PlanViolation(
+                        inv.rule,
+                        inv.target,
+                        inv.message,
+                        FIXES.get(inv.rule, inv.fix),
+                        "block",
+                        action.id,
+                    )
+                )
+        cluster = state.clusters.get(action.cluster)
+        if cluster is not None and not reserve_before.get(action.cluster, False):
+            short = reserve_shortfall(state, action.cluster)
+            if short:
+                severity: Severity = (
+                    "block" if cluster.placement.reserve_policy == "block" else "warn"
+                )
+                add(
+                    PlanViolation(
+                        "failover_reserve",
+                        f"Cluster/{cluster.name}",
+                        short,
+                        "keep one node's worth of memory free, or add a node",
+                        severity,
+                        action.id,
+                    )
+                )
+        for breach in hard_affinity_breaches(state, action.cluster):
+            if breach not in affinity_before.get(action.cluster, set()):
+                add(
+                    PlanViolation(
+                        "anti_affinity",
+                        action.target,
+                        breach,
+                        "place the group's VMs on different nodes",
+                        "block",
+                        action.id,
+                    )
+                )
+    return state, out
