@@ -13,7 +13,9 @@ from pathlib import Path
 import click
 
 from reconciler import __version__
+from reconciler.cli.apply_commands import apply, force_unlock, history, show_run
 from reconciler.cli.console import Output
+from reconciler.cli.logs import configure as configure_logs
 from reconciler.cli.render import plan_lines
 from reconciler.cli.sim_commands import sim
 from reconciler.manifest.errors import ManifestLoadError
@@ -84,6 +86,7 @@ def cli(ctx: click.Context, state_dir: Path, provider: str, log_format: str) -> 
       2  changes present (plan --detailed-exitcode, reconcile --once)
       3  changes blocked by a safety rule
     """
+    configure_logs(log_format)
     ctx.obj = Context(state_dir, provider, log_format)
 
 
@@ -220,6 +223,10 @@ def plan(
 
 
 cli.add_command(sim)
+cli.add_command(apply)
+cli.add_command(history)
+cli.add_command(show_run)
+cli.add_command(force_unlock)
 
 
 def main(argv: list[str] | None = None) -> None:

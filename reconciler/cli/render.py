@@ -94,7 +94,7 @@ def summary_line(plan: Plan) -> str:
     state = f"BLOCKED by {blocked} safety violation(s)" if blocked else "safe to apply"
     warn = f", {warned} warning(s)" if warned else ""
     return (
-        f"Plan: {len(plan.actions)} action(s) ({kinds}); estimated "
+        f"Plan: {len(plan.actions)} action(s) ({disruption}); estimated "
         f"{duration(plan.estimate_seconds())}{moved}; {state}{warn}."
     )
 

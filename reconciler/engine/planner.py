@@ -293,49 +293,59 @@ class _ClusterPlanner:
     def validate_new_nodes(
         self, desired: Cluster, joins: list[tuple[str, str]], quorum: str | None
     ) -> None:
-        """Steps 6-9: test migrations to and from each new node, validation, monitoring back."""
-        node_joins = [(n, j) for n, j in joins if n]
+        """Steps 6-9: test migrations to and from each new node, validation, monitoring back.
+
+        Pending nodes come from the projected state, so a join interrupted after add_node
+        is still tested and validated by the next plan.
+        """
         begin = [j for n, j in joins if not n]
-        if not node_joins:
-            return
-        after = [quorum or "", *(j for _, j in node_joins)]
-        tests: list[str] = []
-        test_vm = desired.test_vm
-        for node_name, _join in node_joins:
-            if test_vm is None or test_vm not in self.state.vms:
-                self.notes.append(
-                    f"no test_vm in the cluster manifest: {node_name} is validated "
-                    "without a test migration"
+        cluster = self.state.clusters[self.cluster]
+        pending = sorted(cluster.status.pending_nodes)
+        after = [quorum or "", *(j for n, j in joins if n)]
+        if pending:
+            tests: list[str] = []
+            test_vm = desired.test_vm
+            for node_name in pending:
+                if test_vm is None or test_vm not in self.state.vms:
+                    self.notes.append(
+                        f"no test_vm in the cluster manifest: {node_name} is "
+                        "validated without a test migration"
+                    )
+                    continue
+                aid = self.emit(
+                    "test_live_migration",
+                    f"Node/{node_name}",
+                    f"{node_name}/{test_vm}",
+                    {"vm": test_vm, "node": node_name},
+                    depends_on=after,
+                    reason=f"{test_vm} live-migrated to {node_name} and back before it takes load",
                 )
-                continue
-            aid = self.emit(
-                "test_live_migration",
-                f"Node/{node_name}",
-                f"{node_name}/{test_vm}",
-                {"vm": test_vm, "node": node_name},
-                depends_on=after,
-                reason=f"{test_vm} live-migrated to {node_name} and back before it takes load",
+                if aid:
+                    tests.append(aid)
+            validate = self.emit(
+                "validate_cluster",
+                f"Cluster/{self.cluster}",
+                self.cluster,
+                {"cluster": self.cluster},
+                depends_on=[*after, *tests],
+                reason="cluster validation re-run after the membership change",
             )
-            if aid:
-                tests.append(aid)
-        validate = self.emit(
-            "validate_cluster",
-            f"Cluster/{self.cluster}",
-            self.cluster,
-            {"cluster": self.cluster},
-            depends_on=[*after, *tests],
-            reason="cluster validation re-run after the membership change",
-        )
-        end = self.emit(
-            "end_monitoring_maintenance",
-            f"Cluster/{self.cluster}",
-            self.cluster,
-            {"cluster": self.cluster},
-            depends_on=[validate or "", *begin],
-            reason="join finished: monitoring back on",
-        )
-        for node_name, _ in node_joins:
-            self.node_ready.setdefault(node_name, []).extend(x for x in (validate, end) if x)
+            for node_name in pending:
+                self.node_ready.setdefault(node_name, []).extend([validate] if validate else [])
+            after = [validate or ""]
+        if self.state.clusters[self.cluster].status.monitoring_maintenance:
+            end = self.emit(
+                "end_monitoring_maintenance",
+                f"Cluster/{self.cluster}",
+                self.cluster,
+                {"cluster": self.cluster},
+                depends_on=[*after, *begin],
+                reason="join finished: monitoring back on"
+                if begin
+                else "monitoring was left in maintenance mode by an interrupted join",
+            )
+            for node_name in pending:
+                self.node_ready.setdefault(node_name, []).extend([end] if end else [])
 
     def extend_storage(self) -> None:
         for volume in self.desired.volumes_of(self.cluster):

@@ -102,6 +102,7 @@ class ClusterStatus:
 
     monitoring_maintenance: bool = False
     pending_nodes: frozenset[str] = frozenset()  # joined, not yet tested and validated
+    tested_nodes: frozenset[str] = frozenset()  # pending nodes whose test migration passed
 
 
 @dataclass(frozen=True, slots=True)

@@ -339,6 +339,10 @@ def _test_live_migration(estate: Estate, action: Action) -> RuleResult:
     node_name = action.params["node"]
     if cluster is None or vm is None:
         return _fail(estate, "cluster or test VM does not exist")
+    if node_name in cluster.status.tested_nodes or (
+        node_name in cluster.nodes and node_name not in cluster.status.pending_nodes
+    ):
+        return _done(estate)
     if node_name not in cluster.nodes:
         return _fail(estate, f"{node_name} has not joined {cluster.name}")
     if vm.power_state != "running":
@@ -350,7 +354,9 @@ def _test_live_migration(estate: Estate, action: Action) -> RuleResult:
         problems.append(f"{node_name} has too little free memory for {vm.name}")
     if problems:
         return _fail(estate, *problems)
-    return RuleResult(estate)  # moved there and back: the world ends where it began
+    # Moved there and back: the VM ends where it began; the node is known to work.
+    status = replace(cluster.status, tested_nodes=cluster.status.tested_nodes | {node_name})
+    return RuleResult(estate.with_record(replace(cluster, status=status)))
 
 
 def _validate_cluster(estate: Estate, action: Action) -> RuleResult:
@@ -380,7 +386,7 @@ def _validate_cluster(estate: Estate, action: Action) -> RuleResult:
         return _fail(estate, "cluster validation failed: " + "; ".join(problems))
     if not cluster.status.pending_nodes and action.params.get("only_if_pending", True):
         return _done(estate)
-    status = replace(cluster.status, pending_nodes=frozenset())
+    status = replace(cluster.status, pending_nodes=frozenset(), tested_nodes=frozenset())
     return RuleResult(estate.with_record(replace(cluster, status=status)))
 
 

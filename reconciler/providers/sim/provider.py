@@ -16,7 +16,7 @@ import structlog
 
 from reconciler.model.actions import ACTION_TYPES, Action
 from reconciler.model.capacity import free_memory_mib, vm_cost_mib
-from reconciler.model.physics import ACTION_SECONDS, estimate_move
+from reconciler.model.physics import ACTION_SECONDS, estimate_move, live_inputs
 from reconciler.model.platforms import PLATFORM_NAMES
 from reconciler.model.quorum import has_quorum, members_up
 from reconciler.model.records import Estate, VirtualMachine
@@ -82,6 +82,9 @@ class SimProvider:
                     )
                 seconds = self._record_moves(conn, before, action, "done")
                 details = self._last_migration_details(conn)
+                if action.type == "migrate_vm" and action.params["method"] == "live":
+                    factor = self.store.link_factor(conn, action.cluster)
+                    details["pass_seconds"] = self._pass_seconds(before, action, factor)
             else:
                 seconds = ACTION_SECONDS.get(action.type, 10.0)
                 details = {}
@@ -144,6 +147,20 @@ class SimProvider:
             "passes": row[2],
             "bytes_sent": row[3],
         }
+
+    @staticmethod
+    def _pass_seconds(estate: Estate, action: Action, factor: float) -> list[float]:
+        """How long each pre-copy pass takes, for progress shown pass by pass."""
+        vm = estate.vms[action.params["vm"]]
+        cluster = estate.clusters[vm.cluster]
+        inputs = live_inputs(cluster, vm, factor)
+        passes = estimate_move(cluster, vm, "live", factor).passes
+        size = inputs.memory_mib
+        out: list[float] = []
+        for _ in range(passes + 1):
+            out.append(size / inputs.bandwidth_mib_s)
+            size = min(inputs.memory_mib, inputs.dirty_mib_s * out[-1])
+        return out
 
     def _maybe_die_mid_action(self) -> None:
         target = os.environ.get(KILL_MID_ACTION_ENV)

@@ -1,0 +1,228 @@
+"""The executor: apply a plan's actions in order, idempotently, with a journal entry for each.
+
+For each action: skip it if a dependency failed (the root cause is reported once); record
+it as started; check it against a fresh observation (already as desired: recorded and
+skipped); apply with retries for transient errors; verify the effect; record the outcome.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import structlog
+
+from reconciler.engine.plan import Plan, action_to_json
+from reconciler.model.actions import Action
+from reconciler.model.records import Estate
+from reconciler.model.rules import apply_rules
+from reconciler.providers.base import Outcome, Provider
+from reconciler.runtime.clock import Clock
+from reconciler.runtime.journal import Journal
+
+log = structlog.get_logger("reconciler.apply")
+
+KILL_AFTER_ENV = "RECONCILER_FAULT_KILL_AFTER"
+OnFailure = Literal["stop", "continue"]
+# Actions whose effect cannot be read back from the world after the fact.
+UNVERIFIABLE = frozenset({"test_live_migration"})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts: int = 5
+    base_seconds: float = 1.0
+    cap_seconds: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        """Exponential backoff: 1, 2, 4, ... seconds, capped."""
+        return float(min(self.cap_seconds, self.base_seconds * 2 ** (attempt - 1)))
+
+
+class Progress(Protocol):
+    def run_started(self, plan: Plan, run_id: str) -> None: ...
+
+    def action_started(self, seq: int, action: Action) -> None: ...
+
+    def action_finished(self, seq: int, action: Action, result: ActionResult) -> None: ...
+
+    def run_finished(self, report: RunReport) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    status: str  # done | already_done | failed | precondition_failed | skipped
+    message: str = ""
+    seconds: float = 0.0
+    attempts: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("done", "already_done")
+
+
+@dataclass(slots=True)
+class RunReport:
+    run_id: str
+    results: dict[str, ActionResult] = field(default_factory=dict)
+    root_causes: list[tuple[str, str]] = field(default_factory=list)  # (action id, message)
+    simulated_seconds: float = 0.0
+
+    @property
+    def outcome(self) -> str:
+        if not self.results:
+            return "succeeded"
+        if all(r.ok for r in self.results.values()):
+            return "succeeded"
+        if any(r.ok and r.status == "done" for r in self.results.values()):
+            return "partial"
+        return "failed"
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results.values() if r.status == status)
+
+
+def _observe(provider: Provider, cluster: str) -> Estate:
+    observe_cluster: Callable[[str], Estate] | None = getattr(provider, "observe_cluster", None)
+    return observe_cluster(cluster) if observe_cluster else provider.observe()
+
+
+class Executor:
+    def __init__(
+        self,
+        provider: Provider,
+        journal: Journal,
+        clock: Clock,
+        progress: Progress,
+        on_failure: OnFailure = "stop",
+        retry: RetryPolicy | None = None,
+        after_action: Callable[[], None] | None = None,
+        should_stop: Callable[[Action], str | None] | None = None,
+    ) -> None:
+        self.provider = provider
+        self.journal = journal
+        self.clock = clock
+        self.progress = progress
+        self.on_failure = on_failure
+        self.retry = retry or RetryPolicy()
+        self.after_action = after_action  # e.g. renew locks
+        self.should_stop = should_stop  # e.g. a maintenance window closed, or SIGTERM
+        kill_after = os.environ.get(KILL_AFTER_ENV)
+        self.kill_after = int(kill_after) if kill_after else None
+
+    def run(self, plan: Plan, run_id: str) -> RunReport:
+        report = RunReport(run_id)
+        self.progress.run_started(plan, run_id)
+        broken: dict[str, str] = {}  # action id -> root cause action id
+        stopped_by: str | None = None
+        for seq, action in enumerate(plan.actions, start=1):
+            payload = action_to_json(action)
+            cause = next((broken[d] for d in action.depends_on if d in broken), None)
+            why: str | None = None
+            if cause is not None:
+                why = f"skipped: depends on {cause}, which failed"
+            elif stopped_by is not None:
+                why = f"skipped: the apply stopped after {stopped_by} failed"
+            elif self.should_stop is not None and (halt := self.should_stop(action)):
+                why = f"skipped: {halt}"
+                stopped_by = stopped_by or "a stop request"
+            if why is not None:
+                self.journal.action_skipped(run_id, seq, payload, why)
+                result = ActionResult("skipped", why)
+                report.results[action.id] = result
+                # Dependents of a skipped action name the same root cause.
+                broken[action.id] = cause or stopped_by or action.id
+                self.progress.action_finished(seq, action, result)
+                continue
+            self.journal.action_started(run_id, seq, payload)
+            if self.kill_after is not None and seq == self.kill_after:
+                os._exit(137)  # crash test: end at once, no cleanup
+            self.progress.action_started(seq, action)
+            result = self._execute(action)
+            self.journal.action_finished(
+                run_id,
+                seq,
+                result.status,
+                result.seconds,
+                result.attempts,
+                "" if result.ok else result.message,
+                result.details,
+            )
+            report.results[action.id] = result
+            report.simulated_seconds += result.seconds
+            log.info(
+                "action",
+                run=run_id,
+                seq=seq,
+                action=action.id,
+                status=result.status,
+                seconds=round(result.seconds, 3),
+                attempts=result.attempts,
+                error=result.message if not result.ok else "",
+            )
+            self.progress.action_finished(seq, action, result)
+            if self.after_action is not None:
+                self.after_action()
+            if not result.ok:
+                broken[action.id] = action.id
+                report.root_causes.append((action.id, result.message))
+                if self.on_failure == "stop":
+                    stopped_by = action.id
+        self.progress.run_finished(report)
+        return report
+
+    def _execute(self, action: Action) -> ActionResult:
+        fresh = _observe(self.provider, action.cluster)
+        check = apply_rules(fresh, action)
+        if check.done:
+            return ActionResult("already_done", f"{action.target} already as desired")
+        if check.failures:
+            return ActionResult("precondition_failed", "; ".join(check.failures), attempts=0)
+        attempts = 0
+        total_seconds = 0.0
+        outcome: Outcome | None = None
+        while True:
+            attempts += 1
+            outcome = self.provider.apply(action)
+            total_seconds += outcome.seconds
+            if outcome.status != "transient_error" or attempts >= self.retry.attempts:
+                break
+            delay = self.retry.delay(attempts)
+            log.warning(
+                "retry",
+                action=action.id,
+                attempt=attempts,
+                delay_seconds=delay,
+                error=outcome.message,
+            )
+            self.clock.sleep(delay)
+        details = dict(outcome.details)
+        if outcome.status == "transient_error":
+            return ActionResult(
+                "failed",
+                f"{outcome.message} (gave up after {attempts} attempts)",
+                total_seconds,
+                attempts,
+                details,
+            )
+        if outcome.status == "permanent_error":
+            return ActionResult("failed", outcome.message, total_seconds, attempts, details)
+        if outcome.status == "precondition_failed":
+            return ActionResult(
+                "precondition_failed", outcome.message, total_seconds, attempts, details
+            )
+        if outcome.status == "done" and action.type not in UNVERIFIABLE:
+            after = apply_rules(_observe(self.provider, action.cluster), action)
+            if not after.done:
+                return ActionResult(
+                    "failed",
+                    "the provider reported success but the effect "
+                    "is not visible: " + "; ".join(after.failures),
+                    total_seconds,
+                    attempts,
+                    details,
+                )
+        return ActionResult(outcome.status, outcome.message, total_seconds, attempts, details)

@@ -1,0 +1,412 @@
+"""The journal and the locks: SQLite in the state directory, every record flushed before it counts.
+
+A run row (plan hash, manifest source, start, end, outcome) and a row per action, written
+before the action starts and again when it ends, so a killed apply leaves a precise trace.
+Locks are rows too: one apply per cluster, with owner, process, host, start and expiry.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+JOURNAL_FILE = "journal.db"
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, started_at REAL NOT NULL, ended_at REAL, outcome TEXT NOT NULL,
+    plan_hash TEXT NOT NULL, source TEXT NOT NULL, commit_id TEXT, kind TEXT NOT NULL,
+    actions_total INTEGER NOT NULL, owner TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
+    message TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS run_actions (
+    run_id TEXT NOT NULL, seq INTEGER NOT NULL, action_id TEXT NOT NULL, type TEXT NOT NULL,
+    target TEXT NOT NULL, cluster TEXT NOT NULL, action TEXT NOT NULL, status TEXT NOT NULL,
+    started_at REAL, ended_at REAL, seconds REAL, attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT NOT NULL DEFAULT '', details TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (run_id, seq)
+);
+CREATE TABLE IF NOT EXISTS locks (
+    cluster TEXT PRIMARY KEY, lock_id TEXT NOT NULL, run_id TEXT, owner TEXT NOT NULL,
+    pid INTEGER NOT NULL, host TEXT NOT NULL, acquired_at REAL NOT NULL, expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS drift (
+    id INTEGER PRIMARY KEY, detected_at REAL NOT NULL, tick_run TEXT, object TEXT NOT NULL,
+    fields TEXT NOT NULL, corrected INTEGER NOT NULL DEFAULT 0, corrected_at REAL,
+    correction_run TEXT, note TEXT NOT NULL DEFAULT ''
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    id: str
+    started_at: float
+    ended_at: float | None
+    outcome: str
+    plan_hash: str
+    source: str
+    commit_id: str | None
+    kind: str
+    actions_total: int
+    owner: str
+    host: str
+    pid: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRecord:
+    run_id: str
+    seq: int
+    action_id: str
+    type: str
+    target: str
+    cluster: str
+    status: str
+    started_at: float | None
+    ended_at: float | None
+    seconds: float | None
+    attempts: int
+    error: str
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class LockRecord:
+    cluster: str
+    lock_id: str
+    run_id: str | None
+    owner: str
+    pid: int
+    host: str
+    acquired_at: float
+    expires_at: float
+
+    def describe(self) -> str:
+        return (
+            f"{self.owner} (pid {self.pid} on {self.host}, run {self.run_id or '-'}, "
+            f"lock {self.lock_id})"
+        )
+
+
+class LockHeld(Exception):
+    """Another apply holds a cluster's lock."""
+
+    def __init__(self, lock: LockRecord) -> None:
+        self.lock = lock
+        super().__init__(
+            f"cluster {lock.cluster} is locked by {lock.describe()}; wait for it, pass "
+            f"--lock-timeout SECONDS to wait, or if that apply is gone: "
+            f"reconciler force-unlock {lock.lock_id}"
+        )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def whoami() -> tuple[str, str, int]:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return user, socket.gethostname(), os.getpid()
+
+
+class Journal:
+    def __init__(self, state_dir: Path, clock: Callable[[], float]) -> None:
+        self.path = Path(state_dir) / JOURNAL_FILE
+        self.clock = clock
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")  # a record is on disk before we go on
+        self.conn.executescript(_DDL)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    # --- runs -------------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        plan_hash: str,
+        source: str,
+        actions_total: int,
+        kind: str = "apply",
+        commit_id: str | None = None,
+    ) -> str:
+        owner, host, pid = whoami()
+        now = self.clock()
+        run_id = f"r{int(now):010d}-{uuid.uuid4().hex[:6]}"
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO runs (id, started_at, outcome, plan_hash, source, commit_id, kind, "
+                "actions_total, owner, host, pid) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, now, plan_hash, source, commit_id, kind, actions_total, owner, host, pid),
+            )
+        return run_id
+
+    def end_run(self, run_id: str, outcome: str, message: str = "") -> None:
+        with self._tx() as c:
+            c.execute(
+                "UPDATE runs SET ended_at = ?, outcome = ?, message = ? WHERE id = ?",
+                (self.clock(), outcome, message, run_id),
+            )
+
+    def action_started(self, run_id: str, seq: int, action: dict[str, Any]) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO run_actions (run_id, seq, action_id, type, target, "
+                "cluster, action, status, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'started', ?)",
+                (
+                    run_id,
+                    seq,
+                    action["id"],
+                    action["type"],
+                    action["target"],
+                    action["cluster"],
+                    json.dumps(action, sort_keys=True),
+                    self.clock(),
+                ),
+            )
+
+    def action_finished(
+        self,
+        run_id: str,
+        seq: int,
+        status: str,
+        seconds: float | None,
+        attempts: int,
+        error: str = "",
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        with self._tx() as c:
+            c.execute(
+                "UPDATE run_actions SET status = ?, ended_at = ?, seconds = ?, attempts = ?, "
+                "error = ?, details = ? WHERE run_id = ? AND seq = ?",
+                (
+                    status,
+                    self.clock(),
+                    seconds,
+                    attempts,
+                    error,
+                    json.dumps(details or {}, sort_keys=True),
+                    run_id,
+                    seq,
+                ),
+            )
+
+    def action_skipped(self, run_id: str, seq: int, action: dict[str, Any], why: str) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO run_actions (run_id, seq, action_id, type, target, "
+                "cluster, action, status, error) VALUES (?, ?, ?, ?, ?, ?, ?, 'skipped', ?)",
+                (
+                    run_id,
+                    seq,
+                    action["id"],
+                    action["type"],
+                    action["target"],
+                    action["cluster"],
+                    json.dumps(action, sort_keys=True),
+                    why,
+                ),
+            )
+
+    def runs(self, limit: int = 20) -> list[RunRecord]:
+        rows = self.conn.execute(
+            "SELECT id, started_at, ended_at, outcome, plan_hash, source, commit_id, kind, "
+            "actions_total, owner, host, pid, message FROM runs "
+            "ORDER BY started_at DESC, rowid DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [RunRecord(*r) for r in rows]
+
+    def run(self, run_id: str) -> RunRecord | None:
+        row = self.conn.execute(
+            "SELECT id, started_at, ended_at, outcome, plan_hash, source, commit_id, kind, "
+            "actions_total, owner, host, pid, message FROM runs WHERE id = ?",
+            (run_id,),
+        ).fetchone()
+        return RunRecord(*row) if row else None
+
+    def actions(self, run_id: str) -> list[ActionRecord]:
+        rows = self.conn.execute(
+            "SELECT run_id, seq, action_id, type, target, cluster, status, started_at, ended_at, "
+            "seconds, attempts, error, details FROM run_actions WHERE run_id = ? ORDER BY seq",
+            (run_id,),
+        ).fetchall()
+        return [
+            ActionRecord(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                r[7],
+                r[8],
+                r[9],
+                r[10],
+                r[11],
+                json.loads(r[12]),
+            )
+            for r in rows
+        ]
+
+    def interrupted_runs(self) -> list[RunRecord]:
+        """Runs still marked running whose process is gone: killed, crashed or cut off."""
+        _, host, _ = whoami()
+        out = []
+        for run in self.runs(limit=1000):
+            if run.outcome != "running":
+                continue
+            gone = (
+                not _pid_alive(run.pid) if run.host == host else not self._holds_live_lock(run.id)
+            )
+            if gone:
+                out.append(run)
+        return out
+
+    def _holds_live_lock(self, run_id: str) -> bool:
+        row = self.conn.execute(
+            "SELECT expires_at FROM locks WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        return row is not None and float(row[0]) > self.clock()
+
+    def mark_interrupted(self, run: RunRecord) -> str:
+        """Close an interrupted run; the message says how far it got."""
+        acts = self.actions(run.id)
+        done = [a for a in acts if a.status in ("done", "already_done")]
+        started = [a for a in acts if a.status == "started"]
+        last = f"; {started[-1].action_id} had started and not finished" if started else ""
+        message = f"interrupted after {len(done)} of {run.actions_total} action(s){last}"
+        with self._tx() as c:
+            c.execute(
+                "UPDATE runs SET outcome = 'interrupted', ended_at = ?, message = ? WHERE id = ?",
+                (self.clock(), message, run.id),
+            )
+            c.execute(
+                "UPDATE run_actions SET status = 'interrupted', error = 'the process ended "
+                "while this action ran; the next apply re-observes it' "
+                "WHERE run_id = ? AND status = 'started'",
+                (run.id,),
+            )
+        return message
+
+    # --- locks ------------------------------------------------------------------------------
+
+    def locks(self) -> list[LockRecord]:
+        rows = self.conn.execute(
+            "SELECT cluster, lock_id, run_id, owner, pid, host, acquired_at, expires_at "
+            "FROM locks ORDER BY cluster"
+        ).fetchall()
+        return [LockRecord(*r) for r in rows]
+
+    def _stale(self, lock: LockRecord) -> bool:
+        _, host, _ = whoami()
+        if lock.expires_at <= self.clock():
+            return True
+        return lock.host == host and not _pid_alive(lock.pid)
+
+    def try_lock(
+        self, clusters: Sequence[str], ttl_seconds: float, run_id: str | None = None
+    ) -> tuple[list[LockRecord], list[str]]:
+        """Take every cluster's lock or none; returns (taken, notes about stale locks replaced)."""
+        owner, host, pid = whoami()
+        now = self.clock()
+        notes: list[str] = []
+        taken: list[LockRecord] = []
+        with self._tx() as c:
+            for cluster in sorted(set(clusters)):
+                row = c.execute(
+                    "SELECT cluster, lock_id, run_id, owner, pid, host, acquired_at, expires_at "
+                    "FROM locks WHERE cluster = ?",
+                    (cluster,),
+                ).fetchone()
+                if row is not None:
+                    held = LockRecord(*row)
+                    if held.pid == pid and held.host == host:
+                        taken.append(held)
+                        continue
+                    if not self._stale(held):
+                        raise LockHeld(held)
+                    notes.append(f"replaced the stale lock on {cluster} left by {held.describe()}")
+                lock = LockRecord(
+                    cluster, uuid.uuid4().hex[:12], run_id, owner, pid, host, now, now + ttl_seconds
+                )
+                c.execute(
+                    "INSERT OR REPLACE INTO locks (cluster, lock_id, run_id, owner, pid, host, "
+                    "acquired_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        lock.cluster,
+                        lock.lock_id,
+                        lock.run_id,
+                        lock.owner,
+                        lock.pid,
+                        lock.host,
+                        lock.acquired_at,
+                        lock.expires_at,
+                    ),
+                )
+                taken.append(lock)
+        return taken, notes
+
+    def attach_run(self, locks: Sequence[LockRecord], run_id: str) -> None:
+        with self._tx() as c:
+            for lock in locks:
+                c.execute("UPDATE locks SET run_id = ? WHERE lock_id = ?", (run_id, lock.lock_id))
+
+    def renew(self, locks: Sequence[LockRecord], ttl_seconds: float) -> None:
+        with self._tx() as c:
+            for lock in locks:
+                c.execute(
+                    "UPDATE locks SET expires_at = ? WHERE lock_id = ?",
+                    (self.clock() + ttl_seconds, lock.lock_id),
+                )
+
+    def unlock(self, locks: Sequence[LockRecord]) -> None:
+        with self._tx() as c:
+            for lock in locks:
+                c.execute("DELETE FROM locks WHERE lock_id = ?", (lock.lock_id,))
+
+    def force_unlock(self, lock_id: str) -> LockRecord | None:
+        with self._tx() as c:
+            row = c.execute(
+                "SELECT cluster, lock_id, run_id, owner, pid, host, acquired_at, expires_at "
+                "FROM locks WHERE lock_id = ?",
+                (lock_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            c.execute("DELETE FROM locks WHERE lock_id = ?", (lock_id,))
+        return LockRecord(*row)
