@@ -61,7 +61,9 @@ class Plan:
         return not self.actions
 
     def estimate_seconds(self) -> float:
-        return sum(a.estimate_seconds for a in self.actions)
+        # The sum of the estimates as written (to the millisecond), so a saved plan read back
+        # has the same summary, and the same digest.
+        return sum(round(a.estimate_seconds, 3) for a in self.actions)
 
     def bytes_to_move(self) -> int:
         return sum(a.estimate_bytes for a in self.actions)

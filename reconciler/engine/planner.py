@@ -13,7 +13,7 @@ from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
 from reconciler.engine.diff import diff_estates
-from reconciler.engine.placement import choose_destination
+from reconciler.engine.placement import choose_destination, destination_problems
 from reconciler.engine.plan import Plan, PlanViolation, fingerprint, object_digests
 from reconciler.engine.safety import replay
 from reconciler.model.actions import DISRUPTION, Action, ActionType, Disruption
@@ -446,7 +446,12 @@ class _ClusterPlanner:
                 "method": method,
                 "memory_mib": vm.memory_mib,
             },
-            depends_on=[*self.node_ready.get(destination, []), *chain[:1], *depends_on],
+            depends_on=[
+                *self.node_ready.get(destination, []),
+                *chain[:1],
+                *self._moves_out_of(destination),
+                *depends_on,
+            ],
             reason=reason,
             changes={"node": (vm.node, destination)},
             disruption=disruption,
@@ -455,7 +460,23 @@ class _ClusterPlanner:
             self.migrations.append(aid)
         return aid
 
+    def _moves_out_of(self, node_name: str) -> list[str]:
+        """Moves planned so far that leave ``node_name``: they make room there."""
+        return [
+            a.id
+            for a in self.actions
+            if a.type == "migrate_vm" and a.params.get("source") == node_name
+        ]
+
+    def _pin_not_ready(self, want: VirtualMachine) -> bool:
+        """A running VM pinned to a node that cannot take it yet (memory, hard anti-affinity)."""
+        have = self.state.vms[want.name]
+        if want.node is None or want.node == have.node or have.power_state != "running":
+            return False
+        return bool(destination_problems(self.state, have, want.node))
+
     def place_vms(self) -> None:
+        waiting: list[VirtualMachine] = []
         for vm in self.desired.vms.values():
             if vm.cluster != self.cluster:
                 continue
@@ -468,6 +489,20 @@ class _ClusterPlanner:
                     "warn",
                 )
                 continue
+            waiting.append(vm)
+        # A VM pinned to a node that the VMs leaving it have not made ready yet waits for
+        # them; once a round frees nothing, the rest are planned and replay says why not.
+        while waiting:
+            later: list[VirtualMachine] = []
+            for vm in waiting:
+                if self._pin_not_ready(vm):
+                    later.append(vm)
+                else:
+                    self.plan_vm(vm)
+            if len(later) == len(waiting):
+                break
+            waiting = later
+        for vm in waiting:
             self.plan_vm(vm)
 
     def plan_vm(self, want: VirtualMachine) -> None:

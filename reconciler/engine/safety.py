@@ -108,7 +108,13 @@ def action_policy(desired: Estate, state: Estate, action: Action) -> list[PlanVi
                     action.id,
                 )
             )
-        if method == "quick" and policy.migration_policy == "never" and not policy.allow_downtime:
+        # A quick migration saves and restores the VM: downtime, which only the manifest allows
+        # for a VM whose policy keeps it from moving live (an "offline" VM is moved this way too).
+        if (
+            method == "quick"
+            and policy.migration_policy in ("never", "offline")
+            and not policy.allow_downtime
+        ):
             out.append(
                 PlanViolation(
                     "downtime_not_allowed",
@@ -162,6 +168,8 @@ def replay(
     clusters = sorted({a.cluster for a in actions})
     baseline = {(v.rule, v.target) for c in clusters for v in invariants(observed, c)}
     reserve_before = {c: reserve_shortfall(observed, c) is not None for c in clusters}
+    # Breaches in the state before the current step: a breach is reported by the step that
+    # makes it, not again by every later step while it lasts.
     affinity_before = {c: set(hard_affinity_breaches(observed, c)) for c in clusters}
 
     def add(v: PlanViolation) -> None:
@@ -216,7 +224,8 @@ def replay(
                         action.id,
                     )
                 )
-        for breach in hard_affinity_breaches(state, action.cluster):
+        breaches = hard_affinity_breaches(state, action.cluster)
+        for breach in breaches:
             if breach not in affinity_before.get(action.cluster, set()):
                 add(
                     PlanViolation(
@@ -228,4 +237,5 @@ def replay(
                         action.id,
                     )
                 )
+        affinity_before[action.cluster] = set(breaches)
     return state, out

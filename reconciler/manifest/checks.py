@@ -20,7 +20,7 @@ from reconciler.model.platforms import (
     VHDX_MAX_GIB,
     platform,
 )
-from reconciler.model.quorum import quorum_problem
+from reconciler.model.quorum import WITNESS_MODES, quorum_problem, recommended_mode
 from reconciler.model.records import (
     Cluster,
     ClusterSharedVolume,
@@ -29,12 +29,19 @@ from reconciler.model.records import (
     Record,
     VirtualMachine,
     VirtualSwitch,
+    Witness,
     kind_of,
 )
 from reconciler.model.vlans import format_vlan_list
 
 Sources = Mapping[tuple[str, str], Document]
 Report = Callable[[Record, tuple[str | int, ...], str, str], None]
+
+WITNESS_FIELDS = {
+    "disk": "witness.disk",
+    "file_share": "witness.file_share",
+    "cloud": "witness.cloud_account",
+}
 
 
 def check_estate(estate: Estate, sources: Sources, world: bool = False) -> list[ManifestError]:
@@ -45,9 +52,15 @@ def check_estate(estate: Estate, sources: Sources, world: bool = False) -> list[
         doc = sources[(kind_of(record), record.name)]
         errors.append(doc.error(path, message, allowed))
 
+    def warn(record: Record, path: tuple[str | int, ...], message: str, allowed: str) -> None:
+        doc = sources[(kind_of(record), record.name)]
+        errors.append(doc.warning(path, message, allowed))
+
     _check_references(estate, report)
     for cluster in estate.clusters.values():
         _check_cluster(estate, cluster, report, world)
+        if not world:
+            _check_recommended_quorum(cluster, report, warn)
     for vm in estate.vms.values():
         _check_vm(estate, vm, report)
     for volume in estate.volumes.values():
@@ -69,10 +82,25 @@ def _ref(
     what: str,
     name: str,
     candidates: list[str],
+    scope: str = "",
+    elsewhere: str | None = None,
 ) -> None:
-    hint = did_you_mean(name, candidates)
-    allowed = one_of(sorted(candidates)) if candidates else f"no {what} is declared"
-    report(record, path, f"unknown {what} '{name}'; {hint}".rstrip("; "), allowed)
+    """An unknown reference; ``elsewhere`` is the cluster that does have an object of that name."""
+    where = f" in cluster '{scope}'" if scope else ""
+    allowed = one_of(sorted(candidates)) if candidates else f"no {what}{where} is declared"
+    if elsewhere is not None:
+        message = f"{what} '{name}' belongs to cluster '{elsewhere}', not '{scope}'"
+    else:
+        hint = did_you_mean(name, candidates)
+        message = f"unknown {what} '{name}'{where}; {hint}".rstrip("; ")
+    report(record, path, message, allowed)
+
+
+def _cluster_of(
+    table: Mapping[str, Node | VirtualSwitch | ClusterSharedVolume | VirtualMachine], name: str
+) -> str | None:
+    found = table.get(name)
+    return found.cluster if found is not None else None
 
 
 def _check_references(estate: Estate, report: Report) -> None:
@@ -118,9 +146,11 @@ def _check_references(estate: Estate, report: Report) -> None:
                     report,
                     cluster,
                     ("spec", "test_vm"),
-                    "VM of this cluster",
+                    "VM",
                     cluster.test_vm,
                     cluster_vms,
+                    cluster.name,
+                    _cluster_of(estate.vms, cluster.test_vm),
                 )
     for node in estate.nodes.values():
         node_cluster = estate.clusters.get(node.cluster)
@@ -149,7 +179,7 @@ def _check_references(estate: Estate, report: Report) -> None:
             report(
                 switch,
                 ("spec", "uplink_nic"),
-                f"a {switch.config.type} switch binds no physical NIC",
+                f"an {switch.config.type} switch binds no physical NIC",
                 "remove uplink_nic, or make the switch external",
             )
         uplink = switch.config.uplink_nic
@@ -174,9 +204,11 @@ def _check_references(estate: Estate, report: Report) -> None:
                     report,
                     vm,
                     ("spec", "node"),
-                    f"node of cluster '{vm.cluster}'",
+                    "node",
                     vm.node,
                     members,
+                    vm.cluster,
+                    _cluster_of(estate.nodes, vm.node),
                 )
         switches = sorted(s.name for s in estate.switches_of(vm.cluster))
         for i, vm_nic in enumerate(vm.nics):
@@ -185,9 +217,11 @@ def _check_references(estate: Estate, report: Report) -> None:
                     report,
                     vm,
                     ("spec", "nics", i, "switch"),
-                    f"switch in cluster '{vm.cluster}'",
+                    "switch",
                     vm_nic.switch,
                     switches,
+                    vm.cluster,
+                    _cluster_of(estate.switches, vm_nic.switch),
                 )
         volumes = sorted(v.name for v in estate.volumes_of(vm.cluster))
         for i, disk in enumerate(vm.disks):
@@ -196,9 +230,11 @@ def _check_references(estate: Estate, report: Report) -> None:
                     report,
                     vm,
                     ("spec", "disks", i, "volume"),
-                    f"volume in cluster '{vm.cluster}'",
+                    "volume",
                     disk.volume,
                     volumes,
+                    vm.cluster,
+                    _cluster_of(estate.volumes, disk.volume),
                 )
 
 
@@ -222,12 +258,13 @@ def _check_cluster(estate: Estate, cluster: Cluster, report: Report, world: bool
         )
     problem = quorum_problem(cluster.quorum, count, profile.cloud_witness)
     if problem:
-        report(
-            cluster,
-            ("spec", "quorum", "mode"),
-            problem,
-            "recommended, or a mode that fits the node count and witness",
-        )
+        if problem.startswith("cloud_witness is not available"):
+            problem = f"cloud_witness is not available on platform {cluster.platform}"
+        advice = _quorum_advice(cluster, count)
+        needed = WITNESS_MODES.get(cluster.quorum.mode)
+        if needed is not None and cluster.quorum.witness.kind != needed:
+            advice = f"set {WITNESS_FIELDS[needed]}, or {advice}"
+        report(cluster, ("spec", "quorum", "mode"), problem, advice)
     members = [estate.nodes[n] for n in cluster.nodes if n in estate.nodes]
     if members and not world:
         reference = members[0]
@@ -278,6 +315,20 @@ def _check_cluster(estate: Estate, cluster: Cluster, report: Report, world: bool
         if vm.anti_affinity_group and vm.anti_affinity_mode == "hard":
             groups[vm.anti_affinity_group].append(vm)
     for group, group_vms in sorted(groups.items()):
+        pinned_by: dict[str, str] = {}
+        for vm in group_vms:
+            if vm.node is None or world:  # in a world, node is where it runs, not a pin
+                continue
+            if vm.node in pinned_by:
+                report(
+                    vm,
+                    ("spec", "node"),
+                    f"VM '{pinned_by[vm.node]}' of hard anti-affinity group '{group}' is "
+                    f"pinned to node '{vm.node}' too",
+                    "a different node for each VM of the group, or anti_affinity_mode: soft",
+                )
+            else:
+                pinned_by[vm.node] = vm.name
         if len(group_vms) > count and count:
             report(
                 group_vms[-1],
@@ -286,6 +337,52 @@ def _check_cluster(estate: Estate, cluster: Cluster, report: Report, world: bool
                 f"cluster has {count} nodes",
                 "at most one VM of the group per node",
             )
+
+
+def _witness_choices(cluster: Cluster) -> str:
+    fields = ["witness.disk", "witness.file_share"]
+    if platform(cluster.platform).cloud_witness:
+        fields.append("witness.cloud_account")
+    return ", ".join(fields[:-1]) + " or " + fields[-1]
+
+
+def _quorum_advice(cluster: Cluster, count: int) -> str:
+    """What the recommended mode is for this node count, and the witness it needs."""
+    witness = cluster.quorum.witness
+    if witness.kind == "cloud" and not platform(cluster.platform).cloud_witness:
+        witness = Witness()
+    mode = recommended_mode(count, witness)
+    needed = WITNESS_MODES.get(mode)
+    advice = f"recommended, which is {mode} for {count} node(s)"
+    if needed is None:
+        return advice
+    if witness.kind == needed:
+        return f"{advice} with the {WITNESS_FIELDS[needed]} given"
+    return f"{advice} with {_witness_choices(cluster)} set"
+
+
+def _check_recommended_quorum(cluster: Cluster, report: Report, warn: Report) -> None:
+    """``recommended`` resolves to a mode by node count: it needs the witness that mode uses."""
+    if cluster.quorum.mode != "recommended":
+        return
+    witness = cluster.quorum.witness
+    if witness.kind == "cloud" and not platform(cluster.platform).cloud_witness:
+        report(
+            cluster,
+            ("spec", "quorum", "witness", "cloud_account"),
+            f"platform {cluster.platform} has no cloud witness",
+            _witness_choices(cluster),
+        )
+        return
+    count = len(cluster.nodes)
+    if count % 2 == 0 and witness.kind is None:
+        warn(
+            cluster,
+            ("spec", "quorum"),
+            f"recommended quorum for {count} nodes is {recommended_mode(count, witness)}, "
+            "which needs a witness, and none is given",
+            _witness_choices(cluster),
+        )
 
 
 def _check_vm(estate: Estate, vm: VirtualMachine, report: Report) -> None:

@@ -57,10 +57,16 @@ def one_of(values: Iterable[str]) -> str:
     return "one of " + ", ".join(values)
 
 
-def did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    """' — did you mean X?' when a close spelling exists, else ''."""
+def did_you_mean_target(word: str, candidates: Iterable[str]) -> str | None:
+    """The closest spelling of ``word`` among the candidates, or None."""
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'? " if close else ""
+    return close[0] if close else None
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """'did you mean X? ' when a close spelling exists, else ''."""
+    target = did_you_mean_target(word, candidates)
+    return f"did you mean '{target}'? " if target else ""
 
 
 def format_path(path: tuple[str | int, ...]) -> str:

@@ -15,7 +15,12 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from reconciler.manifest.documents import Document
-from reconciler.manifest.errors import ManifestError, did_you_mean, one_of
+from reconciler.manifest.errors import (
+    ManifestError,
+    did_you_mean,
+    did_you_mean_target,
+    one_of,
+)
 from reconciler.model.records import KINDS
 
 API_VERSION = "reconciler/v1"
@@ -77,9 +82,15 @@ def _translate(doc: Document, err: ValidationError) -> list[ManifestError]:
             )
         return out
     if kind == "required":
-        missing = [k for k in expected_value if k not in value]
-        out = []
         props = schema.get("properties", {})
+        # A misspelt key is reported as unknown with a did-you-mean; not twice.
+        suggested = (
+            {did_you_mean_target(str(k), props) for k in value if k not in props}
+            if schema.get("additionalProperties") is False
+            else set()
+        )
+        missing = [k for k in expected_value if k not in value and k not in suggested]
+        out = []
         for key in missing:
             desc = _allowed_text(props.get(key, {}))
             out.append(
@@ -110,7 +121,10 @@ def _translate(doc: Document, err: ValidationError) -> list[ManifestError]:
     if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         low = schema.get("minimum", schema.get("exclusiveMinimum"))
         high = schema.get("maximum", schema.get("exclusiveMaximum"))
-        bounds = f"{low if low is not None else ''}..{high if high is not None else ''}"
+        if low is not None and high is not None:
+            bounds = f"{low}..{high}"
+        else:
+            bounds = f"at least {low}" if low is not None else f"at most {high}"
         word = "small" if kind in ("minimum", "exclusiveMinimum") else "large"
         return [doc.error(path, f"{value} is too {word}", f"{bounds}: {_allowed_text(schema)}")]
     if kind == "pattern":

@@ -225,7 +225,33 @@ def _match_vswitch(estate: Estate, action: Action) -> RuleResult:
             )
     if cfg.uplink_nic and node.nics and cfg.uplink_nic not in {n.name for n in node.nics}:
         return _fail(estate, f"{node.name} has no NIC {cfg.uplink_nic} to bind {name} to")
+    if current is not None:
+        # A whole new config can drop VLANs too: the same guard as set_vlan_trunk.
+        for vm in estate.vms_on(node.name):
+            if vm.power_state != "running":
+                continue
+            for nic in vm.nics:
+                if (
+                    nic.switch == name
+                    and _carries(current, nic.vlan)
+                    and not _carries(cfg, nic.vlan)
+                ):
+                    return _fail(
+                        estate,
+                        f"VLAN {nic.vlan} is in use by {vm.name} on {node.name}: "
+                        f"the new {name} config would cut it off",
+                    )
     return RuleResult(estate.with_record(_set_switch(node, name, cfg)))
+
+
+def _carries(cfg: SwitchConfig, vlan: int | None) -> bool:
+    """Whether a host switch connects a NIC on ``vlan`` (as ``placement_problems`` reads it)."""
+    return (
+        vlan is None
+        or not cfg.allowed_vlans
+        or vlan in cfg.allowed_vlans
+        or vlan == cfg.native_vlan
+    )
 
 
 def _set_vlan_trunk(estate: Estate, action: Action) -> RuleResult:
@@ -421,6 +447,8 @@ def migration_problems(
     if cluster is None or node is None:
         return [f"{destination} does not exist"]
     problems: list[str] = []
+    if not has_quorum(cluster.quorum.mode, len(cluster.nodes), members_up(estate, cluster)):
+        problems.append(f"cluster {cluster.name} has lost quorum: nothing moves until it is back")
     if destination not in cluster.nodes:
         problems.append(f"{destination} is not a member of {cluster.name}")
     if node.status.state != "up":
@@ -530,9 +558,9 @@ def _extend_vhd(estate: Estate, action: Action) -> RuleResult:
 def slot_problems(vm: VirtualMachine, disk: Disk) -> list[str]:
     problems: list[str] = []
     if disk.controller == "ide":
-        if disk.controller_number >= IDE_CONTROLLERS or disk.slot >= IDE_SLOTS:
+        if not (0 <= disk.controller_number < IDE_CONTROLLERS and 0 <= disk.slot < IDE_SLOTS):
             problems.append(f"IDE {disk.controller_number}:{disk.slot} is beyond 2 x 2")
-    elif disk.controller_number >= SCSI_CONTROLLERS or disk.slot >= SCSI_SLOTS:
+    elif not (0 <= disk.controller_number < SCSI_CONTROLLERS and 0 <= disk.slot < SCSI_SLOTS):
         problems.append(f"SCSI {disk.controller_number}:{disk.slot} is beyond 4 x 64")
     for other in vm.disks:
         if other.name != disk.name and (other.controller, other.controller_number, other.slot) == (
@@ -651,6 +679,8 @@ def _start_vm(estate: Estate, action: Action) -> RuleResult:
     problems = placement_problems(estate, vm, vm.node)
     if node.status.state != "up":
         problems.append(f"{vm.node} is down")
+    if not has_quorum(cluster.quorum.mode, len(cluster.nodes), members_up(estate, cluster)):
+        problems.append(f"cluster {cluster.name} has lost quorum: nothing starts until it is back")
     need = vm_cost_mib(vm, cluster, node)
     if need > free_memory_mib(estate, vm.node):
         problems.append(f"{vm.node} has too little free memory ({need} MiB needed)")

@@ -62,6 +62,9 @@ class SimProvider:
     def apply(self, action: Action) -> Outcome:
         self._require_world()
         self._applied += 1
+        if action.type not in ACTION_TYPES:
+            # Not a state of the world: no retry and no change of the world will make it run.
+            return Outcome("permanent_error", f"the simulator has no action type {action.type}")
         with self.store.transaction() as conn:
             before = self.store.load(conn, cluster=action.cluster)
             result = apply_rules(before, action)

@@ -1,0 +1,327 @@
+"""Golden plans: one folder per case, desired manifests and a world in, the exact plan out.
+
+    tests/golden/<case>/desired/*.yaml   the desired state (manifests)
+    tests/golden/<case>/observed.yaml    the observed state (a world file: manifests + status)
+    tests/golden/<case>/expected.json    Plan.dumps() of make_plan(desired, observed, ["desired"])
+
+The observed.yaml header says what the case is about and what the plan must do. To rewrite
+every expected.json from the current planner, run
+
+    UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_plan_golden.py
+
+and read each diff before keeping it: a golden file that freezes a bug is worse than none.
+``TestCaseBehaviour`` states the point of each case apart from the bytes, so a rewrite that
+changes what a case shows still fails.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from reconciler.engine.plan import Plan
+from reconciler.engine.planner import make_plan
+from reconciler.manifest.load import load_paths, require
+from reconciler.model.actions import ACTION_TYPES
+
+GOLDEN = Path(__file__).parent / "golden"
+SCHEMA = Path(__file__).parents[1] / "schemas" / "plan.schema.json"
+UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
+CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "observed.yaml").is_file())
+
+
+@cache
+def plan_of(case: str) -> Plan:
+    folder = GOLDEN / case
+    desired = require(load_paths([str(folder / "desired")]))
+    observed = require(load_paths([str(folder / "observed.yaml")], world=True))
+    return make_plan(desired, observed, manifests=["desired"])
+
+
+def actions(case: str) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = plan_of(case).to_json()["actions"]
+    return result
+
+
+def types(case: str) -> list[str]:
+    return [a["type"] for a in actions(case)]
+
+
+def rules(case: str) -> set[tuple[str, str]]:
+    return {(v.rule, v.severity) for v in plan_of(case).violations}
+
+
+def by_id(case: str) -> dict[str, dict[str, Any]]:
+    return {a["id"]: a for a in actions(case)}
+
+
+class TestGoldenFiles:
+    """Each case plans to exactly the bytes in its expected.json, and that plan is schema-valid."""
+
+    def test_every_case_is_complete(self) -> None:
+        assert len(CASES) >= 20
+        for case in CASES:
+            assert (GOLDEN / case / "desired").is_dir(), case
+            assert (GOLDEN / case / "expected.json").is_file() or UPDATE, case
+
+    @pytest.mark.parametrize("case", CASES)
+    def test_plan_matches_expected(self, case: str) -> None:
+        expected = GOLDEN / case / "expected.json"
+        got = plan_of(case).dumps()
+        if UPDATE:
+            expected.write_text(got)
+        assert got == expected.read_text(), f"plan for {case} changed (UPDATE_GOLDEN=1 rewrites)"
+
+    @pytest.mark.parametrize("case", CASES)
+    def test_expected_is_valid_against_plan_schema(self, case: str) -> None:
+        validator = Draft202012Validator(json.loads(SCHEMA.read_text()))
+        document = json.loads((GOLDEN / case / "expected.json").read_text())
+        errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(document)]
+        assert errors == []
+
+
+class TestCaseBehaviour:
+    """What each case is there to show, checked on the plan itself."""
+
+    def test_demo_has_the_thirteen_actions_in_order(self) -> None:
+        assert [a["id"] for a in actions("demo")] == [
+            "set_vlan_trunk:hv03/vSwitch-VM",
+            "begin_monitoring_maintenance:prod",
+            "match_vswitch:hv05/vSwitch-VM",
+            "present_storage:hv05",
+            "add_node:hv05",
+            "update_quorum:prod",
+            "test_live_migration:hv05/TEST01",
+            "validate_cluster:prod",
+            "end_monitoring_maintenance:prod",
+            "extend_lun:CSV02",
+            "extend_volume:CSV02",
+            "migrate_vm:SQL02",
+            "add_disk:FS01",
+        ]
+        assert plan_of("demo").violations == ()
+
+    def test_no_changes_is_empty(self) -> None:
+        plan = plan_of("no_changes")
+        assert plan.empty and not plan.violations and not plan.notes
+        assert plan.to_json()["changed_objects"] == []
+
+    @pytest.mark.parametrize(
+        ("case", "target"),
+        [
+            ("shrink_volume", "ClusterSharedVolume/CSV1"),
+            ("shrink_disk", "VirtualMachine/APP01"),
+        ],
+    )
+    def test_shrinking_is_blocked_and_plans_nothing(self, case: str, target: str) -> None:
+        plan = plan_of(case)
+        assert plan.blocked and plan.empty
+        assert [(v.rule, v.target, v.severity) for v in plan.violations] == [
+            ("no_shrink", target, "block")
+        ]
+
+    def test_over_capacity_pin_says_how_much_memory_is_missing(self) -> None:
+        plan = plan_of("over_capacity_pin")
+        assert plan.blocked
+        (violation,) = plan.violations
+        assert violation.action == "migrate_vm:APP01"
+        assert "hv3 has 1906 MiB free, APP01 needs 4151 MiB" in violation.message
+
+    def test_never_policy_without_downtime_is_blocked(self) -> None:
+        plan = plan_of("never_live_migrate")
+        assert plan.blocked
+        assert ("never_live_migrate", "block") in rules("never_live_migrate")
+        assert all(v.action == "migrate_vm:EXCH01" for v in plan.violations)
+
+    def test_never_policy_with_downtime_moves_quick(self) -> None:
+        plan = plan_of("never_with_downtime")
+        (move,) = actions("never_with_downtime")
+        assert (move["method"], move["disruption"]) == ("quick", "downtime")
+        assert not plan.violations
+
+    def test_offline_policy_without_downtime_is_blocked(self) -> None:
+        (move,) = actions("offline_policy_no_downtime")
+        assert move["method"] == "quick"
+        assert rules("offline_policy_no_downtime") == {("downtime_not_allowed", "block")}
+
+    def test_change_needing_downtime_is_blocked_when_not_allowed(self) -> None:
+        assert ("downtime_not_allowed", "block") in rules("needs_downtime")
+        assert "stop_vm" not in types("needs_downtime")
+
+    @pytest.mark.parametrize(
+        ("case", "middle"),
+        [
+            ("needs_downtime_allowed", "set_vm"),
+            ("ide_disk_add_running", "add_disk"),
+            ("resize_2008r2_needs_off", "extend_vhd"),
+        ],
+    )
+    def test_offline_change_is_stop_change_start(self, case: str, middle: str) -> None:
+        steps = actions(case)
+        assert [a["type"] for a in steps] == ["stop_vm", middle, "start_vm"]
+        assert [a["depends_on"] for a in steps] == [[], [steps[0]["id"]], [steps[1]["id"]]]
+        assert not plan_of(case).violations
+
+    def test_baseline_mismatch_blocks_the_join(self) -> None:
+        plan = plan_of("add_node_baseline_mismatch")
+        assert ("baseline", "block") in rules("add_node_baseline_mismatch")
+        assert plan.blocked
+        assert not {"update_quorum", "test_live_migration", "validate_cluster"} & set(
+            types("add_node_baseline_mismatch")
+        )
+
+    def test_two_joins_come_before_one_quorum_update(self) -> None:
+        order = [a["id"] for a in actions("join_two_nodes")]
+        steps = by_id("join_two_nodes")
+        quorum = steps["update_quorum:lab"]
+        assert types("join_two_nodes").count("update_quorum") == 1
+        assert order.index("add_node:hv4") < order.index("update_quorum:lab")
+        assert {"add_node:hv3", "add_node:hv4"} <= set(quorum["depends_on"])
+        assert quorum["params"]["mode"] == "node_and_file_share_majority"
+        for node in ("hv3", "hv4"):
+            assert "update_quorum:lab" in steps[f"test_live_migration:{node}/TEST01"]["depends_on"]
+        validate = steps["validate_cluster:lab"]["depends_on"]
+        assert {"test_live_migration:hv3/TEST01", "test_live_migration:hv4/TEST01"} <= set(validate)
+        assert order[0] == "begin_monitoring_maintenance:lab"
+        assert order[-1] == "end_monitoring_maintenance:lab"
+        assert not plan_of("join_two_nodes").violations
+
+    def test_drain_moves_vms_one_at_a_time_then_drains(self) -> None:
+        steps = actions("drain_node")
+        moves = [a for a in steps if a["type"] == "migrate_vm"]
+        assert [m["vm"] for m in moves] == ["DB01", "WEB03", "APP02"]
+        assert all(m["source"] == "hv3" and m["destination"] != "hv3" for m in moves)
+        for before, after in itertools.pairwise(moves):
+            assert before["id"] in after["depends_on"]
+        drain = steps[-1]
+        assert drain["type"] == "drain_node"
+        assert set(drain["depends_on"]) == {m["id"] for m in moves}
+        assert not plan_of("drain_node").violations
+
+    def test_resume_node_resumes_only(self) -> None:
+        assert types("resume_node") == ["resume_node"]
+
+    def test_trunk_fix_keeps_the_vm_in_place(self) -> None:
+        (fix,) = actions("vlan_trunk_fix")
+        assert (fix["type"], fix["target"]) == ("set_vlan_trunk", "Node/hv2")
+        assert fix["params"]["allowed_vlans"] == "10,20,30"
+
+    def test_online_resize_on_2019_needs_no_stop(self) -> None:
+        (grow,) = actions("online_resize_2019")
+        assert (grow["type"], grow["disruption"]) == ("extend_vhd", "online")
+        assert "partition" in grow["reason"]
+
+    def test_removed_disk_is_detached_and_its_file_kept(self) -> None:
+        (detach,) = actions("detach_disk_keeps_file")
+        assert detach["type"] == "detach_disk"
+        assert detach["params"]["delete_file"] is False
+
+    @pytest.mark.parametrize(("case", "severity"), [("warn", "warn"), ("block", "block")])
+    def test_failover_reserve_follows_reserve_policy(self, case: str, severity: str) -> None:
+        plan = plan_of(f"failover_reserve_{case}")
+        assert types(f"failover_reserve_{case}") == ["stop_vm", "set_vm", "start_vm"]
+        assert [(v.rule, v.severity, v.action) for v in plan.violations] == [
+            ("failover_reserve", severity, "start_vm:APP01")
+        ]
+        assert plan.blocked is (severity == "block")
+
+    def test_pinned_move_waits_for_its_hard_peer_to_leave(self) -> None:
+        first, second = actions("pinned_move_waits_for_peer")
+        assert (first["vm"], second["vm"]) == ("SQL02", "SQL01")
+        assert first["id"] in second["depends_on"]
+        assert not plan_of("pinned_move_waits_for_peer").violations
+
+
+def _demo_document() -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((GOLDEN / "demo" / "expected.json").read_text())
+    return document
+
+
+def _errors(document: dict[str, Any]) -> list[str]:
+    validator = Draft202012Validator(json.loads(SCHEMA.read_text()))
+    return [e.message for e in validator.iter_errors(document)]
+
+
+def _undescribed(node: Any, path: str = "") -> list[str]:
+    """Paths of properties in the schema that have no description."""
+    out: list[str] = []
+    if isinstance(node, dict):
+        for name, sub in (node.get("properties") or {}).items():
+            if isinstance(sub, dict) and "description" not in sub and "$ref" not in sub:
+                out.append(f"{path}/{name}")
+        for key, sub in node.items():
+            if key != "if":  # conditions name a field only to test it
+                out.extend(_undescribed(sub, f"{path}/{key}"))
+    elif isinstance(node, list):
+        for i, sub in enumerate(node):
+            out.extend(_undescribed(sub, f"{path}/{i}"))
+    return out
+
+
+class TestPlanSchema:
+    """schemas/plan.schema.json describes the plan exactly: it rejects what the plan never is."""
+
+    def test_is_a_valid_2020_12_schema_with_every_field_described(self) -> None:
+        schema = json.loads(SCHEMA.read_text())
+        Draft202012Validator.check_schema(schema)
+        assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+        assert _undescribed(schema) == []
+
+    def test_action_types_are_the_model_s(self) -> None:
+        schema = json.loads(SCHEMA.read_text())
+        assert schema["$defs"]["action"]["properties"]["type"]["enum"] == list(ACTION_TYPES)
+
+    @pytest.mark.parametrize(
+        ("where", "change"),
+        [
+            ("top", lambda d: d.update(extra=1)),
+            ("top", lambda d: d.pop("summary")),
+            ("top", lambda d: d.update(fingerprint="md5:00")),
+            ("top", lambda d: d.update(format_version=2)),
+            ("summary", lambda s: s.update(blocked="no")),
+            ("summary", lambda s: s["by_disruption"].update(outage=1)),
+            ("set_vlan_trunk", lambda a: a.update(type="reboot_node")),
+            ("set_vlan_trunk", lambda a: a.update(disruption="brief")),
+            ("set_vlan_trunk", lambda a: a.update(method="live")),
+            ("set_vlan_trunk", lambda a: a["params"].pop("allowed_vlans")),
+            ("set_vlan_trunk", lambda a: a["changes"][next(iter(a["changes"]))].pop("after")),
+            ("set_vlan_trunk", lambda a: a.update(estimate_seconds=-1)),
+            ("migrate_vm", lambda a: a.pop("vm")),
+            ("migrate_vm", lambda a: a.update(method="teleport")),
+            ("migrate_vm", lambda a: a.pop("memory_mib")),
+            ("add_disk", lambda a: a["params"]["disk"].pop("controller")),
+        ],
+    )
+    def test_rejects_a_broken_plan(self, where: str, change: Any) -> None:
+        document = _demo_document()
+        assert _errors(document) == []
+        if where == "top":
+            change(document)
+        elif where == "summary":
+            change(document["summary"])
+        else:
+            change(next(a for a in document["actions"] if a["type"] == where))
+        assert _errors(document) != []
+
+    @pytest.mark.parametrize(
+        "change",
+        [
+            lambda v: v.update(severity="error"),
+            lambda v: v.pop("fix"),
+            lambda v: v.update(target="hv4"),
+        ],
+    )
+    def test_rejects_a_broken_violation(self, change: Any) -> None:
+        document: dict[str, Any] = json.loads(
+            (GOLDEN / "failover_reserve_warn" / "expected.json").read_text()
+        )
+        assert _errors(document) == []
+        change(document["violations"][0])
+        assert _errors(document) != []
