@@ -202,7 +202,7 @@ def run_apply(
                 return EXIT_ERROR
             source = f"plan:{plan_file}"
         else:
-            desired = load_desired(paths)
+            desired = load_desired(paths, obj.cache_dir)
             plan = make_plan(desired, observed, manifests=paths)
             source = ",".join(paths)
         for line in plan_lines(plan, colour=obj.out.interactive):

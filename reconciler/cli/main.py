@@ -7,6 +7,7 @@ Exit codes: 0 ok, 1 error; 2 "changes present" and 3 "changes blocked by a safet
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -38,6 +39,13 @@ class Context:
         self.provider = provider
         self.log_format = log_format
         self.out = Output()
+
+    @property
+    def cache_dir(self) -> Path | None:
+        """Parsed manifests keyed by content; RECONCILER_NO_CACHE=1 turns it off."""
+        if os.environ.get("RECONCILER_NO_CACHE"):
+            return None
+        return self.state_dir / "cache" / "manifests"
 
     def provider_instance(self) -> Provider:
         try:
@@ -102,7 +110,7 @@ def validate(obj: Context, paths: tuple[str, ...], fmt: str) -> None:
     PATHS are files or folders (every .yaml/.yml below them). All problems are reported,
     each as FILE:LINE:COL: Kind/name: field: what is wrong (what is allowed).
     """
-    result = load_paths(list(paths))
+    result = load_paths(list(paths), cache_dir=obj.cache_dir)
     problems = result.problems()
     warnings = [e for e in result.errors if e.severity == "warning"]
     if fmt == "json":
@@ -197,7 +205,7 @@ def plan(
     """
     provider = obj.provider_instance()
     try:
-        planned = plan_paths(list(paths), provider, target)
+        planned = plan_paths(list(paths), provider, target, obj.cache_dir)
     finally:
         provider.close()
     result = planned.plan

@@ -25,6 +25,11 @@ FIXES: dict[str, str] = {
 }
 
 
+# Only these can take free memory away from the cluster (moves, starts, resizes, drains);
+# the failover reserve is checked after them, and need not be after anything else.
+SPENDS_RESERVE = frozenset({"migrate_vm", "start_vm", "set_vm", "drain_node"})
+
+
 def reserve_shortfall(estate: Estate, cluster_name: str) -> str | None:
     """Can the running HA VMs of any one node restart on the others? First-fit decreasing."""
     cluster = estate.clusters.get(cluster_name)
@@ -161,7 +166,27 @@ def action_policy(desired: Estate, state: Estate, action: Action) -> list[PlanVi
 def replay(
     observed: Estate, desired: Estate, actions: Sequence[Action]
 ) -> tuple[Estate, list[PlanViolation]]:
-    """The state after the plan, and every rule the plan breaks on the way (each once)."""
+    """The state after the plan, and every rule the plan breaks on the way (each once).
+
+    Clusters share nothing, so each is replayed on its own slice of the estate.
+    """
+    parts: dict[str, Estate] = {}
+    out: list[PlanViolation] = []
+    by_cluster: dict[str, list[Action]] = {}
+    for action in actions:
+        by_cluster.setdefault(action.cluster, []).append(action)
+    for cluster, cluster_actions in by_cluster.items():
+        part, found = _replay_cluster(
+            observed.of_cluster(cluster), desired.of_cluster(cluster), cluster_actions
+        )
+        parts[cluster] = part
+        out.extend(found)
+    return observed.with_clusters(parts), out
+
+
+def _replay_cluster(
+    observed: Estate, desired: Estate, actions: Sequence[Action]
+) -> tuple[Estate, list[PlanViolation]]:
     state = observed
     out: list[PlanViolation] = []
     seen: set[tuple[str, str, str]] = set()
@@ -208,7 +233,8 @@ def replay(
                     )
                 )
         cluster = state.clusters.get(action.cluster)
-        if cluster is not None and not reserve_before.get(action.cluster, False):
+        reserve_at_risk = action.type in SPENDS_RESERVE
+        if cluster is not None and reserve_at_risk and not reserve_before.get(action.cluster):
             short = reserve_shortfall(state, action.cluster)
             if short:
                 severity: Severity = (

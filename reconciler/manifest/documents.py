@@ -31,7 +31,9 @@ class Document:
     data: Any
     line: int
     col: int
-    positions: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    # None when the document came from the cache: read again from the file if an error needs it.
+    positions: dict[Path_, tuple[int, int]] | None = field(default_factory=dict)
+    checked: bool = False  # passed the schema layer already (cached)
 
     @property
     def kind(self) -> str:
@@ -52,6 +54,8 @@ class Document:
 
     def pos(self, path: Path_) -> tuple[int, int]:
         """Line and column of a field, or of its nearest written ancestor."""
+        if self.positions is None:
+            self.positions = _positions_from_file(self.file, self.index)
         while path:
             found = self.positions.get(path)
             if found is not None:
@@ -152,6 +156,15 @@ def read_text(text: str, file: str) -> tuple[list[Document], list[ManifestError]
     finally:
         loader.dispose()
     return docs, errors
+
+
+def _positions_from_file(file: str, index: int) -> dict[Path_, tuple[int, int]]:
+    try:
+        docs, _ = read_text(Path(file).read_text(encoding="utf-8"), file)
+    except OSError:
+        return {}
+    found = docs[index].positions if index < len(docs) else None
+    return found or {}
 
 
 def manifest_files(paths: list[str]) -> Iterator[tuple[str, Path | None]]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.manifest.build import build_record, switch_config
+from reconciler.manifest.cache import ManifestCache, content_key
 from reconciler.manifest.checks import check_estate
 from reconciler.manifest.documents import Document, manifest_files, read_text
 from reconciler.manifest.errors import ManifestError, ManifestLoadError
@@ -43,10 +44,13 @@ class LoadResult:
         return [e for e in self.errors if e.severity == "error"]
 
 
-def load_paths(paths: list[str], world: bool = False) -> LoadResult:
+def load_paths(paths: list[str], world: bool = False, cache_dir: Path | None = None) -> LoadResult:
+    """Load every manifest under ``paths``; with ``cache_dir``, unchanged files load warm."""
     docs: list[Document] = []
     errors: list[ManifestError] = []
     files: list[str] = []
+    cache = ManifestCache(cache_dir) if cache_dir is not None else None
+    keys: dict[str, str] = {}
     for name, path in manifest_files(paths):
         if path is None:
             errors.append(
@@ -62,7 +66,17 @@ def load_paths(paths: list[str], world: bool = False) -> LoadResult:
             )
             continue
         files.append(name)
-        file_docs, file_errors = read_text(path.read_text(encoding="utf-8"), name)
+        content = path.read_bytes()
+        if cache is not None:
+            key = keys[name] = content_key(content, world)
+            cached = cache.get(key)
+            if cached is not None:
+                docs.extend(
+                    Document(name, i, data, line, col, positions=None, checked=True)
+                    for i, (data, line, col) in enumerate(cached)
+                )
+                continue
+        file_docs, file_errors = read_text(content.decode("utf-8"), name)
         docs.extend(file_docs)
         errors.extend(file_errors)
     if not files and not errors:
@@ -77,7 +91,25 @@ def load_paths(paths: list[str], world: bool = False) -> LoadResult:
                 "files ending in .yaml or .yml",
             )
         )
-    return load_documents(docs, errors, files, world)
+    result = load_documents(docs, errors, files, world)
+    if cache is not None:
+        _fill_cache(cache, keys, docs, errors)
+    return result
+
+
+def _fill_cache(
+    cache: ManifestCache, keys: dict[str, str], docs: list[Document], errors: list[ManifestError]
+) -> None:
+    """Cache each newly read file whose every document passed the syntax and schema layers."""
+    failed = {e.file for e in errors if e.severity == "error"}
+    by_file: dict[str, list[Document]] = {}
+    for doc in docs:
+        by_file.setdefault(doc.file, []).append(doc)
+    for name, key in keys.items():
+        file_docs = by_file.get(name, [])
+        if name in failed or not file_docs or any(d.checked for d in file_docs):
+            continue
+        cache.put(key, [(d.data, d.line, d.col) for d in file_docs])
 
 
 def load_text(text: str, file: str = "<text>", world: bool = False) -> LoadResult:
@@ -99,7 +131,7 @@ def load_documents(
     statuses: dict[tuple[str, str], dict[str, Any]] = {}
     for doc in docs:
         _normalise(doc)
-        doc_errors = check_document(doc)
+        doc_errors = [] if doc.checked else check_document(doc)
         if not world and isinstance(doc.data, dict) and "status" in doc.data:
             doc_errors.append(
                 doc.error(

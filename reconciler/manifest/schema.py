@@ -7,10 +7,12 @@ at the key itself), what is wrong, and what is allowed, with a did-you-mean for 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import fastjsonschema
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
@@ -32,6 +34,22 @@ SCHEMA_FILES = {kind: f"{kind.lower()}.schema.json" for kind in KINDS}
 def schema_for(kind: str) -> dict[str, Any]:
     schema: dict[str, Any] = json.loads((SCHEMA_DIR / SCHEMA_FILES[kind]).read_text())
     return schema
+
+
+@cache
+def _fast_validator(kind: str) -> Callable[[Any], Any]:
+    validate: Callable[[Any], Any] = fastjsonschema.compile(schema_for(kind))
+    return validate
+
+
+def fast_valid(kind: str, data: Any) -> bool:
+    """The quick yes: fastjsonschema compiles the schema to Python (~20x faster than
+    jsonschema). Only a no goes on to jsonschema, whose errors we turn into messages."""
+    try:
+        _fast_validator(kind)(data)
+    except fastjsonschema.JsonSchemaException:
+        return False
+    return True
 
 
 @cache
@@ -167,6 +185,8 @@ def check_document(doc: Document) -> list[ManifestError]:
         errors.append(doc.error(("kind",), f"{what}; {hint}".rstrip("; "), one_of(KINDS)))
         return errors
     if errors:
+        return errors
+    if fast_valid(kind, data):
         return errors
     found = sorted(
         validator_for(kind).iter_errors(data),

@@ -1,14 +1,15 @@
 """Records to JSON-ready values and back, field by field, for state stores and fingerprints.
 
 Frozen sets become sorted lists and mappings plain dicts, so equal records encode to equal
-text; decoding follows the dataclass type hints.
+text. Each record type gets an encoder and a decoder built once from its type hints: large
+estates are observed and fingerprinted often, so no per-value type inspection at run time.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -16,6 +17,7 @@ from reconciler.model import records
 from reconciler.model.records import Record, frozen_map
 
 T = TypeVar("T")
+Codec = Callable[[Any], Any]
 
 RECORD_TYPES: dict[str, type[Any]] = {
     "Cluster": records.Cluster,
@@ -26,9 +28,76 @@ RECORD_TYPES: dict[str, type[Any]] = {
 }
 
 
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _optional(inner: Codec) -> Codec:
+    if inner is _identity:
+        return _identity
+    return lambda v: None if v is None else inner(v)
+
+
+def _fields(cls: type[Any]) -> list[tuple[str, Any]]:
+    hints = get_type_hints(cls, vars(records))
+    return [(f.name, hints[f.name]) for f in dataclasses.fields(cls) if f.init]
+
+
+@cache
+def _encoder(tp: Any) -> Codec:
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        options = [a for a in get_args(tp) if a is not type(None)]
+        return _optional(_encoder(options[0])) if len(options) == 1 else _identity
+    if origin is tuple:
+        item = _encoder(get_args(tp)[0])
+        return lambda v: [item(x) for x in v]
+    if origin is frozenset:
+        item = _encoder(get_args(tp)[0])
+        return lambda v: sorted(item(x) for x in v)
+    if origin in (Mapping, dict):
+        item = _encoder(get_args(tp)[1])
+        return lambda v: {str(k): item(v[k]) for k in sorted(v)}
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        parts = [(name, _encoder(hint)) for name, hint in _fields(tp)]
+        return lambda v: {name: enc(getattr(v, name)) for name, enc in parts}
+    return _identity
+
+
+@cache
+def _decoder(tp: Any) -> Codec:
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        options = [a for a in get_args(tp) if a is not type(None)]
+        return _optional(_decoder(options[0])) if len(options) == 1 else _identity
+    if origin is Literal:
+        return _identity
+    if origin is tuple:
+        item = _decoder(get_args(tp)[0])
+        return lambda v: tuple(item(x) for x in v)
+    if origin is frozenset:
+        item = _decoder(get_args(tp)[0])
+        return lambda v: frozenset(item(x) for x in v)
+    if origin in (Mapping, dict):
+        item = _decoder(get_args(tp)[1])
+        return lambda v: frozen_map({k: item(x) for k, x in v.items()})
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        parts = {name: _decoder(hint) for name, hint in _fields(tp)}
+
+        def build(v: Mapping[str, Any]) -> Any:
+            return tp(**{k: parts[k](x) for k, x in v.items() if k in parts})
+
+        return build
+    if tp is float:
+        return lambda v: None if v is None else float(v)
+    return _identity
+
+
 def encode(value: Any) -> Any:
+    """A record (or any value made of the model's types) as plain JSON-ready data."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        kind: Any = type(value)
+        return _encoder(kind)(value)
     if isinstance(value, frozenset | set):
         return sorted(encode(v) for v in value)
     if isinstance(value, Mapping):
@@ -38,42 +107,13 @@ def encode(value: Any) -> Any:
     return value
 
 
-@cache
-def _hints(cls: type[Any]) -> dict[str, Any]:
-    return get_type_hints(cls, vars(records))
-
-
-def _decode(tp: Any, value: Any) -> Any:
-    if value is None:
-        return None
-    origin = get_origin(tp)
-    if origin in (Union, types.UnionType):
-        options = [a for a in get_args(tp) if a is not type(None)]
-        return _decode(options[0], value) if len(options) == 1 else value
-    if origin is Literal:
-        return value
-    if origin is tuple:
-        (item,) = get_args(tp)[:1]
-        return tuple(_decode(item, v) for v in value)
-    if origin is frozenset:
-        (item,) = get_args(tp)
-        return frozenset(_decode(item, v) for v in value)
-    if origin is Mapping or origin is dict:
-        _, item = get_args(tp)
-        return frozen_map({k: _decode(item, v) for k, v in value.items()})
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        hints = _hints(tp)
-        return tp(**{k: _decode(hints[k], v) for k, v in value.items() if k in hints})
-    if tp is float:
-        return float(value)
-    return value
-
-
 def decode(cls: type[T], value: Mapping[str, Any]) -> T:
-    result: T = _decode(cls, value)
+    target: Any = cls
+    result: T = _decoder(target)(value)
     return result
 
 
 def decode_record(kind: str, value: Mapping[str, Any]) -> Record:
-    record: Record = _decode(RECORD_TYPES[kind], value)
+    target: Any = RECORD_TYPES[kind]
+    record: Record = _decoder(target)(value)
     return record

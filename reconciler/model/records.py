@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 PlatformName = Literal["2008r2", "2012r2", "2016", "2019", "2022", "2025"]
 QuorumMode = Literal[
@@ -285,6 +285,10 @@ class VirtualMachine:
         return frozenset(d.volume for d in self.disks)
 
 
+def _cluster_name(record: Record, kind: str) -> str:
+    return record.name if kind == "Cluster" else record.cluster  # type: ignore[union-attr]
+
+
 # --- the estate --------------------------------------------------------------------------------
 
 Record = Cluster | Node | VirtualSwitch | ClusterSharedVolume | VirtualMachine
@@ -311,6 +315,11 @@ class Estate:
     switches: Mapping[str, VirtualSwitch] = field(default_factory=frozen_map)
     volumes: Mapping[str, ClusterSharedVolume] = field(default_factory=frozen_map)
     vms: Mapping[str, VirtualMachine] = field(default_factory=frozen_map)
+    # Built on first use: which VMs each node holds (states are immutable, so it never goes stale).
+    _vms_by_node: dict[str | None, list[VirtualMachine]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _slices: dict[str, Estate] | None = field(default=None, init=False, repr=False, compare=False)
 
     def table(self, kind: str) -> Mapping[str, Record]:
         tables: dict[str, Mapping[str, Record]] = {
@@ -331,19 +340,74 @@ class Estate:
 
     def of_cluster(self, cluster: str) -> Estate:
         """The slice of the estate that belongs to one cluster (plans are per cluster)."""
-        return Estate(
-            clusters={k: v for k, v in self.clusters.items() if k == cluster},
-            nodes={k: v for k, v in self.nodes.items() if v.cluster == cluster},
-            switches={k: v for k, v in self.switches.items() if v.cluster == cluster},
-            volumes={k: v for k, v in self.volumes.items() if v.cluster == cluster},
-            vms={k: v for k, v in self.vms.items() if v.cluster == cluster},
-        )
+        slices = self._slices
+        if slices is None:
+            slices = self._split()
+            object.__setattr__(self, "_slices", slices)
+        return slices.get(cluster) or Estate()
+
+    def _split(self) -> dict[str, Estate]:
+        tables: dict[str, dict[str, dict[str, Any]]] = {}
+
+        def put(kind: str, cluster: str, record: Record) -> None:
+            tables.setdefault(cluster, {k: {} for k in KINDS})[kind][record.name] = record
+
+        for name, c in self.clusters.items():
+            put("Cluster", name, c)
+        for n in self.nodes.values():
+            put("Node", n.cluster, n)
+        for s in self.switches.values():
+            put("VirtualSwitch", s.cluster, s)
+        for v in self.volumes.values():
+            put("ClusterSharedVolume", v.cluster, v)
+        for vm in self.vms.values():
+            put("VirtualMachine", vm.cluster, vm)
+        return {
+            cluster: Estate(
+                clusters=t["Cluster"],
+                nodes=t["Node"],
+                switches=t["VirtualSwitch"],
+                volumes=t["ClusterSharedVolume"],
+                vms=t["VirtualMachine"],
+            )
+            for cluster, t in tables.items()
+        }
 
     def nodes_of(self, cluster: str) -> list[Node]:
         return [self.nodes[n] for n in sorted(self.nodes) if self.nodes[n].cluster == cluster]
 
     def vms_on(self, node: str) -> list[VirtualMachine]:
-        return [vm for _, vm in sorted(self.vms.items()) if vm.node == node]
+        """The VMs registered on a node, by name."""
+        index = self._vms_by_node
+        if index is None:
+            index = {}
+            for name in sorted(self.vms):
+                vm = self.vms[name]
+                index.setdefault(vm.node, []).append(vm)
+            object.__setattr__(self, "_vms_by_node", index)
+        return list(index.get(node, ()))
+
+    def with_clusters(self, parts: Mapping[str, Estate]) -> Estate:
+        """This estate with the objects of each named cluster replaced by its part."""
+        if not parts:
+            return self
+        tables: dict[str, dict[str, Any]] = {}
+        for kind in KINDS:
+            table = {
+                name: r
+                for name, r in self.table(kind).items()
+                if _cluster_name(r, kind) not in parts
+            }
+            for part in parts.values():
+                table.update(part.table(kind))
+            tables[kind] = table
+        return Estate(
+            clusters=tables["Cluster"],
+            nodes=tables["Node"],
+            switches=tables["VirtualSwitch"],
+            volumes=tables["ClusterSharedVolume"],
+            vms=tables["VirtualMachine"],
+        )
 
     def switches_of(self, cluster: str) -> list[VirtualSwitch]:
         return [s for _, s in sorted(self.switches.items()) if s.cluster == cluster]

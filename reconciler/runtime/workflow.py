@@ -20,15 +20,20 @@ class Planned:
     plan: Plan
 
 
-def load_desired(paths: list[str]) -> Estate:
-    result = load_paths(paths)
+def load_desired(paths: list[str], cache_dir: Path | None = None) -> Estate:
+    result = load_paths(paths, cache_dir=cache_dir)
     if result.estate is None:
         raise ManifestLoadError(result.problems())
     return result.estate
 
 
-def plan_paths(paths: list[str], provider: Provider, target: str | None = None) -> Planned:
-    desired = load_desired(paths)
+def plan_paths(
+    paths: list[str],
+    provider: Provider,
+    target: str | None = None,
+    cache_dir: Path | None = None,
+) -> Planned:
+    desired = load_desired(paths, cache_dir)
     observed = provider.observe()
     plan = make_plan(desired, observed, manifests=[str(Path(p)) for p in paths], target=target)
     return Planned(desired, observed, plan)
