@@ -91,16 +91,12 @@ class TestTextOutput:
         first = run(tmp_path, "plan", str(case / "desired"))[1].splitlines()[0]
         assert "BLOCKED by 2 safety violation(s)" in first
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="render.summary_line says 'No changes. The estate matches the manifests.' "
-        "for a plan that has no actions but is blocked (shrink_volume)",
-    )
     def test_blocked_plan_without_actions_does_not_claim_no_changes(self, tmp_path: Path) -> None:
         case = GOLDEN / "shrink_volume"
         init(tmp_path, str(case / "observed.yaml"))
         first = run(tmp_path, "plan", str(case / "desired"))[1].splitlines()[0]
         assert "No changes" not in first
+        assert "BLOCKED by 1 safety violation" in first
 
     def test_blocked_plan_names_the_rule_and_the_fix(self, tmp_path: Path) -> None:
         case = GOLDEN / "shrink_volume"

@@ -9,9 +9,9 @@ from rich.console import Console
 
 class Output:
     def __init__(self) -> None:
-        # Plain output (pipes, CI logs) gets a wide page so tables do not wrap.
-        wide = None if sys.stdout.isatty() else 120
-        self.console = Console(highlight=False, width=wide)
+        # Plain output (pipes, CI logs): lines are never wrapped; tables get a wide page.
+        plain = not sys.stdout.isatty()
+        self.console = Console(highlight=False, width=160 if plain else None, soft_wrap=plain)
         self.err = Console(stderr=True, highlight=False)
         self.interactive = sys.stdout.isatty()
 

@@ -84,8 +84,12 @@ def _value(v: object) -> str:
 
 
 def summary_line(plan: Plan) -> str:
-    if plan.empty:
+    if plan.empty and not plan.violations:
         return "No changes. The estate matches the manifests."
+    if plan.empty:
+        blocking = sum(1 for v in plan.violations if v.severity == "block")
+        what = f"BLOCKED by {blocking} safety violation(s)" if blocking else "warnings only"
+        return f"Plan: no action can be planned; the estate does not match the manifests ({what})."
     s = plan.summary()
     disruption = ", ".join(f"{n} {d}" for d, n in s["by_disruption"].items())
     moved = f", {size(plan.bytes_to_move())} to move" if plan.bytes_to_move() else ""
@@ -116,7 +120,7 @@ def plan_lines(plan: Plan, colour: bool = True) -> list[str]:
             for a in groups[group]:
                 sym = SYMBOL.get(a.type, "~")
                 mark = f"[{COLOUR[sym]}]{sym}[/]" if colour else sym
-                flagged = any(v.action == a.id for v in plan.violations)
+                flagged = any(v.action == a.id and v.severity == "block" for v in plan.violations)
                 flag = (
                     "  [red]! blocked[/]"
                     if flagged and colour

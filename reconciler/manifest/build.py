@@ -8,13 +8,16 @@ from __future__ import annotations
 from typing import Any, cast
 
 from reconciler.model.records import (
+    Balance,
     Cluster,
     ClusterNetwork,
     ClusterSharedVolume,
     ClusterStatus,
     Disk,
     Hardware,
+    Hook,
     LiveMigrationSettings,
+    MaintenanceWindow,
     MemoryPolicy,
     Node,
     NodeNic,
@@ -23,6 +26,7 @@ from reconciler.model.records import (
     PlacementPolicy,
     Quorum,
     Record,
+    RollingUpdate,
     SwitchConfig,
     VirtualMachine,
     VirtualSwitch,
@@ -50,6 +54,24 @@ def switch_config(spec: Data) -> SwitchConfig:
         management_os=bool(spec.get("management_os", False)),
         allowed_vlans=allowed,
         native_vlan=trunk.get("native_vlan"),
+    )
+
+
+def _rolling_update(raw: Data | None) -> RollingUpdate | None:
+    if not raw:
+        return None
+    nodes = raw.get("nodes", "all")
+    hook = raw.get("hook") or {}
+    return RollingUpdate(
+        id=str(raw["id"]),
+        nodes=None if nodes == "all" else tuple(nodes),
+        max_unavailable=raw.get("max_unavailable", 1),
+        patch_level=raw.get("patch_level"),
+        hook=Hook(
+            command=tuple(hook.get("command") or ()),
+            timeout_seconds=hook.get("timeout_seconds", 3600),
+        ),
+        test_migration=raw.get("test_migration", True),
     )
 
 
@@ -94,10 +116,24 @@ def build_cluster(data: Data) -> Cluster:
             vm_overhead_mib=memory.get("vm_overhead_mib"),
         ),
         test_vm=spec.get("test_vm"),
+        rolling_update=_rolling_update(spec.get("rolling_update")),
+        balance=Balance(**spec["balance"]) if spec.get("balance") else None,
+        maintenance_windows=tuple(
+            MaintenanceWindow(
+                days=tuple(w["days"]),
+                start=w["start"],
+                duration_minutes=w["duration_minutes"],
+                time_zone=w.get("time_zone", "UTC"),
+            )
+            for w in spec.get("maintenance_windows") or ()
+        ),
         labels=_labels(data),
         status=ClusterStatus(
             monitoring_maintenance=bool(status.get("monitoring_maintenance", False)),
             pending_nodes=frozenset(status.get("pending_nodes") or ()),
+            rolling_update_done=status.get("rolling_update_done"),
+            rolling_update_in_progress=status.get("rolling_update_in_progress"),
+            updated_nodes=frozenset(status.get("updated_nodes") or ()),
         ),
     )
 

@@ -92,11 +92,45 @@ def _cluster(c: Cluster, status: bool) -> tuple[dict[str, Any], dict[str, Any]]:
         spec["memory"] = memory
     if c.test_vm:
         spec["test_vm"] = c.test_vm
+    if c.rolling_update is not None:
+        ru = c.rolling_update
+        rolling: dict[str, Any] = {
+            "id": ru.id,
+            "nodes": "all" if ru.nodes is None else list(ru.nodes),
+            "max_unavailable": ru.max_unavailable,
+        }
+        if ru.patch_level is not None:
+            rolling["patch_level"] = ru.patch_level
+        if ru.hook.command:
+            rolling["hook"] = {
+                "command": list(ru.hook.command),
+                "timeout_seconds": ru.hook.timeout_seconds,
+            }
+        rolling["test_migration"] = ru.test_migration
+        spec["rolling_update"] = rolling
+    if c.balance is not None:
+        spec["balance"] = {"max_memory_spread_pct": c.balance.max_memory_spread_pct}
+    if c.maintenance_windows:
+        spec["maintenance_windows"] = [
+            {
+                "days": list(w.days),
+                "start": w.start,
+                "duration_minutes": w.duration_minutes,
+                "time_zone": w.time_zone,
+            }
+            for w in c.maintenance_windows
+        ]
     st: dict[str, Any] = {}
     if status and c.status.monitoring_maintenance:
         st["monitoring_maintenance"] = True
     if status and c.status.pending_nodes:
         st["pending_nodes"] = sorted(c.status.pending_nodes)
+    if status and c.status.rolling_update_done:
+        st["rolling_update_done"] = c.status.rolling_update_done
+    if status and c.status.rolling_update_in_progress:
+        st["rolling_update_in_progress"] = c.status.rolling_update_in_progress
+    if status and c.status.updated_nodes:
+        st["updated_nodes"] = sorted(c.status.updated_nodes)
     return spec, st
 
 

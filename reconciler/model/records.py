@@ -97,10 +97,45 @@ class MemoryPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class Hook:
+    command: tuple[str, ...] = ()
+    timeout_seconds: int = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class RollingUpdate:
+    id: str
+    nodes: tuple[str, ...] | None = None  # None: all members
+    max_unavailable: int = 1
+    patch_level: str | None = None  # None: each node manifest's hardware.patch_level
+    hook: Hook = field(default_factory=Hook)
+    test_migration: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    max_memory_spread_pct: int
+
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceWindow:
+    days: tuple[Weekday, ...]
+    start: str  # HH:MM
+    duration_minutes: int
+    time_zone: str = "UTC"
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterStatus:
     """Observed only."""
 
     monitoring_maintenance: bool = False
+    rolling_update_done: str | None = None  # id of the last completed cycle
+    rolling_update_in_progress: str | None = None
+    updated_nodes: frozenset[str] = frozenset()  # patched in the cycle under way
     pending_nodes: frozenset[str] = frozenset()  # joined, not yet tested and validated
     tested_nodes: frozenset[str] = frozenset()  # pending nodes whose test migration passed
 
@@ -116,6 +151,9 @@ class Cluster:
     placement: PlacementPolicy = field(default_factory=PlacementPolicy)
     memory: MemoryPolicy = field(default_factory=MemoryPolicy)
     test_vm: str | None = None
+    rolling_update: RollingUpdate | None = None
+    balance: Balance | None = None
+    maintenance_windows: tuple[MaintenanceWindow, ...] = ()
     labels: Mapping[str, str] = field(default_factory=frozen_map)
     status: ClusterStatus = field(default_factory=ClusterStatus)
 
