@@ -13,13 +13,18 @@ from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
 from reconciler.engine.diff import diff_estates
-from reconciler.engine.placement import choose_destination, destination_problems
+from reconciler.engine.placement import (
+    choose_destination,
+    destination_problems,
+    in_service,
+)
 from reconciler.engine.plan import Plan, PlanViolation, fingerprint, object_digests
 from reconciler.engine.safety import replay
 from reconciler.model.actions import DISRUPTION, Action, ActionType, Disruption
+from reconciler.model.capacity import usable_memory_mib, used_memory_mib, vm_cost_mib
 from reconciler.model.physics import action_seconds, estimate_move, max_parallel_migrations
 from reconciler.model.platforms import platform
-from reconciler.model.quorum import effective_quorum
+from reconciler.model.quorum import effective_quorum, failures_tolerated
 from reconciler.model.records import Cluster, Disk, Estate, VirtualMachine
 from reconciler.model.rules import (
     apply_rules,
@@ -118,10 +123,20 @@ class _ClusterPlanner:
         quorum = self.update_quorum(desired_cluster, joins)
         self.validate_new_nodes(desired_cluster, joins, quorum)
         self.extend_storage()
-        self.resume_nodes()
+        self.resume_nodes(desired_cluster)
         self.place_vms()
+        self.balance(desired_cluster)
         self.drain_nodes()
+        self.rolling_update(desired_cluster)
         self.check_node_drift()
+
+    def _cycle_active(self, desired: Cluster) -> bool:
+        """A rolling update is declared and not yet recorded as complete."""
+        ru = desired.rolling_update
+        cluster = self.state.clusters.get(self.cluster)
+        return (
+            ru is not None and cluster is not None and cluster.status.rolling_update_done != ru.id
+        )
 
     def check_platform(self, desired: Cluster, observed: Cluster) -> None:
         if desired.platform != observed.platform:
@@ -333,7 +348,8 @@ class _ClusterPlanner:
             for node_name in pending:
                 self.node_ready.setdefault(node_name, []).extend([validate] if validate else [])
             after = [validate or ""]
-        if self.state.clusters[self.cluster].status.monitoring_maintenance:
+        cycle_ends_it = self._cycle_active(desired)  # the rolling update ends it after the cycle
+        if self.state.clusters[self.cluster].status.monitoring_maintenance and not cycle_ends_it:
             end = self.emit(
                 "end_monitoring_maintenance",
                 f"Cluster/{self.cluster}",
@@ -397,9 +413,13 @@ class _ClusterPlanner:
                 if ext:
                     self.volume_ready.setdefault(volume.name, []).append(ext)
 
-    def resume_nodes(self) -> None:
+    def resume_nodes(self, desired: Cluster) -> None:
+        # Nodes paused by a rolling update under way are resumed by it, after verification.
+        cycle = self._cycle_nodes(desired) if self._cycle_active(desired) else []
         for node in self.desired.nodes_of(self.cluster):
             have = self.state.nodes.get(node.name)
+            if node.name in cycle:
+                continue
             if have is not None and have.maintenance and not node.maintenance:
                 aid = self.emit(
                     "resume_node",
@@ -753,6 +773,285 @@ class _ClusterPlanner:
                 reason="maintenance: true in the manifest",
                 changes={"spec.maintenance": (False, True)},
             )
+
+    # --- balance and rolling updates ---------------------------------------------------------
+
+    def _serving(self) -> list[str]:
+        cluster = self.state.clusters[self.cluster]
+        excluded = {n.name for n in self.desired.nodes_of(self.cluster) if n.maintenance}
+        return [n for n in sorted(cluster.nodes) if in_service(self.state, n) and n not in excluded]
+
+    def _used_pct(self, node_name: str) -> float:
+        cluster = self.state.clusters[self.cluster]
+        usable = usable_memory_mib(self.state.nodes[node_name], cluster)
+        return 100.0 * used_memory_mib(self.state, node_name) / usable if usable else 100.0
+
+    def balance(self, desired: Cluster) -> None:
+        """Move VMs from the fullest to the emptiest node until memory use is within the spread."""
+        if desired.balance is None:
+            return
+        spread = desired.balance.max_memory_spread_pct
+        for _ in range(len(self.state.vms)):
+            serving = self._serving()
+            if len(serving) < 2:
+                return
+            pct = {n: self._used_pct(n) for n in serving}
+            high = max(serving, key=lambda n: (pct[n], n))
+            low = min(serving, key=lambda n: (pct[n], n))
+            if pct[high] - pct[low] <= spread:
+                return
+            if not self._balance_step(high, low, pct):
+                self.notes.append(
+                    f"memory use spread {pct[high] - pct[low]:.0f} points "
+                    f"({high} to {low}) stays above {spread}: no VM can move"
+                )
+                return
+
+    def _balance_step(self, high: str, low: str, pct: dict[str, float]) -> bool:
+        cluster = self.state.clusters[self.cluster]
+        usable_high = usable_memory_mib(self.state.nodes[high], cluster)
+        usable_low = usable_memory_mib(self.state.nodes[low], cluster)
+        movable = [
+            vm
+            for vm in self.state.vms_on(high)
+            if vm.power_state == "running"
+            and self.desired.vms.get(vm.name, vm).node is None
+            and self.desired.vms.get(vm.name, vm).migration_policy == "live"
+        ]
+        for vm in sorted(movable, key=lambda v: (-v.memory_mib, v.name)):
+            cost = 100.0 * vm_cost_mib(vm, cluster) / max(1, min(usable_high, usable_low))
+            # Only moves that bring the pair closer together, so balancing always ends.
+            if max(pct[high] - cost, pct[low] + cost) >= pct[high]:
+                continue
+            if destination_problems(self.state, vm, low):
+                continue
+            return (
+                self.migrate(
+                    vm.name,
+                    low,
+                    f"balance: {high} at {pct[high]:.0f}% memory, {low} at {pct[low]:.0f}%",
+                )
+                is not None
+            )
+        return False
+
+    def _cycle_nodes(self, desired: Cluster) -> list[str]:
+        ru = desired.rolling_update
+        members = self.state.clusters[self.cluster].nodes
+        if ru is None:
+            return []
+        listed = list(ru.nodes) if ru.nodes is not None else list(members)
+        return [n for n in listed if n in members]
+
+    def rolling_update(self, desired: Cluster) -> None:
+        """Patch every listed node in turn: drain, hook, verify, resume; no fail-back.
+
+        Drained VMs go to nodes already patched in this cycle (or outside it), so with one
+        node's worth of spare capacity each VM moves once. The least-loaded node goes first.
+        """
+        ru = desired.rolling_update
+        if ru is None or not self._cycle_active(desired):
+            return
+        cluster = self.state.clusters[self.cluster]
+        members = cluster.nodes
+        listed = list(ru.nodes) if ru.nodes is not None else list(members)
+        for name in listed:
+            if name not in members:
+                self.block(
+                    "rolling_update",
+                    f"Cluster/{self.cluster}",
+                    f"rolling update {ru.id} lists {name}, which is not a member",
+                    "list member nodes only, or all",
+                )
+        cycle = [n for n in listed if n in members]
+        started = cluster.status.rolling_update_in_progress == ru.id
+        done = set(cluster.status.updated_nodes) if started else set()
+        patched = done | {n for n in members if n not in cycle}
+        tolerated = failures_tolerated(cluster.quorum.mode, len(members))
+        batch_size = max(1, min(ru.max_unavailable, tolerated))
+        if ru.max_unavailable > batch_size:
+            self.notes.append(
+                f"rolling update {ru.id}: quorum ({cluster.quorum.mode}, "
+                f"{len(members)} nodes) allows {batch_size} node(s) out at once"
+            )
+        begin = self.emit(
+            "begin_monitoring_maintenance",
+            f"Cluster/{self.cluster}",
+            self.cluster,
+            {"cluster": self.cluster},
+            reason=f"rolling update {ru.id}: monitoring in maintenance mode",
+        )
+        previous: list[str] = [begin] if begin else []
+        resumed: list[str] = []
+        # Nodes patched before an interruption but not yet back in service.
+        for name in sorted(done):
+            if self.state.nodes[name].maintenance:
+                resumed.extend(self._finish_node(desired, name, previous))
+        todo = [n for n in cycle if n not in done]
+        blocked = False
+        while todo:
+            load = {n: used_memory_mib(self.state, n) for n in todo}
+            batch = sorted(todo, key=lambda n: (load[n], n))[:batch_size]
+            moves: list[str] = []
+            ready: list[str] = []
+            for name in batch:
+                node_moves = self._drain_for_cycle(ru.id, name, batch, patched, previous)
+                if node_moves is None:
+                    blocked = True
+                    continue
+                moves.extend(node_moves)
+                ready.append(name)
+            batch_done: list[str] = []
+            for name in ready:
+                drain = self.emit(
+                    "drain_node",
+                    f"Node/{name}",
+                    name,
+                    {"node": name},
+                    depends_on=[*previous, *moves],
+                    reason=f"rolling update {ru.id}: pause {name} for patching",
+                    changes={"spec.maintenance": (False, True)},
+                )
+                level = ru.patch_level or self._target_level(name)
+                patch = self.emit(
+                    "patch_node",
+                    f"Node/{name}",
+                    name,
+                    {
+                        "node": name,
+                        "cycle": ru.id,
+                        "patch_level": level,
+                        "command": list(ru.hook.command),
+                        "timeout_seconds": ru.hook.timeout_seconds,
+                    },
+                    depends_on=[drain or "", *previous],
+                    reason=f"rolling update {ru.id}: run the hook, reboot",
+                    changes={
+                        "spec.hardware.patch_level": (
+                            self.state.nodes[name].hardware.patch_level,
+                            level,
+                        )
+                    },
+                )
+                batch_done.extend(self._finish_node(desired, name, [patch or "", *previous]))
+            batch_done.extend(self._return_pinned(ru.id, ready, batch_done))
+            patched |= set(ready)
+            todo = [n for n in todo if n not in batch]
+            previous = batch_done or previous
+            resumed.extend(batch_done)
+        if blocked:
+            return  # the cycle cannot complete; what could be patched is in the plan
+        complete = self.emit(
+            "complete_rolling_update",
+            f"Cluster/{self.cluster}",
+            self.cluster,
+            {"cycle": ru.id, "nodes": cycle},
+            depends_on=[*resumed, *previous],
+            reason=f"every listed node patched: cycle {ru.id} recorded as done",
+            changes={"status.rolling_update_done": (cluster.status.rolling_update_done, ru.id)},
+        )
+        if self.state.clusters[self.cluster].status.monitoring_maintenance:
+            self.emit(
+                "end_monitoring_maintenance",
+                f"Cluster/{self.cluster}",
+                self.cluster,
+                {"cluster": self.cluster},
+                depends_on=[complete or "", *resumed],
+                reason=f"rolling update {ru.id} finished: monitoring back on",
+            )
+
+    def _return_pinned(self, cycle: str, nodes: list[str], after: list[str]) -> list[str]:
+        """VMs pinned to a node go back to it once it is patched and in service again."""
+        moves: list[str] = []
+        for vm in sorted(self.desired.vms.values(), key=lambda v: v.name):
+            have = self.state.vms.get(vm.name)
+            if vm.node not in nodes or have is None or have.node == vm.node:
+                continue
+            aid = self.migrate(
+                vm.name,
+                vm.node or "",
+                f"rolling update {cycle}: back to {vm.node}, where it is pinned",
+                after,
+            )
+            if aid:
+                moves.append(aid)
+        return moves
+
+    def _target_level(self, name: str) -> str:
+        wanted = self.desired.nodes.get(name)
+        node = self.state.nodes[name]
+        return wanted.hardware.patch_level if wanted else node.hardware.patch_level
+
+    def _drain_for_cycle(
+        self, cycle: str, name: str, batch: list[str], patched: set[str], after: list[str]
+    ) -> list[str] | None:
+        """Moves that empty ``name`` for patching; None when a VM's policy forbids it."""
+        running = [vm for vm in self.state.vms_on(name) if vm.power_state == "running"]
+        stuck = [
+            vm.name
+            for vm in running
+            if (policy := self.desired.vms.get(vm.name, vm)).migration_policy
+            in ("never", "offline")
+            and not policy.allow_downtime
+        ]
+        if stuck:
+            self.block(
+                "rolling_update",
+                f"Node/{name}",
+                f"rolling update {cycle} cannot patch {name}: {', '.join(stuck)} may "
+                "not be live-migrated and allows no downtime; the node is left as it is",
+                "set allow_downtime: true on those VMs (quick migration or shutdown), "
+                "or leave the node out of rolling_update.nodes",
+            )
+            return None
+        moves: list[str] = []
+        excluded = set(batch) | {
+            n.name for n in self.desired.nodes_of(self.cluster) if n.maintenance
+        }
+        for vm in sorted(running, key=lambda v: (-v.memory_mib, v.name)):
+            destination = choose_destination(self.state, vm, exclude=excluded, prefer=patched)
+            if destination is None:
+                self.block(
+                    "no_placement",
+                    f"VirtualMachine/{vm.name}",
+                    f"rolling update {cycle}: no node can take {vm.name} "
+                    f"({vm.memory_mib} MiB) while {name} is patched",
+                    "free memory, add a node, or relax anti-affinity",
+                )
+                return None
+            aid = self.migrate(
+                vm.name, destination, f"rolling update {cycle}: {name} is patched next", after
+            )
+            if aid:
+                moves.append(aid)
+        return moves
+
+    def _finish_node(self, desired: Cluster, name: str, after: list[str]) -> list[str]:
+        ru = desired.rolling_update
+        assert ru is not None
+        level = ru.patch_level or self._target_level(name)
+        test_vm = desired.test_vm if ru.test_migration else None
+        verify = self.emit(
+            "verify_node",
+            f"Node/{name}",
+            name,
+            {"node": name, "patch_level": level, "test_vm": test_vm},
+            depends_on=after,
+            reason=f"{name} up, at {level}" + (f", {test_vm} can run there" if test_vm else ""),
+        )
+        wanted = self.desired.nodes.get(name)
+        if wanted is not None and wanted.maintenance:
+            return [verify] if verify else []
+        resume = self.emit(
+            "resume_node",
+            f"Node/{name}",
+            name,
+            {"node": name},
+            depends_on=[verify or "", *after],
+            reason=f"rolling update {ru.id}: {name} back in service",
+            changes={"spec.maintenance": (True, False)},
+        )
+        return [x for x in (verify, resume) if x]
 
     def check_node_drift(self) -> None:
         for node in self.desired.nodes_of(self.cluster):

@@ -35,7 +35,10 @@ ACTION_SECONDS: dict[str, float] = {
     "update_quorum": 20.0,
     "validate_cluster": 300.0,
     "drain_node": 5.0,
+    "patch_node": 1800.0,  # the hook: install updates and reboot
+    "verify_node": 120.0,
     "resume_node": 5.0,
+    "complete_rolling_update": 1.0,
     "extend_lun": 60.0,
     "extend_volume": 30.0,
     "extend_vhd": 60.0,

@@ -439,6 +439,101 @@ def _resume_node(estate: Estate, action: Action) -> RuleResult:
     return RuleResult(estate.with_record(replace(node, maintenance=False)))
 
 
+def _patch_node(estate: Estate, action: Action) -> RuleResult:
+    """The hook patches a drained node and reboots it: quorum must survive it being down."""
+    cluster = _cluster_of(estate, action)
+    node = _node(estate, action.params["node"])
+    if cluster is None or node is None:
+        return _fail(estate, "cluster or node does not exist")
+    cycle = action.params["cycle"]
+    status = cluster.status
+    if status.rolling_update_in_progress == cycle and node.name in status.updated_nodes:
+        return _done(estate)
+    if status.rolling_update_done == cycle:
+        return _done(estate)
+    problems: list[str] = []
+    if node.name not in cluster.nodes:
+        problems.append(f"{node.name} is not a member of {cluster.name}")
+    if not node.maintenance:
+        problems.append(f"{node.name} must be drained (paused) before it is patched")
+    running = [vm.name for vm in estate.vms_on(node.name) if vm.power_state == "running"]
+    if running:
+        problems.append(f"{node.name} still runs {', '.join(running)}")
+    up = members_up(estate, cluster) - (1 if node.status.state == "up" else 0)
+    if not has_quorum(cluster.quorum.mode, len(cluster.nodes), up):
+        problems.append(
+            f"rebooting {node.name} would lose quorum ({up} of {len(cluster.nodes)} nodes left up)"
+        )
+    if problems:
+        return _fail(estate, *problems)
+    patched = replace(
+        node, hardware=replace(node.hardware, patch_level=action.params["patch_level"])
+    )
+    started = status.rolling_update_in_progress == cycle
+    new_status = replace(
+        status,
+        rolling_update_in_progress=cycle,
+        updated_nodes=(status.updated_nodes if started else frozenset()) | {node.name},
+    )
+    estate = estate.with_record(patched)
+    return RuleResult(estate.with_record(replace(cluster, status=new_status)))
+
+
+def _verify_node(estate: Estate, action: Action) -> RuleResult:
+    """A patched node is up, at the cycle's patch level, and could host the test VM."""
+    cluster = _cluster_of(estate, action)
+    node = _node(estate, action.params["node"])
+    if cluster is None or node is None:
+        return _fail(estate, "cluster or node does not exist")
+    problems: list[str] = []
+    if node.status.state != "up":
+        problems.append(f"{node.name} did not come back up")
+    if node.hardware.patch_level != action.params["patch_level"]:
+        problems.append(
+            f"{node.name} is at patch level {node.hardware.patch_level}, not "
+            f"{action.params['patch_level']}"
+        )
+    peers = [estate.nodes[n] for n in cluster.nodes if n in estate.nodes and n != node.name]
+    for switch in estate.switches_of(cluster.name):
+        mine = node.status.switches.get(switch.name)
+        if peers and mine != peers[0].status.switches.get(switch.name):
+            problems.append(f"switch {switch.name} on {node.name} differs from {peers[0].name}")
+    test_vm = estate.vms.get(action.params.get("test_vm") or "")
+    if test_vm is not None:
+        problems.extend(placement_problems(estate, test_vm, node.name))
+    if problems:
+        return _fail(estate, "verification failed: " + "; ".join(problems))
+    return RuleResult(estate)
+
+
+def _complete_rolling_update(estate: Estate, action: Action) -> RuleResult:
+    cluster = _cluster_of(estate, action)
+    if cluster is None:
+        return _fail(estate, f"cluster {action.cluster} does not exist")
+    cycle = action.params["cycle"]
+    if cluster.status.rolling_update_done == cycle:
+        return _done(estate)
+    listed = set(action.params["nodes"])
+    done = (
+        cluster.status.updated_nodes
+        if cluster.status.rolling_update_in_progress == cycle
+        else frozenset()
+    )
+    missing = sorted(listed - done)
+    if missing:
+        return _fail(estate, f"not yet patched in cycle {cycle}: {', '.join(missing)}")
+    paused = sorted(n for n in listed if n in estate.nodes and estate.nodes[n].maintenance)
+    if paused:
+        return _fail(estate, f"still paused: {', '.join(paused)}")
+    status = replace(
+        cluster.status,
+        rolling_update_done=cycle,
+        rolling_update_in_progress=None,
+        updated_nodes=frozenset(),
+    )
+    return RuleResult(estate.with_record(replace(cluster, status=status)))
+
+
 def migration_problems(
     estate: Estate, vm: VirtualMachine, destination: str, method: str
 ) -> list[str]:
@@ -700,7 +795,10 @@ RULES: dict[str, Callable[[Estate, Action], RuleResult]] = {
     "test_live_migration": _test_live_migration,
     "validate_cluster": _validate_cluster,
     "drain_node": _drain_node,
+    "patch_node": _patch_node,
+    "verify_node": _verify_node,
     "resume_node": _resume_node,
+    "complete_rolling_update": _complete_rolling_update,
     "migrate_vm": _migrate_vm,
     "extend_lun": _extend_lun,
     "extend_volume": _extend_volume,

@@ -27,7 +27,7 @@ log = structlog.get_logger("reconciler.apply")
 KILL_AFTER_ENV = "RECONCILER_FAULT_KILL_AFTER"
 OnFailure = Literal["stop", "continue"]
 # Actions whose effect cannot be read back from the world after the fact.
-UNVERIFIABLE = frozenset({"test_live_migration"})
+UNVERIFIABLE = frozenset({"test_live_migration", "verify_node"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +101,7 @@ class Executor:
         retry: RetryPolicy | None = None,
         after_action: Callable[[], None] | None = None,
         should_stop: Callable[[Action], str | None] | None = None,
+        defer: Callable[[Action], str | None] | None = None,
     ) -> None:
         self.provider = provider
         self.journal = journal
@@ -110,6 +111,9 @@ class Executor:
         self.retry = retry or RetryPolicy()
         self.after_action = after_action  # e.g. renew locks
         self.should_stop = should_stop  # e.g. a maintenance window closed, or SIGTERM
+        # Left for a later run without stopping this one (e.g. waiting for a window); the
+        # caller defers an action's dependents too and checks the rest is safe without it.
+        self.defer = defer
         kill_after = os.environ.get(KILL_AFTER_ENV)
         self.kill_after = int(kill_after) if kill_after else None
 
@@ -117,24 +121,38 @@ class Executor:
         report = RunReport(run_id)
         self.progress.run_started(plan, run_id)
         broken: dict[str, str] = {}  # action id -> root cause action id
-        stopped_by: str | None = None
+        waiting: set[str] = set()  # deferred, with everything that depends on them
+        stopped_by: str | None = None  # the failed action that stopped the run
+        halted: str | None = None  # why should_stop stopped the run
         for seq, action in enumerate(plan.actions, start=1):
             payload = action_to_json(action)
             cause = next((broken[d] for d in action.depends_on if d in broken), None)
+            after = next((d for d in action.depends_on if d in waiting), None)
             why: str | None = None
-            if cause is not None:
+            deferred = False
+            if self.defer is not None and (wait := self.defer(action)):
+                why, deferred = f"deferred: {wait}", True
+            elif after is not None:
+                why, deferred = f"deferred: depends on {after}, which waits", True
+            elif cause is not None:
                 why = f"skipped: depends on {cause}, which failed"
             elif stopped_by is not None:
                 why = f"skipped: the apply stopped after {stopped_by} failed"
+            elif halted is not None:
+                why = f"skipped: {halted}"
             elif self.should_stop is not None and (halt := self.should_stop(action)):
                 why = f"skipped: {halt}"
-                stopped_by = stopped_by or "a stop request"
+                halted = halt
             if why is not None:
                 self.journal.action_skipped(run_id, seq, payload, why)
                 result = ActionResult("skipped", why)
                 report.results[action.id] = result
-                # Dependents of a skipped action name the same root cause.
-                broken[action.id] = cause or stopped_by or action.id
+                if deferred:
+                    waiting.add(action.id)
+                elif cause is not None or stopped_by is not None:
+                    # Dependents of a skipped action name the same root cause.
+                    broken[action.id] = cause or stopped_by or action.id
+                # After a stop request every later action is skipped with its reason.
                 self.progress.action_finished(seq, action, result)
                 continue
             self.journal.action_started(run_id, seq, payload)
