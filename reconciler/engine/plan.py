@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from reconciler import __version__
 from reconciler.model.actions import Action
-from reconciler.model.codec import encode
+from reconciler.model.codec import record_digest
 from reconciler.model.records import Estate, kind_of
 
 FORMAT_VERSION = 1
@@ -165,11 +165,7 @@ def plan_from_json(d: Mapping[str, Any]) -> Plan:
 
 def object_digests(estate: Estate) -> dict[str, str]:
     """A short digest per object, so a stale plan can say which objects changed."""
-    out: dict[str, str] = {}
-    for record in estate.records():
-        text = json.dumps(encode(record), sort_keys=True, separators=(",", ":"))
-        out[f"{kind_of(record)}/{record.name}"] = hashlib.sha256(text.encode()).hexdigest()[:16]
-    return out
+    return {f"{kind_of(r)}/{r.name}": record_digest(r) for r in estate.records()}
 
 
 def fingerprint(digests: Mapping[str, str]) -> str:

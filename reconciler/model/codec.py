@@ -8,6 +8,8 @@ estates are observed and fingerprinted often, so no per-value type inspection at
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import types
 from collections.abc import Callable, Mapping
 from functools import cache
@@ -105,6 +107,24 @@ def encode(value: Any) -> Any:
     if isinstance(value, tuple | list):
         return [encode(v) for v in value]
     return value
+
+
+def canonical_text(record: Record) -> str:
+    """The record as canonical JSON: what state stores keep and digests are made of."""
+    return json.dumps(encode(record), sort_keys=True, separators=(",", ":"))
+
+
+def stamp_digest(record: Record, text: str) -> str:
+    """Remember the digest of the canonical text a record was just read from or written as."""
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    object.__setattr__(record, "_digest", digest)
+    return digest
+
+
+def record_digest(record: Record) -> str:
+    """A short content digest; computed once per record (records are immutable)."""
+    cached: str | None = record._digest
+    return cached if cached is not None else stamp_digest(record, canonical_text(record))
 
 
 def decode(cls: type[T], value: Mapping[str, Any]) -> T:

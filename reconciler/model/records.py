@@ -44,6 +44,11 @@ def frozen_map(items: Mapping[K, V] | None = None) -> Mapping[K, V]:
     return MappingProxyType(dict(items or {}))
 
 
+# Every record carries a slot for its content digest, filled on first use (see codec).
+# Not a real field: not in __init__, equality or repr, and dropped by dataclasses.replace.
+DIGEST_SLOT: Any = field(default=None, init=False, repr=False, compare=False)
+
+
 # --- cluster ---------------------------------------------------------------------------------
 
 
@@ -156,6 +161,7 @@ class Cluster:
     maintenance_windows: tuple[MaintenanceWindow, ...] = ()
     labels: Mapping[str, str] = field(default_factory=frozen_map)
     status: ClusterStatus = field(default_factory=ClusterStatus)
+    _digest: str | None = DIGEST_SLOT
 
 
 # --- node ------------------------------------------------------------------------------------
@@ -222,6 +228,7 @@ class Node:
     maintenance: bool = False  # desired: drained and kept drained; observed: paused
     labels: Mapping[str, str] = field(default_factory=frozen_map)
     status: NodeStatus = field(default_factory=NodeStatus)
+    _digest: str | None = DIGEST_SLOT
 
 
 # --- switches and volumes ----------------------------------------------------------------------
@@ -233,6 +240,7 @@ class VirtualSwitch:
     cluster: str
     config: SwitchConfig
     labels: Mapping[str, str] = field(default_factory=frozen_map)
+    _digest: str | None = DIGEST_SLOT
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +257,7 @@ class ClusterSharedVolume:
     size_gib: int
     labels: Mapping[str, str] = field(default_factory=frozen_map)
     status: VolumeStatus = field(default_factory=VolumeStatus)
+    _digest: str | None = DIGEST_SLOT
 
 
 # --- virtual machines ------------------------------------------------------------------------
@@ -306,6 +315,7 @@ class VirtualMachine:
     disks: tuple[Disk, ...] = ()
     labels: Mapping[str, str] = field(default_factory=frozen_map)
     status: VmStatus = field(default_factory=VmStatus)
+    _digest: str | None = DIGEST_SLOT
 
     def boot_disk(self) -> Disk | None:
         marked = [d for d in self.disks if d.boot]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler.model.codec import decode_record, encode
+from reconciler.model.codec import canonical_text, decode_record, stamp_digest
 from reconciler.model.records import KINDS, Estate, Record, kind_of
 
 WORLD_FILE = "world.db"
@@ -116,7 +116,8 @@ class WorldStore:
 
     @staticmethod
     def _row(record: Record) -> tuple[str, str, str, str]:
-        doc = json.dumps(encode(record), sort_keys=True, separators=(",", ":"))
+        doc = canonical_text(record)
+        stamp_digest(record, doc)
         return kind_of(record), record.name, _cluster_of(record), doc
 
     def load(self, conn: sqlite3.Connection | None = None, cluster: str | None = None) -> Estate:
@@ -130,6 +131,7 @@ class WorldStore:
         tables: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
         for kind, doc in rows:
             record = decode_record(kind, json.loads(doc))
+            stamp_digest(record, doc)
             tables[kind][record.name] = record
         return Estate(
             clusters=tables["Cluster"],
