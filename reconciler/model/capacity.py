@@ -7,6 +7,7 @@ with its size (DOMAIN.md section 7). Both come from the platform profile, overri
 from __future__ import annotations
 
 import math
+from functools import cache
 
 from reconciler.model.platforms import platform
 from reconciler.model.records import Cluster, Estate, Node, VirtualMachine
@@ -26,7 +27,12 @@ def usable_memory_mib(node: Node, cluster: Cluster) -> int:
 def vm_overhead_mib(memory_mib: int, cluster: Cluster, slat: bool = True) -> int:
     if cluster.memory.vm_overhead_mib is not None:
         return cluster.memory.vm_overhead_mib
-    profile = platform(cluster.platform)
+    return _platform_overhead_mib(memory_mib, cluster.platform, slat)
+
+
+@cache  # called for every VM on every check of a plan replay: the arithmetic is the same
+def _platform_overhead_mib(memory_mib: int, platform_name: str, slat: bool) -> int:
+    profile = platform(platform_name)
     extra_gib = max(0, math.ceil(memory_mib / 1024) - 1)
     overhead = profile.vm_overhead_base_mib + profile.vm_overhead_per_gib_mib * extra_gib
     return overhead - (profile.slat_saving_mib if slat else 0)

@@ -826,8 +826,42 @@ def apply_rules(estate: Estate, action: Action) -> RuleResult:
 # --- invariants ----------------------------------------------------------------------------
 
 
-def invariants(estate: Estate, cluster_name: str | None = None) -> list[Violation]:
-    """Everything that must hold in every state of the world."""
+@dataclass(frozen=True, slots=True)
+class Touched:
+    """The objects one step changed, and those whose invariants depend on them."""
+
+    nodes: frozenset[str]
+    volumes: frozenset[str]
+    vms: frozenset[str]
+
+
+def touched_between(before: Estate, after: Estate) -> Touched:
+    """What changed from one state to the next (records are immutable: identity is enough)."""
+    vms = {n for n, vm in after.vms.items() if before.vms.get(n) is not vm}
+    vms |= before.vms.keys() - after.vms.keys()
+    nodes = {n for n, node in after.nodes.items() if before.nodes.get(n) is not node}
+    volumes = {n for n, v in after.volumes.items() if before.volumes.get(n) is not v}
+    for name in list(vms):
+        for state in (before, after):
+            vm = state.vms.get(name)
+            if vm is not None:
+                if vm.node:
+                    nodes.add(vm.node)
+                volumes.update(d.volume for d in vm.disks)
+    for name in nodes:
+        # A host's switches or LUNs changed: the VMs on it may have lost connectivity.
+        vms.update(vm.name for vm in after.vms_on(name))
+    return Touched(frozenset(nodes), frozenset(volumes), frozenset(vms))
+
+
+def invariants(
+    estate: Estate, cluster_name: str | None = None, touched: Touched | None = None
+) -> list[Violation]:
+    """Everything that must hold in every state of the world.
+
+    With ``touched``, only the objects a step changed are checked (quorum always is): the
+    rest held before the step and nothing they depend on changed.
+    """
     out: list[Violation] = []
     clusters = [cluster_name] if cluster_name else sorted(estate.clusters)
     for name in clusters:
@@ -845,6 +879,8 @@ def invariants(estate: Estate, cluster_name: str | None = None) -> list[Violatio
                 )
             )
         for node in estate.nodes_of(name):
+            if touched is not None and node.name not in touched.nodes:
+                continue
             used = used_memory_mib(estate, node.name)
             usable = usable_memory_mib(node, cluster)
             if used > usable:
@@ -857,6 +893,8 @@ def invariants(estate: Estate, cluster_name: str | None = None) -> list[Violatio
                     )
                 )
         for volume in estate.volumes_of(name):
+            if touched is not None and volume.name not in touched.volumes:
+                continue
             if volume.size_gib > volume.lun_size_gib:
                 out.append(
                     Violation(
@@ -876,7 +914,12 @@ def invariants(estate: Estate, cluster_name: str | None = None) -> list[Violatio
                         "grow the volume or move disks",
                     )
                 )
-    for vm in sorted(estate.vms.values(), key=lambda v: v.name):
+    vms = (
+        [estate.vms[n] for n in sorted(touched.vms) if n in estate.vms]
+        if touched is not None
+        else sorted(estate.vms.values(), key=lambda v: v.name)
+    )
+    for vm in vms:
         if cluster_name and vm.cluster != cluster_name:
             continue
         for disk in vm.disks:
