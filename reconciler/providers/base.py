@@ -12,7 +12,7 @@ Outcomes split what the executor must treat differently::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -53,6 +53,13 @@ class Provider(Protocol):
     def capabilities(self) -> Capabilities: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class RunsMigrationsTogether(Protocol):
+    """Optional: a provider that can run several live migrations of one cluster at once."""
+
+    def apply_migrations(self, actions: Sequence[Action]) -> list[Outcome]: ...
 
 
 class ProviderError(Exception):

@@ -8,7 +8,7 @@ skipped); apply with retries for transient errors; verify the effect; record the
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -16,9 +16,10 @@ import structlog
 
 from reconciler.engine.plan import Plan, action_to_json
 from reconciler.model.actions import Action
+from reconciler.model.physics import max_parallel_migrations
 from reconciler.model.records import Estate
 from reconciler.model.rules import apply_rules
-from reconciler.providers.base import Outcome, Provider
+from reconciler.providers.base import Outcome, Provider, RunsMigrationsTogether
 from reconciler.runtime.clock import Clock
 from reconciler.runtime.journal import Journal
 
@@ -85,6 +86,10 @@ class RunReport:
         return sum(1 for r in self.results.values() if r.status == status)
 
 
+def _live_move(action: Action) -> bool:
+    return action.type == "migrate_vm" and action.params.get("method") == "live"
+
+
 def _observe(provider: Provider, cluster: str) -> Estate:
     observe_cluster: Callable[[str], Estate] | None = getattr(provider, "observe_cluster", None)
     return observe_cluster(cluster) if observe_cluster else provider.observe()
@@ -119,6 +124,7 @@ class Executor:
 
     def run(self, plan: Plan, run_id: str) -> RunReport:
         report = RunReport(run_id)
+        self._prefetched: dict[str, ActionResult] = {}  # run together with an earlier one
         self.progress.run_started(plan, run_id)
         broken: dict[str, str] = {}  # action id -> root cause action id
         waiting: set[str] = set()  # deferred, with everything that depends on them
@@ -155,11 +161,17 @@ class Executor:
                 # After a stop request every later action is skipped with its reason.
                 self.progress.action_finished(seq, action, result)
                 continue
-            self.journal.action_started(run_id, seq, payload)
-            if self.kill_after is not None and seq == self.kill_after:
-                os._exit(137)  # crash test: end at once, no cleanup
-            self.progress.action_started(seq, action)
-            result = self._execute(action)
+            if action.id in self._prefetched:
+                result = self._prefetched.pop(action.id)
+            else:
+                group = self._migration_group(plan.actions, seq, broken, waiting)
+                for offset, member in enumerate(group):
+                    self._start(run_id, seq + offset, member)
+                if len(group) > 1:
+                    self._prefetched.update(self._execute_together(group))
+                    result = self._prefetched.pop(action.id)
+                else:
+                    result = self._execute(action)
             self.journal.action_finished(
                 run_id,
                 seq,
@@ -192,19 +204,82 @@ class Executor:
         self.progress.run_finished(report)
         return report
 
-    def _execute(self, action: Action) -> ActionResult:
-        fresh = _observe(self.provider, action.cluster)
-        check = apply_rules(fresh, action)
-        if check.done:
-            return ActionResult("already_done", f"{action.target} already as desired")
-        if check.failures:
-            return ActionResult("precondition_failed", "; ".join(check.failures), attempts=0)
+    def _start(self, run_id: str, seq: int, action: Action) -> None:
+        """Recorded (and on disk) before the action starts; crash tests end the process here."""
+        self.journal.action_started(run_id, seq, action_to_json(action))
+        if self.kill_after is not None and seq == self.kill_after:
+            os._exit(137)  # crash test: end at once, no cleanup
+        self.progress.action_started(seq, action)
+
+    def _migration_group(
+        self,
+        actions: Sequence[Action],
+        seq: int,
+        broken: Mapping[str, str],
+        waiting: Collection[str],
+    ) -> list[Action]:
+        """The action at ``seq``, plus the live migrations right after it that may run with it.
+
+        A provider that can run migrations together gets up to the cluster's
+        max_parallel_migrations of them, none depending on another or on anything unsettled.
+        """
+        first = actions[seq - 1]
+        if not isinstance(self.provider, RunsMigrationsTogether) or not _live_move(first):
+            return [first]
+        cluster = _observe(self.provider, first.cluster).clusters.get(first.cluster)
+        limit = max_parallel_migrations(cluster) if cluster is not None else 1
+        group = [first]
+        for candidate in actions[seq:]:
+            if len(group) >= limit or not _live_move(candidate):
+                break
+            if candidate.cluster != first.cluster or any(
+                d in broken or d in waiting or d in {g.id for g in group}
+                for d in candidate.depends_on
+            ):
+                break
+            if (self.defer and self.defer(candidate)) or (
+                self.should_stop and self.should_stop(candidate)
+            ):
+                break
+            group.append(candidate)
+        return group
+
+    def _execute_together(self, group: list[Action]) -> dict[str, ActionResult]:
+        fresh = _observe(self.provider, group[0].cluster)
+        results: dict[str, ActionResult] = {}
+        ready: list[Action] = []
+        for action in group:
+            check = apply_rules(fresh, action)
+            if check.done:
+                results[action.id] = ActionResult(
+                    "already_done", f"{action.target} already as desired"
+                )
+            elif check.failures:
+                results[action.id] = ActionResult("precondition_failed", "; ".join(check.failures))
+            else:
+                ready.append(action)
+        assert isinstance(self.provider, RunsMigrationsTogether)
+        outcomes = self.provider.apply_migrations(ready)
+        for action, outcome in zip(ready, outcomes, strict=True):
+            results[action.id] = self._execute(action, first=outcome)
+        return results
+
+    def _execute(self, action: Action, first: Outcome | None = None) -> ActionResult:
+        """Check, apply (retrying transient errors), verify. ``first``: an attempt made already."""
+        if first is None:
+            fresh = _observe(self.provider, action.cluster)
+            check = apply_rules(fresh, action)
+            if check.done:
+                return ActionResult("already_done", f"{action.target} already as desired")
+            if check.failures:
+                return ActionResult("precondition_failed", "; ".join(check.failures), attempts=0)
         attempts = 0
         total_seconds = 0.0
         outcome: Outcome | None = None
         while True:
             attempts += 1
-            outcome = self.provider.apply(action)
+            # The first attempt may have been made already, together with other migrations.
+            outcome = first if first is not None and attempts == 1 else self.provider.apply(action)
             total_seconds += outcome.seconds
             if outcome.status != "transient_error" or attempts >= self.retry.attempts:
                 break

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,17 @@ import structlog
 
 from reconciler.model.actions import ACTION_TYPES, Action
 from reconciler.model.capacity import free_memory_mib, vm_cost_mib
-from reconciler.model.physics import ACTION_SECONDS, estimate_move, live_inputs
+from reconciler.model.migration import ConcurrentMigration, MigrationEstimate, simulate_concurrent
+from reconciler.model.physics import (
+    ACTION_SECONDS,
+    estimate_move,
+    live_inputs,
+    max_parallel_migrations,
+    migration_bandwidth_mib_s,
+)
 from reconciler.model.platforms import PLATFORM_NAMES
 from reconciler.model.quorum import has_quorum, members_up
-from reconciler.model.records import Estate, VirtualMachine
+from reconciler.model.records import Cluster, Estate, VirtualMachine
 from reconciler.model.rules import apply_rules, placement_problems
 from reconciler.providers.base import Capabilities, Outcome, ProviderError
 from reconciler.providers.sim.store import MigrationRecord, WorldStore
@@ -29,6 +37,45 @@ log = structlog.get_logger("reconciler.sim")
 # Test hook: end the process inside the N-th action's transaction, after its writes and
 # before its commit, to prove a crash never leaves half an action in the world.
 KILL_MID_ACTION_ENV = "RECONCILER_SIM_KILL_MID_ACTION"
+
+
+def _share_link(
+    cluster: Cluster, vms: Sequence[VirtualMachine], factor: float
+) -> tuple[list[float], list[MigrationEstimate]]:
+    """Start times (a migration waits for one of the cluster's slots) and shared-link physics.
+
+    When a slot frees depends on how fast the running migrations go, which depends on who
+    shares the link: a few rounds of simulate-then-reschedule settle it.
+    """
+    if not vms:
+        return [], []
+    slots = max_parallel_migrations(cluster)
+    bandwidth = migration_bandwidth_mib_s(cluster) * factor
+    starts = [0.0] * len(vms)
+    estimates: list[MigrationEstimate] = []
+    for _ in range(len(vms) + 1):
+        runs = []
+        for vm, start in zip(vms, starts, strict=True):
+            inputs = live_inputs(cluster, vm, factor)
+            runs.append(
+                ConcurrentMigration(
+                    vm.memory_mib,
+                    inputs.dirty_mib_s,
+                    start,
+                    inputs.max_passes,
+                    inputs.threshold_kib,
+                    inputs.setup_seconds,
+                    inputs.resume_seconds,
+                )
+            )
+        estimates = simulate_concurrent(runs, bandwidth)
+        ends = [s + e.total_seconds for s, e in zip(starts, estimates, strict=True)]
+        # The j-th waits until all but (slots - 1) of the migrations before it have ended.
+        new_starts = [0.0 if j < slots else sorted(ends[:j])[j - slots] for j in range(len(vms))]
+        if new_starts == starts:
+            break
+        starts = new_starts
+    return starts, estimates
 
 
 class SimProvider:
@@ -96,6 +143,83 @@ class SimProvider:
             self.store.advance_clock(conn, seconds)
         log.debug("sim.apply", action=action.id, type=action.type, seconds=round(seconds, 3))
         return Outcome("done", f"{action.type} {action.target}", seconds, details)
+
+    def apply_migrations(self, actions: Sequence[Action]) -> list[Outcome]:
+        """Live migrations of one cluster started together, in one transaction.
+
+        At most the cluster's max_parallel_migrations run at once; a further one waits for a
+        slot (the notes' progress bar sitting at 50%). Those running share the live-migration
+        link fairly, so each takes longer than alone (DOMAIN.md section 8).
+        """
+        self._require_world()
+        if len({a.cluster for a in actions}) != 1 or any(
+            a.type != "migrate_vm" or a.params.get("method") != "live" for a in actions
+        ):
+            return [self.apply(a) for a in actions]
+        self._applied += len(actions)
+        cluster_name = actions[0].cluster
+        outcomes: dict[int, Outcome] = {}
+        with self.store.transaction() as conn:
+            before = self.store.load(conn, cluster=cluster_name)
+            state = before
+            accepted: list[int] = []
+            for i, action in enumerate(actions):
+                result = apply_rules(state, action)
+                if result.failures:
+                    outcomes[i] = Outcome("precondition_failed", "; ".join(result.failures))
+                elif result.done:
+                    outcomes[i] = Outcome("already_done", f"{action.target} is already as desired")
+                elif self.store.take_migration_failure(conn, cluster_name):
+                    outcomes[i] = Outcome(
+                        "transient_error",
+                        "live migration failed (injected fault); the VM stays on its source",
+                    )
+                else:
+                    accepted.append(i)
+                    state = result.estate
+            cluster = before.clusters[cluster_name]
+            factor = self.store.link_factor(conn, cluster_name)
+            vms = [before.vms[actions[i].params["vm"]] for i in accepted]
+            starts, estimates = _share_link(cluster, vms, factor)
+            now = self.store.clock(conn)
+            for i, vm, start, est in zip(accepted, vms, starts, estimates, strict=True):
+                action = actions[i]
+                self.store.record_migration(
+                    conn,
+                    MigrationRecord(
+                        now + start,
+                        cluster_name,
+                        vm.name,
+                        vm.node,
+                        action.params["destination"],
+                        "live",
+                        est.total_seconds,
+                        est.downtime_seconds,
+                        est.passes,
+                        est.bytes_sent,
+                        "done",
+                    ),
+                )
+                outcomes[i] = Outcome(
+                    "done",
+                    f"migrate_vm {action.target}",
+                    est.total_seconds,
+                    {
+                        "migration_seconds": est.total_seconds,
+                        "downtime_seconds": est.downtime_seconds,
+                        "passes": est.passes,
+                        "bytes_sent": est.bytes_sent,
+                        "waited_seconds": start,
+                        "concurrent": len(accepted),
+                    },
+                )
+            makespan = max(
+                (s + e.total_seconds for s, e in zip(starts, estimates, strict=True)), default=0.0
+            )
+            self.store.save_changes(conn, before, state)
+            self._maybe_die_mid_action()
+            self.store.advance_clock(conn, makespan)
+        return [outcomes[i] for i in range(len(actions))]
 
     # --- physics ----------------------------------------------------------------------------
 
