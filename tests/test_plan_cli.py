@@ -55,7 +55,7 @@ class TestTextOutput:
         code, out = run(demo, "plan", DEMO)
         assert code == 0
         first = out.splitlines()[0]
-        assert first.startswith("Plan: 13 action(s) (2 live-migration, 5 none, 6 online)")
+        assert first.startswith("Plan: 13 action(s) (5 none, 6 online, 2 live-migration)")
         assert "estimated 15m 55s" in first
         assert first.endswith("safe to apply.")
 

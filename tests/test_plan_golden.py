@@ -16,6 +16,7 @@ changes what a case shows still fails.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import os
@@ -239,6 +240,102 @@ class TestCaseBehaviour:
         assert not plan_of("pinned_move_waits_for_peer").violations
 
 
+def _patched_order(case: str) -> list[str]:
+    return [a["params"]["node"] for a in actions(case) if a["type"] == "patch_node"]
+
+
+def _moves(case: str) -> list[dict[str, Any]]:
+    return [a for a in actions(case) if a["type"] == "migrate_vm"]
+
+
+def _destination_patched_first(case: str, already: set[str] | None = None) -> list[bool]:
+    """For each move in order: was its destination patched (in this plan or before) by then?"""
+    patched = set(already or ())
+    out: list[bool] = []
+    for a in actions(case):
+        if a["type"] == "patch_node":
+            patched.add(a["params"]["node"])
+        elif a["type"] == "migrate_vm":
+            out.append(a["destination"] in patched)
+    return out
+
+
+class TestRollingCaseBehaviour:
+    """What the rolling-update and balance cases show, checked on the plan itself."""
+
+    def test_spare_node_goes_first_and_every_vm_moves_once_to_a_patched_node(self) -> None:
+        case = "rolling_update_spare"
+        assert _patched_order(case) == ["hv4", "hv3", "hv1", "hv2"]
+        moved = [m["vm"] for m in _moves(case)]
+        assert sorted(moved) == sorted(set(moved)) and len(moved) == 9, "each VM once"
+        assert all(_destination_patched_first(case))
+        web04 = next(m for m in _moves(case) if m["vm"] == "WEB04")
+        assert (web04["source"], web04["destination"]) == ("hv1", "hv3")
+        order = [a["id"] for a in actions(case)]
+        assert order[0] == "begin_monitoring_maintenance:lab"
+        assert order[-2:] == ["complete_rolling_update:lab", "end_monitoring_maintenance:lab"]
+        assert not plan_of(case).violations and not plan_of(case).notes
+
+    def test_no_spare_least_loaded_first_and_only_its_vms_move_twice(self) -> None:
+        case = "rolling_update_no_spare"
+        assert _patched_order(case)[0] == "hv1"
+        counts = collections.Counter(m["vm"] for m in _moves(case))
+        every = ("TEST01", "WEB01", "WEB02", "APP01", "DB01", "WEB03", "APP02", "APP03", "DB02")
+        assert counts == {vm: 2 if vm in ("TEST01", "WEB01") else 1 for vm in every}
+        first_two = _moves(case)[:2]
+        assert {m["source"] for m in first_two} == {"hv1"}
+        # Nothing is patched when hv1 drains; after that every move lands on a patched node.
+        assert _destination_patched_first(case) == [False, False] + [True] * (len(_moves(case)) - 2)
+        assert rules(case) == {("failover_reserve", "warn")}
+        assert not plan_of(case).blocked
+
+    def test_done_cycle_plans_nothing(self) -> None:
+        plan = plan_of("rolling_update_done")
+        assert plan.empty and not plan.violations and not plan.notes
+
+    def test_resume_finishes_the_paused_node_then_continues(self) -> None:
+        case = "rolling_update_resume"
+        order = [a["id"] for a in actions(case)]
+        assert order[:2] == ["verify_node:hv2", "resume_node:hv2"]
+        assert "begin_monitoring_maintenance" not in types(case), (
+            "monitoring is still in maintenance mode"
+        )
+        assert _patched_order(case) == ["hv3", "hv4"]
+        assert not [
+            a
+            for a in actions(case)
+            if a["type"] == "drain_node"
+            and a["target"]
+            in (
+                "Node/hv1",
+                "Node/hv2",
+            )
+        ]
+        assert all(_destination_patched_first(case, {"hv1", "hv2"}))
+        # hv3 is paused only once hv2 is back, so no two nodes are ever out together.
+        steps = by_id(case)
+        assert "resume_node:hv2" in steps["migrate_vm:APP02"]["depends_on"]
+        assert "resume_node:hv2" in steps["drain_node:hv3"]["depends_on"]
+        complete = steps["complete_rolling_update:lab"]
+        assert complete["params"]["nodes"] == ["hv1", "hv2", "hv3", "hv4"]
+        assert order[-1] == "end_monitoring_maintenance:lab"
+        assert not plan_of(case).violations
+
+    def test_balance_after_join_moves_after_validation_and_leaves_the_pin(self) -> None:
+        case = "balance_after_join"
+        moves = _moves(case)
+        assert [(m["vm"], m["source"], m["destination"]) for m in moves] == [
+            ("APP01", "hv1", "hv4"),
+            ("APP02", "hv2", "hv4"),
+        ]
+        for move in moves:
+            assert "validate_cluster:lab" in move["depends_on"]
+            assert move["reason"].startswith("balance:")
+        assert moves[0]["id"] in moves[1]["depends_on"]
+        assert "SQL01" not in {m["vm"] for m in moves}
+        assert not plan_of(case).violations and not plan_of(case).notes
+
+
 def _demo_document() -> dict[str, Any]:
     document: dict[str, Any] = json.loads((GOLDEN / "demo" / "expected.json").read_text())
     return document
@@ -277,6 +374,8 @@ class TestPlanSchema:
     def test_action_types_are_the_model_s(self) -> None:
         schema = json.loads(SCHEMA.read_text())
         assert schema["$defs"]["action"]["properties"]["type"]["enum"] == list(ACTION_TYPES)
+        by_type = schema["$defs"]["summary"]["properties"]["by_type"]["propertyNames"]["enum"]
+        assert by_type == list(ACTION_TYPES), "summary.by_type must name every action type"
 
     @pytest.mark.parametrize(
         ("where", "change"),

@@ -32,7 +32,7 @@ from reconciler.model.capacity import (
     vm_cost_mib,
     vm_overhead_mib,
 )
-from reconciler.model.records import Controller, Disk, Estate
+from reconciler.model.records import Controller, Disk, Estate, Quorum
 from reconciler.model.rules import (
     CONVERT_MARGIN,
     RuleResult,
@@ -552,6 +552,135 @@ class TestVlanTrunks:
         )
 
 
+def with_cluster(estate: Estate, **changes: object) -> Estate:
+    cluster = estate.clusters["lab"]
+    status_keys = ("rolling_update_done", "rolling_update_in_progress", "updated_nodes")
+    status = {k: v for k, v in changes.items() if k in status_keys}
+    rest = {k: v for k, v in changes.items() if k not in status_keys}
+    return estate.with_record(
+        replace(cluster, status=replace(cluster.status, **status), **rest)  # type: ignore[arg-type]
+    )
+
+
+def patch(node: str, cycle: str = "c1", level: str = "2012-02") -> Action:
+    return act("patch_node", node=node, cycle=cycle, patch_level=level, command=["hook.ps1"])
+
+
+def verify(node: str, level: str = "2012-02", test_vm: str | None = "TEST") -> Action:
+    return act("verify_node", node=node, patch_level=level, test_vm=test_vm)
+
+
+def complete(nodes: list[str], cycle: str = "c1") -> Action:
+    return act("complete_rolling_update", cycle=cycle, nodes=nodes)
+
+
+# n2 (running B) emptied and paused: ready to be patched.
+N2_DRAINED = (act("stop_vm", vm="B"), act("drain_node", node="n2"))
+
+
+class TestPatchingANode:
+    """patch_node runs the hook on a paused, empty node whose reboot the quorum survives."""
+
+    def test_sets_the_patch_level_and_records_the_node_in_the_cycle(self) -> None:
+        after = accepted(_prepared(lab_world(), *N2_DRAINED), patch("n2"))
+        assert after.nodes["n2"].hardware.patch_level == "2012-02"
+        assert after.nodes["n1"].hardware.patch_level == "2012-01"
+        status = after.clusters["lab"].status
+        assert status.rolling_update_in_progress == "c1"
+        assert status.updated_nodes == {"n2"}
+        assert after.nodes["n2"].maintenance, "the node stays paused until resumed"
+
+    def test_nodes_accumulate_within_a_cycle_and_a_new_cycle_starts_afresh(self) -> None:
+        world = _prepared(lab_world(), *N2_DRAINED, patch("n2"), act("resume_node", node="n2"))
+        world = _prepared(
+            world,
+            migrate("A", "n2"),
+            migrate("TEST", "n2"),
+            act("drain_node", node="n1"),
+            patch("n1"),
+        )
+        assert world.clusters["lab"].status.updated_nodes == {"n1", "n2"}
+        world = accepted(world, patch("n1", cycle="c2", level="2012-03"))
+        status = world.clusters["lab"].status
+        assert status.rolling_update_in_progress == "c2"
+        assert status.updated_nodes == {"n1"}
+
+    def test_a_node_in_service_is_refused(self) -> None:
+        world = _prepared(lab_world(), act("stop_vm", vm="B"))
+        refused(world, patch("n2"), "n2 must be drained (paused) before it is patched")
+
+    def test_a_paused_node_still_running_vms_is_refused(self) -> None:
+        world = with_node(lab_world(), "n2", maintenance=True)
+        refused(world, patch("n2"), "n2 still runs B")
+
+    def test_a_reboot_that_loses_quorum_is_refused(self) -> None:
+        # Node Majority with 2 nodes: 1 of 2 votes left while n2 reboots is no majority.
+        world = with_cluster(lab_world(), quorum=Quorum("node_majority"))
+        world = _prepared(world, *N2_DRAINED)
+        refused(world, patch("n2"), "rebooting n2 would lose quorum (1 of 2 nodes left up)")
+
+    def test_with_a_peer_down_the_witness_alone_is_not_enough(self) -> None:
+        # Node and disk majority, 2 nodes + witness = 3 votes: n2 rebooting with n1 down
+        # leaves the witness's 1 vote; with n1 up, 2 of 3 is a majority.
+        world = _prepared(lab_world(), *N2_DRAINED)
+        accepted(world, patch("n2"))
+        refused(with_node(world, "n1", state="down"), patch("n2"), "would lose quorum (0 of 2")
+
+    def test_a_completed_cycle_is_done(self) -> None:
+        world = with_cluster(_prepared(lab_world(), *N2_DRAINED), rolling_update_done="c1")
+        result = apply_rules(world, patch("n2"))
+        assert result.done and result.estate == world
+
+
+class TestVerifyingANode:
+    """verify_node only checks: a patched node that is up passes, anything else fails."""
+
+    def test_a_patched_node_that_is_up_passes_and_nothing_changes(self) -> None:
+        world = _prepared(lab_world(), *N2_DRAINED, patch("n2"))
+        result = apply_rules(world, verify("n2"))
+        assert result.ok and not result.done
+        assert result.estate == world
+
+    def test_a_node_at_the_wrong_patch_level_fails(self) -> None:
+        world = _prepared(lab_world(), *N2_DRAINED)
+        refused(world, verify("n2"), "verification failed", "n2 is at patch level 2012-01")
+
+    def test_a_node_that_did_not_come_back_fails(self) -> None:
+        world = with_node(_prepared(lab_world(), *N2_DRAINED, patch("n2")), "n2", state="down")
+        refused(world, verify("n2"), "n2 did not come back up")
+
+    def test_the_test_vm_must_be_able_to_run_there(self) -> None:
+        world = _prepared(lab_world(), *N2_DRAINED, patch("n2"))
+        world = with_node(world, "n2", switches={})
+        refused(world, verify("n2", test_vm=None), "switch vs on n2 differs from n1")
+        refused(world, verify("n2"), "n2 has no switch vs")
+
+
+class TestCompletingACycle:
+    """complete_rolling_update records the cycle only when every listed node is patched and back."""
+
+    @staticmethod
+    def _n2_patched(resumed: bool = True) -> Estate:
+        world = _prepared(lab_world(), *N2_DRAINED, patch("n2"))
+        return accepted(world, act("resume_node", node="n2")) if resumed else world
+
+    def test_records_the_cycle_and_clears_the_progress(self) -> None:
+        after = accepted(self._n2_patched(), complete(["n2"]))
+        status = after.clusters["lab"].status
+        assert status.rolling_update_done == "c1"
+        assert status.rolling_update_in_progress is None
+        assert status.updated_nodes == frozenset()
+
+    def test_an_unpatched_listed_node_is_refused(self) -> None:
+        refused(self._n2_patched(), complete(["n1", "n2"]), "not yet patched in cycle c1: n1")
+
+    def test_a_listed_node_still_paused_is_refused(self) -> None:
+        refused(self._n2_patched(resumed=False), complete(["n2"]), "still paused: n2")
+
+    def test_nodes_patched_in_another_cycle_do_not_count(self) -> None:
+        refused(self._n2_patched(), complete(["n2"], cycle="c2"), "not yet patched in cycle c2: n2")
+
+
 def _prepared(world: Estate, *steps: Action) -> Estate:
     for step in steps:
         world = accepted(world, step)
@@ -587,6 +716,12 @@ ONCE_THEN_DONE: dict[str, tuple[Callable[[], Estate], tuple[Action, ...], Action
         (STOP_B, act("drain_node", node="n2")),
         act("resume_node", node="n2"),
     ),
+    "patch_node": (lab_world, (STOP_B, act("drain_node", node="n2")), patch("n2")),
+    "complete_rolling_update": (
+        lab_world,
+        (STOP_B, act("drain_node", node="n2"), patch("n2"), act("resume_node", node="n2")),
+        complete(["n2"]),
+    ),
     "migrate_vm": (lab_world, (), migrate("A", "n2")),
     "extend_lun": (lab_world, (), act("extend_lun", volume="V1", lun_size_gib=200)),
     "extend_volume": (
@@ -604,11 +739,17 @@ ONCE_THEN_DONE: dict[str, tuple[Callable[[], Estate], tuple[Action, ...], Action
 }
 
 
+# Pure checks: they change nothing in the world, so there is no "second time" to recognise
+# (verify_node passes or fails every time it runs; see TestVerifyingANode).
+CHECKS_ONLY = frozenset({"verify_node"})
+
+
 class TestAlreadyDone:
     """Every action type, applied a second time, is recognised as done and changes nothing."""
 
     def test_every_action_type_is_covered(self) -> None:
-        assert set(ONCE_THEN_DONE) == set(ACTION_TYPES)
+        assert not set(ONCE_THEN_DONE) & CHECKS_ONLY
+        assert set(ONCE_THEN_DONE) | CHECKS_ONLY == set(ACTION_TYPES)
 
     @pytest.mark.parametrize("kind", sorted(ONCE_THEN_DONE))
     def test_second_apply_is_done(self, kind: str) -> None:

@@ -20,14 +20,13 @@ from reconciler.engine.planner import make_plan
 from reconciler.model.actions import Action
 from reconciler.runtime.clock import Clock, SystemClock
 from reconciler.runtime.executor import ActionResult, Executor, RunReport
-from reconciler.runtime.journal import Journal, LockHeld, LockRecord
+from reconciler.runtime.journal import LOCK_TTL_SECONDS, Journal, LockHeld, LockRecord
 from reconciler.runtime.workflow import load_desired
 
 if TYPE_CHECKING:
     from reconciler.cli.main import Context
 
 EXIT_OK, EXIT_ERROR, EXIT_BLOCKED = 0, 1, 3
-LOCK_TTL_SECONDS = 15 * 60
 
 
 def _when(ts: float | None) -> str:

@@ -12,7 +12,10 @@ class Output:
         # Plain output (pipes, CI logs): lines are never wrapped; tables get a wide page.
         plain = not sys.stdout.isatty()
         self.console = Console(highlight=False, width=160 if plain else None, soft_wrap=plain)
-        self.err = Console(stderr=True, highlight=False)
+        plain_err = not sys.stderr.isatty()
+        self.err = Console(
+            stderr=True, highlight=False, width=160 if plain_err else None, soft_wrap=plain_err
+        )
         self.interactive = sys.stdout.isatty()
 
     def ok(self, message: str) -> None:

@@ -17,12 +17,16 @@ from reconciler import __version__
 from reconciler.cli.apply_commands import apply, force_unlock, history, show_run
 from reconciler.cli.console import Output
 from reconciler.cli.logs import configure as configure_logs
-from reconciler.cli.render import plan_lines
+from reconciler.cli.reconcile_commands import drift, reconcile
+from reconciler.cli.render import plan_lines, review_lines
+from reconciler.cli.render_markdown import plan_dot, plan_markdown
 from reconciler.cli.sim_commands import sim
 from reconciler.manifest.errors import ManifestLoadError
+from reconciler.manifest.gitsource import GitSourceError
 from reconciler.manifest.load import load_paths
 from reconciler.providers.base import Provider, ProviderError
 from reconciler.providers.registry import open_provider
+from reconciler.runtime.review import GitReview, plan_git
 from reconciler.runtime.workflow import plan_paths
 
 EXIT_OK = 0
@@ -170,12 +174,17 @@ def observe(obj: Context, fmt: str, status: bool) -> None:
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True)
+@click.argument("paths", nargs=-1)
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the plan as JSON (same as --format json)."
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown", "dot"]),
+    default="text",
+    show_default=True,
+    help="markdown: a pull-request comment with pictures; dot: the dependency graph.",
 )
 @click.option(
     "--out",
@@ -189,6 +198,19 @@ def observe(obj: Context, fmt: str, status: bool) -> None:
     is_flag=True,
     help="Exit 0 no changes, 1 error, 2 changes, 3 changes blocked by a safety rule.",
 )
+@click.option(
+    "--git",
+    "git_repo",
+    metavar="REPO",
+    help="Read the manifests from this git repository at --head, not from the working "
+    "copy; PATHS are inside the repository (default: all of it).",
+)
+@click.option(
+    "--base",
+    metavar="REF",
+    help="With --git: also list the manifest objects changed between REF and --head.",
+)
+@click.option("--head", metavar="REF", help="With --git: the commit to plan (default HEAD).")
 @click.pass_obj
 def plan(
     obj: Context,
@@ -198,26 +220,52 @@ def plan(
     out_file: Path | None,
     target: str | None,
     detailed_exitcode: bool,
+    git_repo: str | None,
+    base: str | None,
+    head: str | None,
 ) -> None:
     """Show what apply would do: ordered actions, their disruption and duration, violations.
 
-    Planning never changes anything: it only observes.
+    Planning never changes anything: it only observes. With --git REPO --base REF --head REF
+    it plans a pull request: the head commit's manifests, and which objects it changes.
     """
+    if git_repo is None and (base is not None or head is not None):
+        raise click.UsageError("--base and --head need --git REPO")
+    if git_repo is None and not paths:
+        raise click.UsageError("give manifest PATHS, or --git REPO")
+    review: GitReview | None = None
     provider = obj.provider_instance()
     try:
-        planned = plan_paths(list(paths), provider, target, obj.cache_dir)
+        if git_repo is None:
+            planned = plan_paths(list(paths), provider, target, obj.cache_dir)
+        else:
+            from_git = plan_git(git_repo, head or "HEAD", base, list(paths), provider, target)
+            planned, review = from_git.planned, from_git.review
+    except GitSourceError as exc:
+        obj.out.error(f"cannot plan from git repository {git_repo}: {exc}")
+        raise SystemExit(EXIT_ERROR) from exc
     finally:
         provider.close()
     result = planned.plan
     if target and not result.actions and target not in result.prior_state:
         obj.out.error(f"no object {target} in the observed estate (use Kind/name)")
         raise SystemExit(EXIT_ERROR)
+    saved = result.dumps()
+    if review is not None:
+        saved = json.dumps({**result.to_json(), "git": review.as_json()}, indent=2, sort_keys=True)
+        saved += "\n"
     if out_file is not None:
         out_file.parent.mkdir(parents=True, exist_ok=True)
-        out_file.write_text(result.dumps())
+        out_file.write_text(saved)
     if as_json or fmt == "json":
-        click.echo(result.dumps(), nl=False)
+        click.echo(saved, nl=False)
+    elif fmt == "markdown":
+        click.echo(plan_markdown(result, review=review), nl=False)
+    elif fmt == "dot":
+        click.echo(plan_dot(result), nl=False)
     else:
+        for line in review_lines(review) if review is not None else []:
+            obj.out.console.print(line, markup=False, highlight=False)  # refs are user text
         for line in plan_lines(result, colour=obj.out.interactive):
             obj.out.console.print(line, markup=obj.out.interactive, highlight=False)
         if out_file is not None:
@@ -235,6 +283,8 @@ cli.add_command(apply)
 cli.add_command(history)
 cli.add_command(show_run)
 cli.add_command(force_unlock)
+cli.add_command(reconcile)
+cli.add_command(drift)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 from reconciler.engine.plan import Plan
-from reconciler.model.actions import Action
+from reconciler.model.actions import DISRUPTION_ORDER, Action
+
+if TYPE_CHECKING:
+    from reconciler.runtime.review import GitReview
 
 SYMBOL: dict[str, str] = {
     "add_node": "+",
@@ -94,7 +98,8 @@ def summary_line(plan: Plan) -> str:
         what = f"BLOCKED by {blocking} safety violation(s)" if blocking else "warnings only"
         return f"Plan: no action can be planned; the estate does not match the manifests ({what})."
     s = plan.summary()
-    disruption = ", ".join(f"{n} {d}" for d, n in s["by_disruption"].items())
+    counts = s["by_disruption"]
+    disruption = ", ".join(f"{counts[d]} {d}" for d in DISRUPTION_ORDER if d in counts)
     moved = f", {size(plan.bytes_to_move())} to move" if plan.bytes_to_move() else ""
     blocked = sum(1 for v in plan.violations if v.severity == "block")
     warned = len(plan.violations) - blocked
@@ -147,3 +152,18 @@ def plan_lines(plan: Plan, colour: bool = True) -> list[str]:
         out.append("")
         out.extend(f"note: {n}" for n in plan.notes)
     return out
+
+
+def review_lines(review: GitReview) -> list[str]:
+    """Where a git plan's manifests came from and which objects the change touches."""
+    where = f"Manifests at {review.head_commit[:10]} ({review.head}) in {review.repo}"
+    if review.base_commit is None or review.changed is None:
+        return [where + ".", ""]
+    changed = review.changed
+    out = [where + f", compared with {review.base_commit[:10]} ({review.base}):"]
+    out += [f"  + {name}" for name in changed.added]
+    out += [f"  - {name}" for name in changed.removed]
+    out += [f"  ~ {name}" for name in changed.changed]
+    if changed.empty:
+        out.append("  no manifest object changed")
+    return [*out, ""]

@@ -728,6 +728,8 @@ class _ClusterPlanner:
     def plan_move(self, want: VirtualMachine, after: list[str]) -> str | None:
         have = self.state.vms[want.name]
         if want.node is not None and want.node != have.node:
+            if self._cycle_returns_to(want.node):
+                return None  # the rolling update brings it back once its node is patched
             return self.migrate(
                 want.name, want.node, f"pinned to {want.node} in the manifest", after
             )
@@ -753,6 +755,23 @@ class _ClusterPlanner:
             return None
         why = f"{have.node} goes into maintenance" if leaving else f"{have.node} cannot run it"
         return self.migrate(want.name, destination, why, after)
+
+    def _cycle_returns_to(self, node_name: str) -> bool:
+        """The rolling update under way has yet to patch or resume ``node_name``.
+
+        VMs pinned there go back once it has (``_return_pinned``), not before: they would
+        only have to leave again, or the node is paused and cannot take them.
+        """
+        desired = self.desired.clusters[self.cluster]
+        ru = desired.rolling_update
+        if ru is None or not self._cycle_active(desired):
+            return False
+        if node_name not in self._cycle_nodes(desired):
+            return False
+        status = self.state.clusters[self.cluster].status
+        patched = status.rolling_update_in_progress == ru.id and node_name in status.updated_nodes
+        node = self.state.nodes.get(node_name)
+        return not patched or (node is not None and node.maintenance)
 
     def drain_nodes(self) -> None:
         for node in self.desired.nodes_of(self.cluster):
@@ -884,9 +903,12 @@ class _ClusterPlanner:
         previous: list[str] = [begin] if begin else []
         resumed: list[str] = []
         # Nodes patched before an interruption but not yet back in service.
-        for name in sorted(done):
-            if self.state.nodes[name].maintenance:
-                resumed.extend(self._finish_node(desired, name, previous))
+        finished = [n for n in sorted(done) if self.state.nodes[n].maintenance]
+        for name in finished:
+            resumed.extend(self._finish_node(desired, name, previous))
+        resumed.extend(self._return_pinned(ru.id, finished, resumed))
+        if resumed:
+            previous = [*previous, *resumed]  # the next node waits for these to be back
         todo = [n for n in cycle if n not in done]
         blocked = False
         while todo:
@@ -924,7 +946,8 @@ class _ClusterPlanner:
                         "command": list(ru.hook.command),
                         "timeout_seconds": ru.hook.timeout_seconds,
                     },
-                    depends_on=[drain or "", *previous],
+                    # Drained by this phase, or earlier by maintenance: true.
+                    depends_on=[drain or self._emitted(f"drain_node:{name}"), *previous],
                     reason=f"rolling update {ru.id}: run the hook, reboot",
                     changes={
                         "spec.hardware.patch_level": (
@@ -941,11 +964,13 @@ class _ClusterPlanner:
             resumed.extend(batch_done)
         if blocked:
             return  # the cycle cannot complete; what could be patched is in the plan
+        # Nodes kept in maintenance by their manifest are patched but stay paused.
+        kept = {n.name for n in self.desired.nodes_of(self.cluster) if n.maintenance}
         complete = self.emit(
             "complete_rolling_update",
             f"Cluster/{self.cluster}",
             self.cluster,
-            {"cycle": ru.id, "nodes": cycle},
+            {"cycle": ru.id, "nodes": [n for n in cycle if n not in kept]},
             depends_on=[*resumed, *previous],
             reason=f"every listed node patched: cycle {ru.id} recorded as done",
             changes={"status.rolling_update_done": (cluster.status.rolling_update_done, ru.id)},
@@ -959,6 +984,9 @@ class _ClusterPlanner:
                 depends_on=[complete or "", *resumed],
                 reason=f"rolling update {ru.id} finished: monitoring back on",
             )
+
+    def _emitted(self, action_id: str) -> str:
+        return action_id if action_id in self.ids else ""
 
     def _return_pinned(self, cycle: str, nodes: list[str], after: list[str]) -> list[str]:
         """VMs pinned to a node go back to it once it is patched and in service again."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from reconciler.manifest.documents import Document
 from reconciler.manifest.errors import ManifestError, did_you_mean, one_of
@@ -337,6 +338,22 @@ def _check_cluster(estate: Estate, cluster: Cluster, report: Report, world: bool
                 f"cluster has {count} nodes",
                 "at most one VM of the group per node",
             )
+    for i, window in enumerate(cluster.maintenance_windows):
+        if not _known_time_zone(window.time_zone):
+            report(
+                cluster,
+                ("spec", "maintenance_windows", i, "time_zone"),
+                f"unknown time zone '{window.time_zone}'",
+                "an IANA time zone name such as UTC or Europe/London",
+            )
+
+
+def _known_time_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def _witness_choices(cluster: Cluster) -> str:

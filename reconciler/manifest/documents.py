@@ -167,13 +167,21 @@ def _positions_from_file(file: str, index: int) -> dict[Path_, tuple[int, int]]:
     return found or {}
 
 
+def is_manifest_path(path: str | Path) -> bool:
+    """A .yaml/.yml file outside hidden folders (.git, .github, CI configuration)."""
+    parts = Path(path).parts
+    return Path(path).suffix in (".yaml", ".yml") and not any(
+        p.startswith(".") and p not in (".", "..") for p in parts
+    )
+
+
 def manifest_files(paths: list[str]) -> Iterator[tuple[str, Path | None]]:
     """Every .yaml/.yml file under the given files and folders, in a stable order."""
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
             for f in sorted(p.rglob("*")):
-                if f.suffix in (".yaml", ".yml") and f.is_file():
+                if is_manifest_path(f.relative_to(p)) and f.is_file():
                     yield str(f), f
         elif p.is_file():
             yield raw, p

@@ -10,7 +10,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.manifest.documents import Document, read_text
+from reconciler.manifest.documents import Document, is_manifest_path, read_text
 from reconciler.manifest.errors import ManifestError
 from reconciler.manifest.load import LoadResult, load_documents
 
@@ -53,9 +53,13 @@ def resolve(repo: str | Path, ref: str) -> str:
 
 
 def manifest_paths(repo: str | Path, commit: str, paths: list[str]) -> list[str]:
-    listed = _git(repo, "ls-tree", "-r", "-z", "--name-only", commit, "--", *(paths or ["."]))
+    # --full-name: paths from the repository root, as `cat-file commit:path` wants them, even
+    # when REPO is a subfolder of the repository.
+    listed = _git(
+        repo, "ls-tree", "-r", "-z", "--full-name", "--name-only", commit, "--", *(paths or ["."])
+    )
     names = [n for n in listed.decode().split("\0") if n]
-    return sorted(n for n in names if n.endswith((".yaml", ".yml")))
+    return sorted(n for n in names if is_manifest_path(n))
 
 
 def load_at(repo: str | Path, ref: str, paths: list[str], world: bool = False) -> GitManifests:

@@ -3,6 +3,7 @@
 A run row (plan hash, manifest source, start, end, outcome) and a row per action, written
 before the action starts and again when it ends, so a killed apply leaves a precise trace.
 Locks are rows too: one apply per cluster, with owner, process, host, start and expiry.
+Drift rows (one open row per drifted object) are the scheduled loop's audit trail.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import os
 import socket
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 JOURNAL_FILE = "journal.db"
+LOCK_TTL_SECONDS = 15 * 60  # renewed after every action; a lock older than this is stale
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -45,6 +47,8 @@ CREATE TABLE IF NOT EXISTS drift (
     correction_run TEXT, note TEXT NOT NULL DEFAULT ''
 );
 """
+# Columns added after the first release: (table, column, definition).
+_ADDED_COLUMNS = (("drift", "last_seen_at", "REAL"),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +103,22 @@ class LockRecord:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class DriftRecord:
+    """An object found drifted; open until an observation shows it as desired again."""
+
+    id: int
+    detected_at: float
+    tick_run: str | None
+    object: str  # Kind/name
+    fields: list[dict[str, Any]]  # each {"path", "observed", "desired"}
+    corrected: bool
+    corrected_at: float | None
+    correction_run: str | None  # the run whose actions corrected it; None if fixed elsewhere
+    note: str
+    last_seen_at: float | None
+
+
 class LockHeld(Exception):
     """Another apply holds a cluster's lock."""
 
@@ -138,6 +158,10 @@ class Journal:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")  # a record is on disk before we go on
         self.conn.executescript(_DDL)
+        for table, column, definition in _ADDED_COLUMNS:
+            have = {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     def close(self) -> None:
         self.conn.close()
@@ -323,6 +347,90 @@ class Journal:
             )
         return message
 
+    # --- drift ------------------------------------------------------------------------------
+
+    _DRIFT_COLUMNS = (
+        "id, detected_at, tick_run, object, fields, corrected, corrected_at, correction_run, "
+        "note, last_seen_at"
+    )
+
+    @staticmethod
+    def _drift_record(row: Sequence[Any]) -> DriftRecord:
+        return DriftRecord(
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            json.loads(row[4]),
+            bool(row[5]),
+            row[6],
+            row[7],
+            row[8],
+            row[9],
+        )
+
+    def open_drift(self) -> dict[str, DriftRecord]:
+        """The drifted objects not yet seen as desired again, by Kind/name."""
+        rows = self.conn.execute(
+            f"SELECT {self._DRIFT_COLUMNS} FROM drift WHERE corrected = 0 ORDER BY id"
+        ).fetchall()
+        return {r.object: r for r in map(self._drift_record, rows)}
+
+    def note_drift(
+        self, run_id: str | None, drifted: Mapping[str, list[dict[str, Any]]]
+    ) -> list[str]:
+        """Record what a tick saw drifted; returns the objects that were not drifting before.
+
+        An object already open keeps its row (and when it was first seen); its fields are
+        brought up to date.
+        """
+        now = self.clock()
+        new: list[str] = []
+        with self._tx() as c:
+            open_rows = {
+                obj: rid
+                for rid, obj in c.execute("SELECT id, object FROM drift WHERE corrected = 0")
+            }
+            for obj, fields in sorted(drifted.items()):
+                text = json.dumps(fields, sort_keys=True)
+                if obj in open_rows:
+                    c.execute(
+                        "UPDATE drift SET fields = ?, last_seen_at = ? WHERE id = ?",
+                        (text, now, open_rows[obj]),
+                    )
+                    continue
+                c.execute(
+                    "INSERT INTO drift (detected_at, tick_run, object, fields, last_seen_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (now, run_id, obj, text, now),
+                )
+                new.append(obj)
+        return new
+
+    def close_drift(self, objects: Iterable[str], correction_run: str | None, note: str) -> int:
+        """Mark the open rows of ``objects`` corrected; returns how many were open."""
+        now = self.clock()
+        closed = 0
+        with self._tx() as c:
+            for obj in sorted(set(objects)):
+                cur = c.execute(
+                    "UPDATE drift SET corrected = 1, corrected_at = ?, correction_run = ?, "
+                    "note = ? WHERE object = ? AND corrected = 0",
+                    (now, correction_run, note, obj),
+                )
+                closed += cur.rowcount
+        return closed
+
+    def drift_history(self, limit: int = 50, open_only: bool = False) -> list[DriftRecord]:
+        """Drift rows, newest first."""
+        where = "WHERE corrected = 0 " if open_only else ""
+        rows = self.conn.execute(
+            f"SELECT {self._DRIFT_COLUMNS} FROM drift {where}"
+            "ORDER BY detected_at DESC, id DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [self._drift_record(r) for r in rows]
+
     # --- locks ------------------------------------------------------------------------------
 
     def locks(self) -> list[LockRecord]:
@@ -337,6 +445,16 @@ class Journal:
         if lock.expires_at <= self.clock():
             return True
         return lock.host == host and not _pid_alive(lock.pid)
+
+    def lock_holder(self, clusters: Iterable[str]) -> LockRecord | None:
+        """A live lock on one of ``clusters`` held by another process, if any."""
+        _, host, pid = whoami()
+        wanted = set(clusters)
+        for lock in self.locks():
+            mine = lock.pid == pid and lock.host == host
+            if lock.cluster in wanted and not mine and not self._stale(lock):
+                return lock
+        return None
 
     def try_lock(
         self, clusters: Sequence[str], ttl_seconds: float, run_id: str | None = None
