@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from strategies import estates
 
@@ -26,13 +25,9 @@ class TestRoundTrip:
         assert to_yaml(result.estate) == text
 
 
-class TestKnownDumpGaps:
-    """Estates the loader accepts but the dumper cannot yet write back (strict: fix, then drop)."""
+class TestEdgeCases:
+    """Estates at the edges of the language round-trip too."""
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="dump.py writes a trunk with no allowed VLANs but a native VLAN as allowed: ''",
-    )
     def test_trunk_with_only_a_native_vlan(self) -> None:
         text = (
             "apiVersion: reconciler/v1\nkind: Cluster\nmetadata: {name: c}\n"

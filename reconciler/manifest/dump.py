@@ -35,7 +35,9 @@ def _switch_spec(cfg: SwitchConfig) -> dict[str, Any]:
         spec["uplink_nic"] = cfg.uplink_nic
     spec["management_os"] = cfg.management_os
     if cfg.allowed_vlans or cfg.native_vlan is not None:
-        trunk: dict[str, Any] = {"allowed": format_vlan_list(cfg.allowed_vlans)}
+        # An empty allowed list is written as [] (the schema's text form needs an id).
+        allowed = format_vlan_list(cfg.allowed_vlans) if cfg.allowed_vlans else []
+        trunk: dict[str, Any] = {"allowed": allowed}
         if cfg.native_vlan is not None:
             trunk["native_vlan"] = cfg.native_vlan
         spec["vlan_trunk"] = trunk
