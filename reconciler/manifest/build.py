@@ -5,6 +5,7 @@ Defaults are applied here, once; VLAN lists are normalised to sets of ids.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, cast
 
 from reconciler.model.records import (
@@ -13,7 +14,6 @@ from reconciler.model.records import (
     ClusterNetwork,
     ClusterSharedVolume,
     ClusterStatus,
-    Disk,
     Hardware,
     Hook,
     LiveMigrationSettings,
@@ -36,6 +36,7 @@ from reconciler.model.records import (
     Witness,
     frozen_map,
 )
+from reconciler.model.rules import disk_from_params
 from reconciler.model.vlans import parse_vlan_list
 
 Data = dict[str, Any]
@@ -223,20 +224,7 @@ def build_vm(data: Data) -> VirtualMachine:
             for n in spec.get("nics") or ()
         ),
         disks=tuple(
-            Disk(
-                name=d["name"],
-                controller=d["controller"],
-                controller_number=d["controller_number"],
-                slot=d["slot"],
-                type=d["type"],
-                format=d["format"],
-                size_gib=d["size_gib"],
-                volume=d["volume"],
-                allow_delete=d.get("allow_delete", False),
-                boot=d.get("boot", False),
-                parent=d.get("parent"),
-                file_size_gib=file_sizes.get(d["name"]),
-            )
+            replace(disk_from_params(d), file_size_gib=file_sizes.get(d["name"]))
             for d in spec.get("disks") or ()
         ),
         labels=_labels(data),

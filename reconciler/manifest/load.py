@@ -201,13 +201,7 @@ def _assemble(
     }
     for record in records:
         tables[kind_of(record)][record.name] = record
-    estate = Estate(
-        clusters=tables["Cluster"],
-        nodes=tables["Node"],
-        switches=tables["VirtualSwitch"],
-        volumes=tables["ClusterSharedVolume"],
-        vms=tables["VirtualMachine"],
-    )
+    estate = Estate.from_tables(tables)
     if not world:
         return estate
     return _observed_facts(estate, statuses, errors, sources)

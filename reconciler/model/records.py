@@ -369,6 +369,17 @@ class Estate:
     )
     _slices: dict[str, Estate] | None = field(default=None, init=False, repr=False, compare=False)
 
+    @classmethod
+    def from_tables(cls, tables: Mapping[str, Mapping[str, Any]]) -> Estate:
+        """An estate from one name -> record table per kind (missing kinds are empty)."""
+        return cls(
+            clusters=tables.get("Cluster", {}),
+            nodes=tables.get("Node", {}),
+            switches=tables.get("VirtualSwitch", {}),
+            volumes=tables.get("ClusterSharedVolume", {}),
+            vms=tables.get("VirtualMachine", {}),
+        )
+
     def table(self, kind: str) -> Mapping[str, Record]:
         tables: dict[str, Mapping[str, Record]] = {
             "Cluster": self.clusters,
@@ -410,16 +421,7 @@ class Estate:
             put("ClusterSharedVolume", v.cluster, v)
         for vm in self.vms.values():
             put("VirtualMachine", vm.cluster, vm)
-        return {
-            cluster: Estate(
-                clusters=t["Cluster"],
-                nodes=t["Node"],
-                switches=t["VirtualSwitch"],
-                volumes=t["ClusterSharedVolume"],
-                vms=t["VirtualMachine"],
-            )
-            for cluster, t in tables.items()
-        }
+        return {cluster: Estate.from_tables(t) for cluster, t in tables.items()}
 
     def nodes_of(self, cluster: str) -> list[Node]:
         return [self.nodes[n] for n in sorted(self.nodes) if self.nodes[n].cluster == cluster]
@@ -449,13 +451,7 @@ class Estate:
             for part in parts.values():
                 table.update(part.table(kind))
             tables[kind] = table
-        return Estate(
-            clusters=tables["Cluster"],
-            nodes=tables["Node"],
-            switches=tables["VirtualSwitch"],
-            volumes=tables["ClusterSharedVolume"],
-            vms=tables["VirtualMachine"],
-        )
+        return Estate.from_tables(tables)
 
     def switches_of(self, cluster: str) -> list[VirtualSwitch]:
         return [s for _, s in sorted(self.switches.items()) if s.cluster == cluster]

@@ -133,13 +133,7 @@ class WorldStore:
             record = decode_record(kind, json.loads(doc))
             stamp_digest(record, doc)
             tables[kind][record.name] = record
-        return Estate(
-            clusters=tables["Cluster"],
-            nodes=tables["Node"],
-            switches=tables["VirtualSwitch"],
-            volumes=tables["ClusterSharedVolume"],
-            vms=tables["VirtualMachine"],
-        )
+        return Estate.from_tables(tables)
 
     def save_changes(self, conn: sqlite3.Connection, before: Estate, after: Estate) -> int:
         """Write the records that differ between two states; returns how many rows changed."""
