@@ -89,7 +89,7 @@ class TestTextOutput:
         case = GOLDEN / "never_live_migrate"
         init(tmp_path, str(case / "observed.yaml"))
         first = run(tmp_path, "plan", str(case / "desired"))[1].splitlines()[0]
-        assert "BLOCKED by 2 safety violation(s)" in first
+        assert "BLOCKED by 1 safety violation(s)" in first
 
     def test_blocked_plan_without_actions_does_not_claim_no_changes(self, tmp_path: Path) -> None:
         case = GOLDEN / "shrink_volume"

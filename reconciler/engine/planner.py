@@ -1122,7 +1122,15 @@ def make_plan(
         actions = _limit_to(actions, target)
     _, replayed = replay(observed, desired, actions)
     known = {(v.rule, v.target) for v in violations}
-    violations.extend(v for v in replayed if (v.rule, v.target) not in known)
+    # A step already named by a policy rule (never, downtime, delete) needs no second,
+    # generic "precondition" entry saying the same thing.
+    explained = {v.action for v in replayed if v.rule != "precondition" and v.action}
+    violations.extend(
+        v
+        for v in replayed
+        if (v.rule, v.target) not in known
+        and not (v.rule == "precondition" and v.action in explained)
+    )
     digests = object_digests(observed)
     changed = sorted({d.ref for d in diff_estates(desired, observed)})
     return Plan(
