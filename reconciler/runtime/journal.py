@@ -206,21 +206,7 @@ class Journal:
             )
 
     def action_started(self, run_id: str, seq: int, action: dict[str, Any]) -> None:
-        with self._tx() as c:
-            c.execute(
-                "INSERT OR REPLACE INTO run_actions (run_id, seq, action_id, type, target, "
-                "cluster, action, status, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'started', ?)",
-                (
-                    run_id,
-                    seq,
-                    action["id"],
-                    action["type"],
-                    action["target"],
-                    action["cluster"],
-                    json.dumps(action, sort_keys=True),
-                    self.clock(),
-                ),
-            )
+        self._record_action(run_id, seq, action, "started", self.clock(), "")
 
     def action_finished(
         self,
@@ -249,10 +235,22 @@ class Journal:
             )
 
     def action_skipped(self, run_id: str, seq: int, action: dict[str, Any], why: str) -> None:
+        self._record_action(run_id, seq, action, "skipped", None, why)
+
+    def _record_action(
+        self,
+        run_id: str,
+        seq: int,
+        action: dict[str, Any],
+        status: str,
+        started_at: float | None,
+        error: str,
+    ) -> None:
         with self._tx() as c:
             c.execute(
                 "INSERT OR REPLACE INTO run_actions (run_id, seq, action_id, type, target, "
-                "cluster, action, status, error) VALUES (?, ?, ?, ?, ?, ?, ?, 'skipped', ?)",
+                "cluster, action, status, started_at, error) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     seq,
@@ -261,7 +259,9 @@ class Journal:
                     action["target"],
                     action["cluster"],
                     json.dumps(action, sort_keys=True),
-                    why,
+                    status,
+                    started_at,
+                    error,
                 ),
             )
 
