@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
-from reconciler.engine.diff import diff_estates
+from reconciler.engine.diff import ObjectDiff, diff_estates
 from reconciler.engine.placement import (
     choose_destination,
     destination_problems,
@@ -1102,8 +1102,12 @@ def make_plan(
     observed: Estate,
     manifests: Sequence[str] = (),
     target: str | None = None,
+    diffs: Sequence[ObjectDiff] | None = None,
 ) -> Plan:
-    """Plan every cluster of the desired state against the observed state."""
+    """Plan every cluster of the desired state against the observed state.
+
+    ``diffs``: ``diff_estates(desired, observed)`` when the caller has it already.
+    """
     actions: list[Action] = []
     violations: list[PlanViolation] = []
     notes: list[str] = []
@@ -1132,7 +1136,9 @@ def make_plan(
         and not (v.rule == "precondition" and v.action in explained)
     )
     digests = object_digests(observed)
-    changed = sorted({d.ref for d in diff_estates(desired, observed)})
+    if diffs is None:
+        diffs = diff_estates(desired, observed)
+    changed = sorted({d.ref for d in diffs})
     return Plan(
         actions=tuple(actions),
         violations=tuple(violations),

@@ -360,7 +360,7 @@ class Reconciler:
         desired = manifests.desired
         observed = provider.observe()
         diffs = diff_estates(desired, observed)
-        plan = make_plan(desired, observed, manifests=manifests.paths)
+        plan = make_plan(desired, observed, manifests=manifests.paths, diffs=diffs)
         report.drifted, report.planned = tuple(diffs), len(plan.actions)
         report.violations = tuple(plan.violations)
         report.notes = tuple(notes + list(plan.notes))
@@ -430,7 +430,7 @@ class Reconciler:
         )
         after = provider.observe()
         remaining = diff_estates(desired, after)
-        replanned = make_plan(desired, after)
+        replanned = make_plan(desired, after, diffs=remaining)
         report.remaining = tuple(remaining)
         still = {d.ref for d in remaining}
         fixed = sorted(d.ref for d in report.drifted if d.ref not in still)
