@@ -7,7 +7,6 @@ Exit codes: 0 ok, 1 error; 2 "changes present" and 3 "changes blocked by a safet
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import click
 
 from reconciler import __version__
 from reconciler.cli.apply_commands import apply, force_unlock, history, show_run
-from reconciler.cli.console import Output
+from reconciler.cli.context import EXIT_BLOCKED, EXIT_CHANGES, EXIT_ERROR, EXIT_OK, Context
 from reconciler.cli.logs import configure as configure_logs
 from reconciler.cli.reconcile_commands import drift, reconcile
 from reconciler.cli.render import plan_lines, review_lines
@@ -24,39 +23,9 @@ from reconciler.cli.sim_commands import sim
 from reconciler.manifest.errors import ManifestLoadError
 from reconciler.manifest.gitsource import GitSourceError
 from reconciler.manifest.load import load_paths
-from reconciler.providers.base import Provider, ProviderError
-from reconciler.providers.registry import open_provider
+from reconciler.providers.base import ProviderError
 from reconciler.runtime.review import GitReview, plan_git
 from reconciler.runtime.workflow import plan_paths
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_CHANGES = 2
-EXIT_BLOCKED = 3
-
-
-class Context:
-    """Options shared by every subcommand."""
-
-    def __init__(self, state_dir: Path, provider: str, log_format: str) -> None:
-        self.state_dir = state_dir
-        self.provider = provider
-        self.log_format = log_format
-        self.out = Output()
-
-    @property
-    def cache_dir(self) -> Path | None:
-        """Parsed manifests keyed by content; RECONCILER_NO_CACHE=1 turns it off."""
-        if os.environ.get("RECONCILER_NO_CACHE"):
-            return None
-        return self.state_dir / "cache" / "manifests"
-
-    def provider_instance(self) -> Provider:
-        try:
-            return open_provider(self.provider, self.state_dir)
-        except ProviderError as exc:
-            self.out.error(str(exc))
-            raise SystemExit(EXIT_ERROR) from exc
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

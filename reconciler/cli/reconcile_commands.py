@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.table import Table
 
-from reconciler.cli.apply_commands import PlainProgress
+from reconciler.cli.progress import PlainProgress
 from reconciler.providers.base import Provider
 from reconciler.providers.registry import open_provider
 from reconciler.runtime.clock import Clock, SystemClock
@@ -39,7 +39,7 @@ from reconciler.runtime.reconcile import (
 )
 
 if TYPE_CHECKING:
-    from reconciler.cli.main import Context
+    from reconciler.cli.context import Context
 
 _DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 

@@ -12,6 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from reconciler.cli.context import EXIT_ERROR
 from reconciler.manifest.load import load_paths
 from reconciler.model.capacity import usable_memory_mib, used_memory_mib
 from reconciler.model.migration import LiveMigrationInputs, closed_form, simulate_live
@@ -25,9 +26,7 @@ from reconciler.providers.sim.drift import DRIFT_KINDS, DriftError, make_drift
 from reconciler.providers.sim.provider import SimProvider
 
 if TYPE_CHECKING:
-    from reconciler.cli.main import Context
-
-EXIT_ERROR = 1
+    from reconciler.cli.context import Context
 
 
 def _sim(obj: Context) -> SimProvider:
