@@ -105,7 +105,9 @@ def run_apply(
             source = f"plan:{plan_file}"
         else:
             desired = load_desired(paths, obj.cache_dir)
-            plan = make_plan(desired, observed, manifests=paths)
+            plan = make_plan(
+                desired, observed, manifests=paths, refuse=provider.capabilities().refusal
+            )
             source = ",".join(paths)
         for line in plan_lines(plan, colour=obj.out.interactive):
             obj.out.console.print(line, markup=obj.out.interactive, highlight=False)

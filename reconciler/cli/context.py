@@ -21,10 +21,13 @@ EXIT_BLOCKED = 3
 class Context:
     """Options shared by every subcommand."""
 
-    def __init__(self, state_dir: Path, provider: str, log_format: str) -> None:
+    def __init__(
+        self, state_dir: Path, provider: str, log_format: str, connections: Path | None = None
+    ) -> None:
         self.state_dir = state_dir
         self.provider = provider
         self.log_format = log_format
+        self.connections = connections  # the hyperv provider's connections file
         self.out = Output()
 
     @property
@@ -36,7 +39,8 @@ class Context:
 
     def provider_instance(self) -> Provider:
         try:
-            return open_provider(self.provider, self.state_dir)
+            options = {} if self.connections is None else {"connections": self.connections}
+            return open_provider(self.provider, self.state_dir, **options)
         except ProviderError as exc:
             self.out.error(str(exc))
             raise SystemExit(EXIT_ERROR) from exc

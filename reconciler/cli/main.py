@@ -46,6 +46,14 @@ from reconciler.runtime.workflow import plan_paths
     help="Provider that observes and changes the estate (env RECONCILER_PROVIDER).",
 )
 @click.option(
+    "--connections",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="RECONCILER_CONNECTIONS",
+    default=None,
+    help="hyperv provider: per cluster and node, the WinRM endpoints (YAML or JSON; env "
+    "RECONCILER_CONNECTIONS).",
+)
+@click.option(
     "--log-format",
     type=click.Choice(["console", "json"]),
     default="console",
@@ -53,7 +61,9 @@ from reconciler.runtime.workflow import plan_paths
     help="json: structlog JSON events on stderr.",
 )
 @click.pass_context
-def cli(ctx: click.Context, state_dir: Path, provider: str, log_format: str) -> None:
+def cli(
+    ctx: click.Context, state_dir: Path, provider: str, connections: Path | None, log_format: str
+) -> None:
     """Declarative reconciler for Hyper-V failover clusters.
 
     Describe clusters, nodes, switches, volumes and VMs in YAML manifests; reconciler
@@ -68,7 +78,7 @@ def cli(ctx: click.Context, state_dir: Path, provider: str, log_format: str) -> 
       3  changes blocked by a safety rule
     """
     configure_logs(log_format)
-    ctx.obj = Context(state_dir, provider, log_format)
+    ctx.obj = Context(state_dir, provider, log_format, connections)
 
 
 @cli.command()

@@ -7,7 +7,7 @@ before it; the finished plan is then replayed independently by ``safety.replay``
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
@@ -1097,16 +1097,31 @@ class _ClusterPlanner:
                 )
 
 
+def _refused(
+    actions: Sequence[Action], observed: Estate, refuse: Callable[[str, str], str | None]
+) -> list[PlanViolation]:
+    out: list[PlanViolation] = []
+    for action in actions:
+        cluster = observed.clusters.get(action.cluster)
+        why = refuse(action.type, cluster.platform) if cluster is not None else None
+        if why:
+            fix = "do this step by hand (or with a provider that can), then plan again"
+            out.append(PlanViolation("unsupported", action.target, why, fix, "block", action.id))
+    return out
+
+
 def make_plan(
     desired: Estate,
     observed: Estate,
     manifests: Sequence[str] = (),
     target: str | None = None,
     diffs: Sequence[ObjectDiff] | None = None,
+    refuse: Callable[[str, str], str | None] | None = None,
 ) -> Plan:
     """Plan every cluster of the desired state against the observed state.
 
     ``diffs``: ``diff_estates(desired, observed)`` when the caller has it already.
+    ``refuse(action type, platform)``: why the provider cannot do a step (its capabilities).
     """
     actions: list[Action] = []
     violations: list[PlanViolation] = []
@@ -1124,6 +1139,8 @@ def make_plan(
     actions = _ordered(actions)
     if target is not None:
         actions = _limit_to(actions, target)
+    if refuse is not None:
+        violations.extend(_refused(actions, observed, refuse))
     _, replayed = replay(observed, desired, actions)
     known = {(v.rule, v.target) for v in violations}
     # A step already named by a policy rule (never, downtime, delete) needs no second,

@@ -35,5 +35,11 @@ def plan_paths(
 ) -> Planned:
     desired = load_desired(paths, cache_dir)
     observed = provider.observe()
-    plan = make_plan(desired, observed, manifests=[str(Path(p)) for p in paths], target=target)
+    plan = make_plan(
+        desired,
+        observed,
+        manifests=[str(Path(p)) for p in paths],
+        target=target,
+        refuse=provider.capabilities().refusal,
+    )
     return Planned(desired, observed, plan)
