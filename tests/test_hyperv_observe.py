@@ -126,3 +126,22 @@ class TestThePeerIsStrict:
         assert result.terminating is not None
         assert result.terminating.fq_error_id == "CommandNotFoundException"
         assert peer.run("c001-n01", [Cmd("Get-ClusterNode")]).terminating is None
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "Cluster/c001",
+        "Node/c001-n02",
+        "ClusterSharedVolume/c001-csv1",
+        "VirtualMachine/c001-vm0002",
+    ],
+)
+def test_a_targeted_read_matches_the_full_read(tmp_path: Path, ref: str) -> None:
+    make_world(tmp_path, nodes=3, vms=3, drift=0.3, seed=2)
+    hv, _ = provider_for(tmp_path)
+    full = hv.observe()
+    kind, _, name = ref.partition("/")
+    part = hv.observe(Scope("c001", frozenset({ref})))
+    assert set(part.table(kind)) == {name}
+    assert part.table(kind)[name] == full.table(kind)[name]

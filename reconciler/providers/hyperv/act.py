@@ -29,7 +29,6 @@ QUORUM_SWITCH = {
 NOT_DONE: dict[str, str] = {
     "present_storage": "presenting a LUN to a host is done on the storage array, not through "
     "Hyper-V: present it there, then re-plan",
-    "extend_lun": "growing a LUN is done on the storage array: grow it there, then re-plan",
     "patch_node": "patching is the rolling-update hook's job (e.g. Cluster-Aware Updating); "
     "the hyperv provider does not install updates",
     "test_live_migration": "the there-and-back test migration of a joining node is not built in "
@@ -211,6 +210,17 @@ def extend_volume(r: Runner, a: Action) -> None:
     )
 
 
+def extend_lun(r: Runner, a: Action) -> None:
+    """Grow the LUN through the Storage module's management provider (Storage Spaces, or an
+    array whose SMP provider is registered on the node); elsewhere grow it on the array."""
+    volume = a.params["volume"]
+    owner = t.volume_owner(r.estate, volume)
+    size = u64(int(a.params["lun_size_gib"]) * m.GIB)
+    r.call(
+        owner, "Resize-VirtualDisk", {"FriendlyName": volume, "Size": size}, deadline=t.DISK_SECONDS
+    )
+
+
 def _disk_path(r: Runner, vm_name: str, disk_name: str) -> str:
     vm = r.estate.vms[vm_name]
     disk = vm.disk(disk_name)
@@ -343,6 +353,7 @@ ACTIONS: dict[str, Callable[[Runner, Action], None]] = {
     "resume_node": resume_node,
     "complete_rolling_update": complete_rolling_update,
     "migrate_vm": migrate_vm,
+    "extend_lun": extend_lun,
     "extend_volume": extend_volume,
     "extend_vhd": extend_vhd,
     "add_disk": add_disk,

@@ -12,6 +12,7 @@ import importlib
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import structlog
 
 from reconciler.model.actions import ACTION_TYPES, Action
 from reconciler.model.platforms import PLATFORM_NAMES
-from reconciler.model.records import Estate, Node, VirtualMachine
+from reconciler.model.records import Cluster, Estate, Node, VirtualMachine
 from reconciler.providers.base import Capabilities, Outcome, ProviderError, Scope
 from reconciler.providers.hyperv import act
 from reconciler.providers.hyperv import model_map as m
@@ -42,7 +43,17 @@ SUPPORTED_PLATFORMS = frozenset(p for p in PLATFORM_NAMES if p != "2008r2")
 POLL_SECONDS = 2.0
 
 
+def _fatal(exc: BaseException) -> bool:
+    """Wrong credentials or an untrusted certificate: every node will say the same."""
+    text = str(exc)
+    return isinstance(exc, ConnectionFailed) and text.startswith(
+        ("authentication failed", "TLS verification failed")
+    )
+
+
 def _unreachable(exc: BaseException) -> bool:
+    if _fatal(exc):
+        raise ProviderError(str(exc)) from None
     return isinstance(exc, ConnectionFailed)
 
 
@@ -58,7 +69,10 @@ class _Pool:
         credentials = importlib.import_module("reconciler.providers.hyperv.credentials")
         session = importlib.import_module("reconciler.providers.hyperv.session")
         self._connections = connections
-        self._credentials = credentials.load_credentials(os.environ, connections.secrets_file)
+        try:
+            self._credentials = credentials.load_credentials(os.environ, connections.secrets_file)
+        except ValueError as exc:  # missing, incomplete, or a secrets file others can read
+            raise ProviderError(str(exc)) from None
         self._endpoint = session.Endpoint
         self._session = session.NodeSession
         self.sessions: dict[str, Any] = {}
@@ -268,10 +282,12 @@ class HyperVProvider:
 
     def _member(self, ob: Observer, cluster: str, candidates: Sequence[str]) -> str:
         """A reachable member node to read cluster state from (never the cluster name)."""
+        last = ""
         for node in candidates:
             try:
                 got = ob.call(node, "Get-Cluster")
-            except NodeUnreachable:
+            except NodeUnreachable as exc:
+                last = f": {exc}"
                 continue
             except CommandError:
                 continue  # not a member (the cluster service does not answer there)
@@ -281,11 +297,13 @@ class HyperVProvider:
                 )
                 continue
             return node
-        raise ProviderError(f"no member node of cluster {cluster} answers over WinRM")
+        raise ProviderError(f"no member node of cluster {cluster} answers over WinRM{last}")
 
     # --- targeted ------------------------------------------------------------------------------
 
     def _observe_scope(self, ob: Observer, scope: Scope) -> Estate:
+        """Only what an action can change, read fresh; what none changes comes from the last
+        full read (hardware, networks, NICs)."""
         name = scope.cluster
         known = self._known.of_cluster(name)
         if name not in known.clusters:
@@ -294,46 +312,108 @@ class HyperVProvider:
         conn = self.connections.clusters[name]
         members = [n for n in known.clusters[name].nodes if n in conn.nodes]
         up = [n for n in members if n in known.nodes and known.nodes[n].status.state == "up"]
-        via = self._member(ob, name, up or members)
+        via = (up or members or list(conn.nodes))[0]
         kinds: dict[str, set[str]] = {}
         for ref in scope.objects:
             kind, _, obj = ref.partition("/")
             kinds.setdefault(kind, set()).add(obj)
         out: dict[str, dict[str, Any]] = {}
-        c: dict[str, Any] | None = None
-        if "Cluster" in kinds or "ClusterSharedVolume" in kinds or "Node" in kinds:
-            c = ob.cluster_reads(name, via)
-        if "Cluster" in kinds and c is not None:
-            speeds = {
-                (n.name, nic.name): nic.speed_mbps for n in known.nodes.values() for nic in n.nics
-            }
-            out["Cluster"] = {name: ob.cluster_record(name, self._platforms[name], c, speeds)}
-        roles = {net.name: net.roles for net in known.clusters[name].networks}
+        states: dict[str, str] = {}
+        if "Cluster" in kinds or "Node" in kinds:
+            cluster_nodes = ob.call(via, "Get-ClusterNode")
+            states = {str(n["Name"]): str(n.get("State")) for n in cluster_nodes}
+        if "Cluster" in kinds:
+            out["Cluster"] = {name: self._cluster_now(ob, via, known, cluster_nodes)}
         for node in sorted(kinds.get("Node", ())):
-            facts = NodeFacts(node)
-            state = next((n for n in (c or {}).get("nodes", []) if n.get("Name") == node), None)
-            facts.cluster_state = str(state.get("State")) if state else None
-            volumes = [v.name for v in known.volumes.values()]
-            reads = ob.node_reads(node)
-            out.setdefault("Node", {})[node] = ob.node_record(
-                node, name, reads, facts, (c or {}).get("netifs", []), roles, volumes
-            )
+            record = self._node_now(ob, node, known, states.get(node))
+            if record is not None:
+                out.setdefault("Node", {})[node] = record
         vms: dict[str, VirtualMachine] = {}
         for vm_name in sorted(kinds.get("VirtualMachine", ())):
-            record = self._observe_vm(ob, name, via, vm_name, known, members)
-            if record is not None:
-                vms[vm_name] = record
+            vm = self._observe_vm(ob, name, via, vm_name, known, members)
+            if vm is not None:
+                vms[vm_name] = vm
         if vms:
             out["VirtualMachine"] = dict(vms)
-        if "ClusterSharedVolume" in kinds and c is not None:
-            wanted = kinds["ClusterSharedVolume"]
-            c = {**c, "csv": [v for v in c["csv"] if str(v["Name"]) in wanted]}
-            owners = {str(v.get("OwnerNode")) for v in c["csv"]}
-            reads_disks = {o: {"disks": ob.call(o, "Get-Disk")} for o in owners if o}
+        if "ClusterSharedVolume" in kinds:
+            wanted = sorted(kinds["ClusterSharedVolume"])
+            csv = ob.call(via, "Get-ClusterSharedVolume", {"Name": wanted})
+            owners = {str(v.get("OwnerNode")) for v in csv if v.get("OwnerNode")}
+            disks = {o: {"disks": ob.call(o, "Get-Disk")} for o in sorted(owners)}
             all_vms = {**known.vms, **vms}
-            csvs = ob.volume_records(name, c, self._lun_sizes(c, reads_disks), all_vms.values())
-            out["ClusterSharedVolume"] = {v.name: v for v in csvs}
+            found = ob.volume_records(
+                name, {"csv": csv}, self._lun_sizes({}, disks), all_vms.values()
+            )
+            out["ClusterSharedVolume"] = {v.name: v for v in found}
         return Estate.from_tables(out)
+
+    def _cluster_now(
+        self, ob: Observer, via: str, known: Estate, cluster_nodes: list[dict[str, Any]]
+    ) -> Cluster:
+        name = next(iter(known.clusters))
+        c: dict[str, Any] = {
+            "params": ob.call(via, "Get-Cluster", then=[("Get-ClusterParameter", {})]),
+            "nodes": cluster_nodes,
+            "quorum": ob.call(via, "Get-ClusterQuorum"),
+            "networks": [],
+            "netifs": [],
+            "migration": [],
+        }
+        quorum = c["quorum"][0] if c["quorum"] else {}
+        witness = str(quorum.get("QuorumResource") or "")
+        c["witness"] = None
+        c["witness_params"] = {}
+        if witness:
+            got = ob.call(via, "Get-ClusterResource", {"Name": [witness]})
+            c["witness"] = got[0] if got else None
+            if c["witness"] is not None and c["witness"].get("ResourceType") != "Physical Disk":
+                params = ob.call(
+                    via,
+                    "Get-ClusterResource",
+                    {"Name": [witness]},
+                    then=[("Get-ClusterParameter", {})],
+                )
+                c["witness_params"] = {str(p["Name"]): p.get("Value") for p in params}
+        fresh = ob.cluster_record(name, self._platforms[name], c, {})
+        was = known.clusters[name]
+        return replace(fresh, networks=was.networks, live_migration=was.live_migration)
+
+    def _node_now(self, ob: Observer, node: str, known: Estate, state: str | None) -> Node | None:
+        was = known.nodes.get(node)
+        if was is None:
+            return None
+        switches = ob.call(node, "Get-VMSwitch")
+        vlans = ob.call(node, "Get-VMNetworkAdapterVlan", {"ManagementOS": None})
+        disks = ob.call(node, "Get-Disk")
+        registry = ob.call(node, "Get-ItemProperty", {"Path": m.REGISTRY_KEY})
+        reads = {
+            "Win32_ComputerSystem": [
+                {
+                    "Model": was.hardware.model,
+                    "TotalPhysicalMemory": was.hardware.memory_mib * m.MIB,
+                }
+            ],
+            "Win32_BIOS": [{"SMBIOSBIOSVersion": was.hardware.firmware}],
+            "Win32_Processor": [],
+            "registry": registry,
+            "features": [{"Installed": was.status.roles_installed}],
+            "adapters": ob.call(node, "Get-NetAdapter"),
+            "switches": switches,
+            "host_vlans": vlans,
+            "disks": disks,
+        }
+        facts = NodeFacts(node, cluster_state=state)
+        volumes = [v.name for v in known.volumes.values()]
+        fresh = ob.node_record(node, was.cluster, reads, facts, [], {}, volumes)
+        return replace(
+            fresh,
+            hardware=replace(
+                was.hardware,
+                driver_set=fresh.hardware.driver_set,
+                patch_level=fresh.hardware.patch_level,
+            ),
+            nics=was.nics,
+        )
 
     def _observe_vm(
         self, ob: Observer, cluster: str, via: str, vm: str, known: Estate, members: Sequence[str]
@@ -346,20 +426,14 @@ class HyperVProvider:
         candidates = [owner] if owner else []
         candidates += [n for n in members if n != owner]
         for node in candidates:
-            reads = ob.vm_reads(node, [vm]) if self._has_vm(ob, node, vm) else None
-            if reads is None:
-                continue
+            try:
+                reads = ob.vm_reads(node, [vm])
+            except CommandError:
+                continue  # not on this node
             records = ob.vm_records(node, cluster, reads, groups)
             if records:
                 return records[0]
         return None
-
-    @staticmethod
-    def _has_vm(ob: Observer, node: str, vm: str) -> bool:
-        try:
-            return bool(ob.call(node, "Get-VM", {"Name": [vm]}))
-        except CommandError:
-            return False
 
     # --- apply ---------------------------------------------------------------------------------
 

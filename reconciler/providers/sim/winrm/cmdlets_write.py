@@ -449,6 +449,34 @@ def resize_partition(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Ite
     return iter(())
 
 
+def resize_virtual_disk(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterator[Any]:
+    name = p["FriendlyName"]
+    node = host.this_node()
+    volume = host.estate.volumes.get(name)
+    if volume is None or volume.cluster != node.cluster or name not in node.status.luns:
+        raise PeerError(
+            f"No MSFT_VirtualDisk objects found with property 'FriendlyName' equal to '{name}'.",
+            "ObjectNotFound",
+            spec.fqid("CmdletizationQuery_NotFound_FriendlyName"),
+            name,
+        )
+    size = p["Size"]
+    if size % o.GIB:
+        raise PeerError(
+            "Size Not Supported: this peer resizes to whole GiB.",
+            "InvalidArgument",
+            spec.fqid("StorageWMI 4097"),
+        )
+    host.apply(
+        spec,
+        "extend_lun",
+        f"ClusterSharedVolume/{name}",
+        {"volume": name, "lun_size_gib": size // o.GIB},
+        name,
+    )
+    return iter(())
+
+
 def set_vm(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterator[Any]:
     vm = _vm_here(host, spec, p["Name"])
     params: dict[str, Any] = {"vm": vm.name}
@@ -692,6 +720,14 @@ WRITE_SPECS: dict[str, tuple[Spec, Any]] = {
             },
         ),
         resize_partition,
+    ),
+    "Resize-VirtualDisk": (
+        Spec(
+            "Resize-VirtualDisk",
+            "Resize-VirtualDisk",
+            {"FriendlyName": S, "Size": Param("u64", True)},
+        ),
+        resize_virtual_disk,
     ),
     "Set-VM": (
         Spec(
