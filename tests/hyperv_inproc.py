@@ -75,6 +75,21 @@ class InProcSession:
             raise CommandError(cmdlet, err.message, err.category, err.fq_error_id, err.target)
         return [from_peer(v) for v in result.outputs]
 
+    def script(
+        self, text: str, params: Mapping[str, Any], *, deadline_seconds: float = 120.0
+    ) -> list[Any]:
+        """A constant param() script (the 2008 R2 path), as NodeSession.script sends it."""
+        if self.node in self.down:
+            raise ConnectionFailed(f"cannot reach {self.node}")
+        self.round_trips += 1
+        args = [(k, to_wire(v)) for k, v in params.items()]
+        args.append(("ErrorAction", "Stop"))
+        result = self.peer.run(self.node, [Cmd(text, args, is_script=True)])
+        err = result.terminating or (result.errors[0] if result.errors else None)
+        if err is not None:
+            raise CommandError("script", err.message, err.category, err.fq_error_id, err.target)
+        return [from_peer(v) for v in result.outputs]
+
     def close(self) -> None:
         pass
 

@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -55,6 +55,11 @@ def write_connections(
     tmp.replace(path)  # a reader never sees half a file
 
 
+def peer_protocol(platforms: Iterable[str]) -> str:
+    """PSRP 2.1 (Windows PowerShell 2.0) when the world has 2008 R2 clusters, else 2.3."""
+    return "2.1" if "2008r2" in set(platforms) else "2.3"
+
+
 def serve_winrm(
     obj: Context, world: Path, port: int, connections_file: Path | None, reset: bool
 ) -> int:
@@ -73,7 +78,13 @@ def serve_winrm(
     peer = HyperVPeer(obj.state_dir)
     try:
         server = WinRMServer(
-            peer, sorted(estate.nodes), username=user, password=password, port=port
+            peer,
+            sorted(estate.nodes),
+            username=user,
+            password=password,
+            port=port,
+            # A 2008 R2 host speaks PowerShell 2.0 (PSRP 2.1) within WinRM 2.0's envelope size.
+            protocol_version=peer_protocol(c.platform for c in estate.clusters.values()),
         )
     except OSError as exc:
         obj.out.error(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}")

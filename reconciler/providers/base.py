@@ -43,13 +43,18 @@ class Capabilities:
     actions: frozenset[str]
     platforms: frozenset[str]
     reasons: Mapping[str, str] = field(default_factory=dict)  # action type -> why not done
+    # Where a platform is driven another way (2008 R2 through WMI v1): its own actions/reasons.
+    platform_actions: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    platform_reasons: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def refusal(self, action_type: str, platform: str) -> str | None:
         """Why this provider cannot do ``action_type`` on ``platform``, or None if it can."""
         if platform not in self.platforms:
             return f"the {self.name} provider does not drive Windows Server {platform} clusters"
-        if action_type not in self.actions:
-            why = self.reasons.get(action_type, "it has no way to do it")
+        actions = self.platform_actions.get(platform, self.actions)
+        if action_type not in actions:
+            reasons = self.platform_reasons.get(platform, self.reasons)
+            why = reasons.get(action_type, "it has no way to do it")
             return f"the {self.name} provider cannot {action_type}: {why}"
         return None
 

@@ -31,6 +31,7 @@ from reconciler.model.records import (
 )
 from reconciler.providers.base import ProviderError
 from reconciler.providers.hyperv import model_map as m
+from reconciler.providers.hyperv.wmi1 import observe as wmi1
 
 
 class CallSession(Protocol):
@@ -81,6 +82,7 @@ class Observer:
     is_unreachable: Any  # callable(exc) -> bool: a connection failure (not a command error)
     is_command_not_found: Any
     warnings: m.Warnings = field(default_factory=m.Warnings)
+    wmi1_nodes: set[str] = field(default_factory=set)  # 2008 R2: read through WMI v1
 
     def call(
         self,
@@ -113,7 +115,7 @@ class Observer:
         version = str(os_info[0].get("Version"))
         name = m.platform_of(version)
         if name == "2008r2":
-            raise refuse_2008r2(cluster, node, str(os_info[0].get("Caption") or version))
+            self.wmi1_nodes.add(node)
         if name is None:
             self.warnings.add(
                 f"Node/{node}", f"Windows version {version} is not known to the model"
@@ -133,7 +135,8 @@ class Observer:
         c["networks"] = self.call(via, "Get-ClusterNetwork")
         c["netifs"] = self.call(via, "Get-ClusterNetworkInterface")
         c["groups"] = self.call(via, "Get-ClusterGroup")
-        c["migration"] = self.call(via, "Get-VMMigrationNetwork")
+        # 2008 R2 has no Hyper-V module: its migration networks are not read (yet).
+        c["migration"] = [] if via in self.wmi1_nodes else self.call(via, "Get-VMMigrationNetwork")
         quorum = c["quorum"][0] if c["quorum"] else {}
         witness = str(quorum.get("QuorumResource") or "")
         c["witness"] = next((r for r in c["resources"] if r.get("Name") == witness), None)
@@ -188,7 +191,23 @@ class Observer:
 
     # --- per node ------------------------------------------------------------------------------
 
+    def script(self, node: str, text: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        try:
+            out = self.sessions.get(node).script(text, params)  # type: ignore[attr-defined]
+        except Exception as exc:
+            if self.is_unreachable(exc):
+                raise NodeUnreachable(str(exc)) from exc
+            raise
+        return [x for x in out if isinstance(x, dict)]
+
+    def disks(self, node: str) -> list[dict[str, Any]]:
+        if node in self.wmi1_nodes:
+            return list(wmi1.node_reads(self.call, node)["disks"])
+        return self.call(node, "Get-Disk")
+
     def node_reads(self, node: str) -> dict[str, Any]:
+        if node in self.wmi1_nodes:
+            return wmi1.node_reads(self.call, node)
         r: dict[str, Any] = {}
         for cls in ("Win32_ComputerSystem", "Win32_Processor", "Win32_BIOS"):
             r[cls] = self.call(node, "Get-CimInstance", {"ClassName": cls})
@@ -212,6 +231,8 @@ class Observer:
         return r
 
     def vm_reads(self, node: str, names: Sequence[str] | None = None) -> dict[str, Any]:
+        if node in self.wmi1_nodes:
+            return wmi1.vm_reads(self.call, self.script, node, names)
         r: dict[str, Any] = {}
         which = list(names) if names else ["*"]
         r["vms"] = self.call(node, "Get-VM", {"Name": which} if names else {})

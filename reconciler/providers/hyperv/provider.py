@@ -35,11 +35,12 @@ from reconciler.providers.hyperv.observe import (
     switches_of,
 )
 from reconciler.providers.hyperv.targeting import CALL_SECONDS, NoTarget
+from reconciler.providers.hyperv.wmi1 import act as wmi1_act
 
 log = structlog.get_logger("reconciler.hyperv")
 
 CONNECTIONS_ENV = "RECONCILER_CONNECTIONS"
-SUPPORTED_PLATFORMS = frozenset(p for p in PLATFORM_NAMES if p != "2008r2")
+SUPPORTED_PLATFORMS = frozenset(PLATFORM_NAMES)  # 2008 R2 through WMI v1 (``wmi1``)
 POLL_SECONDS = 2.0
 
 
@@ -130,6 +131,7 @@ class HyperVProvider:
         self._monotonic = monotonic
         self._known = Estate()  # the last observation, updated by each targeted one
         self._platforms: dict[str, str] = {}
+        self._wmi1_nodes: set[str] = set()  # nodes observed as 2008 R2
         self.warnings: list[str] = []
 
     # --- sessions ------------------------------------------------------------------------------
@@ -149,7 +151,9 @@ class HyperVProvider:
         return 0
 
     def _observer(self) -> Observer:
-        return Observer(self.sessions, _unreachable, _command_not_found)
+        return Observer(
+            self.sessions, _unreachable, _command_not_found, wmi1_nodes=self._wmi1_nodes
+        )
 
     def _finish(self, observer: Observer) -> None:
         for warning in observer.warnings.items:
@@ -165,6 +169,8 @@ class HyperVProvider:
             actions=frozenset(act.ACTIONS),
             platforms=SUPPORTED_PLATFORMS,
             reasons=dict(act.NOT_DONE),
+            platform_actions={"2008r2": frozenset(wmi1_act.ACTIONS)},
+            platform_reasons={"2008r2": wmi1_act.reasons()},
         )
 
     def close(self) -> None:
@@ -339,7 +345,7 @@ class HyperVProvider:
             wanted = sorted(kinds["ClusterSharedVolume"])
             csv = ob.call(via, "Get-ClusterSharedVolume", {"Name": wanted})
             owners = {str(v.get("OwnerNode")) for v in csv if v.get("OwnerNode")}
-            disks = {o: {"disks": ob.call(o, "Get-Disk")} for o in sorted(owners)}
+            disks = {o: {"disks": ob.disks(o)} for o in sorted(owners)}
             all_vms = {**known.vms, **vms}
             found = ob.volume_records(
                 name, {"csv": csv}, self._lun_sizes({}, disks), all_vms.values()
@@ -382,6 +388,18 @@ class HyperVProvider:
         was = known.nodes.get(node)
         if was is None:
             return None
+        if node in ob.wmi1_nodes or self._platforms.get(was.cluster) == "2008r2":
+            ob.wmi1_nodes.add(node)
+            fresh = ob.node_record(
+                node,
+                was.cluster,
+                ob.node_reads(node),
+                NodeFacts(node, cluster_state=state),
+                [],
+                {},
+                [v.name for v in known.volumes.values()],
+            )
+            return replace(fresh, hardware=was.hardware, nics=was.nics)
         switches = ob.call(node, "Get-VMSwitch")
         vlans = ob.call(node, "Get-VMNetworkAdapterVlan", {"ManagementOS": None})
         disks = ob.call(node, "Get-Disk")
@@ -439,14 +457,22 @@ class HyperVProvider:
 
     def apply(self, action: Action) -> Outcome:
         started = self._monotonic()
-        step = act.ACTIONS.get(action.type)
+        on_2008r2 = self._platforms.get(action.cluster) == "2008r2"
+        table, not_done = (
+            (wmi1_act.ACTIONS, wmi1_act.NOT_DONE) if on_2008r2 else (act.ACTIONS, act.NOT_DONE)
+        )
+        step = table.get(action.type)
         if step is None:
-            why = act.NOT_DONE.get(action.type, f"no cmdlet sequence for {action.type}")
+            why = not_done.get(action.type, f"no cmdlet sequence for {action.type}")
             return Outcome("permanent_error", f"the hyperv provider cannot {action.type}: {why}")
         estate = self._known
         if action.cluster not in estate.clusters:
             estate = merge(estate, self.observe(Scope(action.cluster)))
-        runner = act.Runner(self._call, estate, self._poll)
+        runner = (
+            wmi1_act.Runner(self._call, estate, self._poll, self._script)
+            if on_2008r2
+            else act.Runner(self._call, estate, self._poll)
+        )
         try:
             step(runner, action)
         except CommandError as exc:
@@ -482,6 +508,12 @@ class HyperVProvider:
         out = self.sessions.get(node).call(
             cmdlet, dict(params), then=then, deadline_seconds=deadline
         )
+        return [x for x in out if isinstance(x, dict)]
+
+    def _script(
+        self, node: str, text: str, params: Mapping[str, Any], deadline: float = CALL_SECONDS
+    ) -> list[Any]:
+        out = self.sessions.get(node).script(text, dict(params), deadline_seconds=deadline)
         return [x for x in out if isinstance(x, dict)]
 
     def _poll(self, done: Callable[[], bool], deadline_seconds: float, what: str) -> None:

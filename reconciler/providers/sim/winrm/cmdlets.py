@@ -33,6 +33,19 @@ ON_2008R2 = frozenset(
 )
 
 
+def on_2008r2(name: str, is_script: bool) -> tuple[Spec, Any] | None:
+    """A 2008 R2 host: FailoverClusters of that release, WMI v1, the provider's scripts."""
+    from reconciler.providers.sim.winrm import wmi1, wmi1_scripts
+
+    if is_script:
+        return wmi1_scripts.script_entry(name)
+    if name in wmi1_scripts.CMDLETS:
+        return wmi1_scripts.CMDLETS[name]
+    if name in wmi1.SPECS:
+        return wmi1.SPECS[name]
+    return CMDLETS.get(name) if name in ON_2008R2 else None
+
+
 class CommandLike(Protocol):
     name: str
     parameters: list[tuple[str | None, Any]]
@@ -197,6 +210,7 @@ class HyperVPeer:
         self.loose_vhds: dict[str, Disk] = {}  # created or detached, not attached to a VM
         self.seen_lun_gib: dict[tuple[str, str], int] = {}
         self.received: list[Received] = []
+        self.wmi_jobs: dict[str, dict[str, Any]] = {}  # node -> job id -> Msvm_ConcreteJob
         self._sim: SimProvider | None = None
         self._world: Estate | None = None
         self._version: int | None = None
@@ -266,15 +280,17 @@ class HyperVPeer:
         inputs: list[Any] | None = None
         try:
             for i, command in enumerate(commands):
-                if command.is_script:
+                entry: tuple[Spec, Any] | None
+                if self._platform(node) == "2008r2":
+                    entry = on_2008r2(command.name, command.is_script)  # the WMI v1 host
+                elif command.is_script:
                     raise PeerError(
                         "This host runs cmdlets only: script text is refused.",
                         "PermissionDenied",
                         "ScriptsNotAllowed",
                     )
-                entry = CMDLETS.get(command.name)
-                if entry is not None and self._platform(node) == "2008r2":
-                    entry = entry if command.name in ON_2008R2 else None
+                else:
+                    entry = CMDLETS.get(command.name)
                 if entry is None:
                     raise PeerError(
                         f"The term '{command.name}' is not recognized as the name of a cmdlet, "

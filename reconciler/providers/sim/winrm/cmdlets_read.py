@@ -416,7 +416,7 @@ def get_cim(host: Host, spec: Spec, p: dict[str, Any], _in: list[Any] | None) ->
     wmi = spec.name == "Get-WmiObject"
     types = o.wmi_types(cls) if wmi else o.cim_types(cls)
     node = host.this_node()
-    cluster = host.this_cluster()
+    cluster = host.estate.clusters[node.cluster]  # a host answers WMI before it joins
     hw = node.hardware
     if cls.lower() == "win32_operatingsystem":
         version, caption = OS_VERSIONS[cluster.platform]
@@ -430,13 +430,6 @@ def get_cim(host: Host, spec: Spec, p: dict[str, Any], _in: list[Any] | None) ->
             },
         )
         return
-    if wmi:
-        raise PeerError(
-            "This peer answers Get-WmiObject for Win32_OperatingSystem only.",
-            "InvalidType",
-            spec.fqid("GetWMIManagementException"),
-            cls,
-        )
     if cls.lower() == "win32_computersystem":
         yield o.ps_object(
             types,

@@ -1,0 +1,272 @@
+"""apply(action) on Windows Server 2008 R2: FailoverClusters cmdlets of that release, and the
+constant WMI v1 scripts (``scripts``) for what the Hyper-V and Storage modules do later.
+
+A WMI method's result is checked here: 4096 means a job was started, polled through
+``Msvm_ConcreteJob`` to completion within a deadline; any other non-zero value is an error
+that quotes the method and the code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from reconciler.model.actions import Action
+from reconciler.model.platforms import VHD_MAX_GIB, platform
+from reconciler.model.records import Estate
+from reconciler.model.vlans import parse_vlan_list
+from reconciler.providers.hyperv import act as later
+from reconciler.providers.hyperv import model_map as m
+from reconciler.providers.hyperv import targeting as t
+from reconciler.providers.hyperv.errors import CommandError
+from reconciler.providers.hyperv.wire import i32, u64
+from reconciler.providers.hyperv.wmi1 import scripts
+from reconciler.providers.hyperv.wmi1.observe import wmi
+
+JOB_STARTED = 4096
+JOB_DONE, JOB_FAILED = 7, {8, 9, 10}
+JOB_SECONDS = 3600.0
+PLATFORM = platform("2008r2")  # the planner's table: what this path may do
+
+
+class Runner(later.Runner):
+    def __init__(
+        self,
+        call: Callable[..., list[Any]],
+        estate: Estate,
+        poll: Callable[[Callable[[], bool], float, str], None],
+        script: Callable[..., list[Any]],
+    ) -> None:
+        super().__init__(call, estate, poll)
+        self.script = script
+
+
+def _failed(method: str, code: int, message: str = "") -> CommandError:
+    text = f"{method} returned {code}" + (f": {message}" if message else "")
+    return CommandError(method, text, "InvalidOperation", f"WmiMethodFailed,{method}", None)
+
+
+def run(
+    r: Runner, node: str, text: str, params: Mapping[str, Any], seconds: float = JOB_SECONDS
+) -> None:
+    """Run a write script and wait for the job its WMI method started, if any."""
+    for result in r.script(node, text, params, seconds):
+        method, code = str(result.get("Method")), int(result.get("ReturnValue") or 0)
+        if code == JOB_STARTED:
+            wait_job(r, node, method, str(result.get("Job")), seconds)
+        elif code != 0:
+            raise _failed(method, code, str(result.get("Output") or ""))
+
+
+def wait_job(r: Runner, node: str, method: str, job_id: str, seconds: float) -> None:
+    state: dict[str, Any] = {}
+
+    def done() -> bool:
+        jobs = {str(j.get("InstanceID")): j for j in wmi(r.call, node, "Msvm_ConcreteJob")}
+        job = jobs.get(job_id)
+        if job is None:
+            raise _failed(method, JOB_STARTED, f"job {job_id} is gone from Msvm_ConcreteJob")
+        state.update(job)
+        return int(job.get("JobState") or 0) in {JOB_DONE, *JOB_FAILED}
+
+    r.poll(done, seconds, f"{method} (job {job_id})")
+    if int(state.get("JobState") or 0) != JOB_DONE:
+        raise _failed(
+            method,
+            int(state.get("ErrorCode") or 0),
+            str(state.get("ErrorDescription") or f"job state {state.get('JobState')}"),
+        )
+
+
+def _trunk(r: Runner, node: str, switch: str, allowed: str, native: int | None) -> None:
+    vlans = sorted(parse_vlan_list(allowed)) if allowed else []
+    run(
+        r,
+        node,
+        scripts.SET_SWITCH_VLANS,
+        {
+            "SwitchName": switch,
+            "TrunkedVlanId": [i32(v) for v in vlans],
+            "NativeVlanId": i32(native or 0),
+        },
+    )
+
+
+def set_vlan_trunk(r: Runner, a: Action) -> None:
+    p = a.params
+    _trunk(r, p["node"], p["switch"], p["allowed_vlans"], p.get("native_vlan"))
+
+
+def match_vswitch(r: Runner, a: Action) -> None:
+    node, name, cfg = a.params["node"], a.params["switch"], a.params["config"]
+    have = wmi(r.call, node, "Msvm_VirtualSwitch")
+    if not any(sw.get("ElementName") == name for sw in have):
+        adapters = {
+            str(x.get("NetConnectionID")): str(x.get("Description"))
+            for x in r.call(node, "Get-WmiObject", {"Class": "Win32_NetworkAdapter"})
+        }
+        kind = {"external": "External", "internal": "Internal", "private": "Private"}[cfg["type"]]
+        params: dict[str, Any] = {"SwitchName": name, "SwitchType": kind}
+        if kind == "External":
+            if cfg["uplink_nic"] not in adapters:
+                raise LookupError(f"{node} has no network adapter {cfg['uplink_nic']}")
+            params["UplinkAdapter"] = adapters[cfg["uplink_nic"]]
+        params["ManagementOS"] = bool(cfg["management_os"])
+        run(r, node, scripts.NEW_SWITCH, params)
+    else:
+        raise ValueError(
+            f"switch {name} on {node} differs and changing a 2008 R2 switch's binding is not "
+            "built in the WMI v1 path: change it by hand, then re-plan"
+        )
+    _trunk(r, node, name, cfg.get("allowed_vlans") or "", cfg.get("native_vlan"))
+
+
+def present_storage(r: Runner, a: Action) -> None:
+    via = t.any_member(r.estate, a.cluster)
+    run(
+        r,
+        via,
+        scripts.UNMASK_LUNS,
+        {"Lun": list(a.params["volumes"]), "HostName": a.params["node"]},
+    )
+
+
+def add_node(r: Runner, a: Action) -> None:
+    via = t.any_member(r.estate, a.cluster)  # 2008 R2's Add-ClusterNode has no -NoStorage
+    r.call(via, "Add-ClusterNode", {"Name": a.params["node"]}, deadline=t.DRAIN_SECONDS)
+
+
+def test_live_migration(r: Runner, a: Action) -> None:
+    via = t.any_member(r.estate, a.cluster)
+    r.script(
+        via,
+        scripts.TEST_LIVE_MIGRATION,
+        {"VMName": a.params["vm"], "Node": a.params["node"]},
+        t.MIGRATION_SECONDS,
+    )
+
+
+def validate_cluster(r: Runner, a: Action) -> None:
+    via = t.any_member(r.estate, a.cluster)
+    nodes = list(r.estate.clusters[a.cluster].nodes)
+    r.call(via, "Test-Cluster", {"Node": nodes}, deadline=t.DRAIN_SECONDS)
+
+
+def migrate_vm(r: Runner, a: Action) -> None:
+    if a.params["method"] != "live":
+        raise ValueError(
+            "quick and offline moves (Move-ClusterGroup) are not built in the WMI v1 path"
+        )
+    via = t.migration_node(r.estate, a.cluster, a.params["destination"])
+    r.call(
+        via,
+        "Move-ClusterVirtualMachineRole",
+        {"Name": a.params["vm"], "Node": a.params["destination"]},
+        deadline=t.MIGRATION_SECONDS,
+    )
+
+
+def extend_lun(r: Runner, a: Action) -> None:
+    owner = t.volume_owner(r.estate, a.params["volume"])
+    size = u64(int(a.params["lun_size_gib"]) * m.GIB)
+    run(r, owner, scripts.EXTEND_LUN, {"Lun": a.params["volume"], "SizeBytes": size})
+
+
+def extend_volume(r: Runner, a: Action) -> None:
+    volume = a.params["volume"]
+    owner = t.volume_owner(r.estate, volume)
+    disks = r.call(owner, "Get-WmiObject", {"Class": "Win32_DiskDrive"})
+    disk = next((d for d in disks if d.get("Caption") == volume), None)
+    if disk is None:
+        raise LookupError(f"{owner} has no disk for {volume}")
+    number = int(disk["Index"])
+    parts = [
+        p
+        for p in r.call(owner, "Get-WmiObject", {"Class": "Win32_DiskPartition"})
+        if int(p.get("DiskIndex", -1)) == number
+    ]
+    if not parts:
+        raise LookupError(f"disk {number} on {owner} has no partition")
+    data = max(parts, key=lambda p: int(p.get("Size") or 0))
+    run(
+        r,
+        owner,
+        scripts.EXTEND_PARTITION,
+        {
+            "DiskNumber": i32(number),
+            "PartitionNumber": i32(int(data["Index"]) + 1),  # diskpart counts from 1
+            "SizeBytes": u64(int(a.params["size_gib"]) * m.GIB),
+        },
+    )
+
+
+def add_disk(r: Runner, a: Action) -> None:
+    vm, d = a.params["vm"], a.params["disk"]
+    if d["format"] == "vhdx" and not PLATFORM.vhdx:
+        raise ValueError("Windows Server 2008 R2 has no VHDX: the disk must be a .vhd")
+    if int(d["size_gib"]) > VHD_MAX_GIB:
+        raise ValueError(f"a VHD holds at most {VHD_MAX_GIB} GiB")
+    owner = t.vm_owner(r.estate, vm)
+    path = m.vhd_path(d["volume"], vm, d["name"], d["format"])
+    new: dict[str, Any] = {
+        "Path": path,
+        "SizeBytes": u64(int(d["size_gib"]) * m.GIB),
+        "Type": d["type"].title(),
+    }
+    if d["type"] == "differencing":
+        new["ParentPath"] = d["parent"]
+    run(r, owner, scripts.NEW_VHD, new)
+    run(
+        r,
+        owner,
+        scripts.ADD_VHD_DRIVE,
+        {
+            "VMName": vm,
+            "ControllerType": d["controller"].upper(),
+            "ControllerNumber": i32(int(d["controller_number"])),
+            "ControllerLocation": i32(int(d["slot"])),
+            "Path": path,
+        },
+    )
+    later._update_cluster_config(r, a)
+
+
+ACTIONS: dict[str, Callable[[Any, Action], None]] = {
+    "begin_monitoring_maintenance": later.ACTIONS["begin_monitoring_maintenance"],
+    "end_monitoring_maintenance": later.ACTIONS["end_monitoring_maintenance"],
+    "complete_rolling_update": later.complete_rolling_update,
+    "update_quorum": later.update_quorum,  # the legacy quorum switches are 2008 R2's own
+    "set_vlan_trunk": set_vlan_trunk,
+    "match_vswitch": match_vswitch,
+    "present_storage": present_storage,
+    "add_node": add_node,
+    "test_live_migration": test_live_migration,
+    "validate_cluster": validate_cluster,
+    "migrate_vm": migrate_vm,
+    "extend_lun": extend_lun,
+    "extend_volume": extend_volume,
+    "add_disk": add_disk,
+}
+NOT_DONE: dict[str, str] = {
+    kind: "not built in the 2008 R2 (WMI v1) path yet"
+    for kind in (
+        "extend_vhd" if PLATFORM.online_vhd_resize else "",
+        "drain_node",
+        "resume_node",
+        "extend_vhd",
+        "detach_disk",
+        "set_vm",
+        "stop_vm",
+        "start_vm",
+        "patch_node",
+        "verify_node",
+        "convert_disk",
+    )
+}
+
+
+def reasons() -> dict[str, str]:
+    """Why each action the later path does is not done on 2008 R2 (shown in a blocked plan)."""
+    out = {k: f"on Windows Server 2008 R2 (WMI v1 path): {v}" for k, v in later.NOT_DONE.items()}
+    out.update({k: f"on Windows Server 2008 R2 (WMI v1 path): {v}" for k, v in NOT_DONE.items()})
+    return {k: v for k, v in out.items() if k not in ACTIONS}

@@ -1,0 +1,43 @@
+r"""The constant scripts of the 2008 R2 path (PowerShell 2.0), shipped as ``ps1/*.ps1``.
+
+Each is a ``[CmdletBinding()] param()`` block and every value arrives as a typed parameter; no
+script text is ever built from a value. Where a tool reads a script of its own (diskpart,
+diskraid), the lines are built inside PowerShell from parameters that are typed integers or
+names validated by a pattern, so no value can become a command. Each write script ends with
+ONE WMI method (or tool) call and returns ``Method``, ``ReturnValue`` and ``Job`` (the
+Msvm_ConcreteJob InstanceID when ReturnValue is 4096): the provider polls the job and turns
+any other non-zero value into an error. PowerShell 2.0 has no ``[pscustomobject]``: results
+are ``New-Object PSObject -Property``. The marker comment names each script for review and
+for the test peer.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+
+def _load(name: str) -> str:
+    return (resources.files(__package__ or __name__) / "ps1" / f"{name}.ps1").read_text("utf-8")
+
+
+SET_SWITCH_VLANS = _load("Set-SwitchVlans")
+NEW_SWITCH = _load("New-Switch")
+NEW_VHD = _load("New-Vhd")
+ADD_VHD_DRIVE = _load("Add-VhdDrive")
+EXTEND_PARTITION = _load("Extend-Partition")  # diskpart: only typed integers in its lines
+EXTEND_LUN = _load("Extend-Lun")  # diskraid, through the array's VDS hardware provider
+UNMASK_LUNS = _load("Unmask-Luns")
+TEST_LIVE_MIGRATION = _load("Test-LiveMigration")
+GET_VHD_INFO = _load("Get-VhdInfo")  # GetVirtualHardDiskInfo's embedded instance, read
+
+ALL: dict[str, str] = {
+    "Set-SwitchVlans": SET_SWITCH_VLANS,
+    "New-Switch": NEW_SWITCH,
+    "New-Vhd": NEW_VHD,
+    "Add-VhdDrive": ADD_VHD_DRIVE,
+    "Extend-Partition": EXTEND_PARTITION,
+    "Extend-Lun": EXTEND_LUN,
+    "Unmask-Luns": UNMASK_LUNS,
+    "Test-LiveMigration": TEST_LIVE_MIGRATION,
+    "Get-VhdInfo": GET_VHD_INFO,
+}

@@ -1,0 +1,237 @@
+"""The 2008 R2 path of the hyperv provider: WMI v1 reads, constant scripts, jobs (in-process PSRP).
+
+Oracles: the simulator's own store for what is read back, hand-written expectations for the
+peer's answers, and ``platforms.yaml`` (the planner's table) for what 2008 R2 can do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from hyperv_inproc import InProcSessions
+from hyperv_world import connections_for, make_world, observable
+from psrpcore.types import PSInt, PSUInt64
+from tests_cmd import Cmd
+
+from reconciler.model.actions import Action
+from reconciler.model.platforms import platform
+from reconciler.model.records import Estate, LiveMigrationSettings, Offloads
+from reconciler.providers.hyperv.provider import HyperVProvider
+from reconciler.providers.hyperv.wmi1 import act as wmi1_act
+from reconciler.providers.hyperv.wmi1 import scripts
+from reconciler.providers.sim.provider import SimProvider
+from reconciler.providers.sim.winrm.cmdlets import HyperVPeer
+
+
+def provider_for(state: Path) -> tuple[HyperVProvider, InProcSessions, HyperVPeer]:
+    world = SimProvider(state).observe()
+    peer = HyperVPeer(state)
+    sessions = InProcSessions(peer)
+    return HyperVProvider(state, connections_for(world), sessions=sessions), sessions, peer
+
+
+def test_a_2008r2_world_reads_back_through_wmi(tmp_path: Path) -> None:
+    make_world(tmp_path, clusters=1, nodes=3, vms=4, drift=0.2, platform="2008r2")
+    hv, _, peer = provider_for(tmp_path)
+    seen = hv.observe()
+    truth = SimProvider(tmp_path).observe()
+    assert without_gaps(observable(seen)) == without_gaps(observable(truth))
+    names = {name for r in peer.received for name, _ in r.commands}
+    assert "Get-VM" not in names and "Get-WmiObject" in names
+
+
+def without_gaps(estate: Estate) -> Estate:
+    """What the 2008 R2 path does not read yet, taken out on both sides (named in the docs):
+    the live-migration network (a cluster-network role) and NIC offloads (VMQ, jumbo)."""
+    out = estate
+    for c in estate.clusters.values():
+        nets = tuple(
+            replace(n, roles=tuple("heartbeat" if r == "live_migration" else r for r in n.roles))
+            for n in c.networks
+        )
+        out = out.with_record(replace(c, networks=nets, live_migration=LiveMigrationSettings()))
+    for node in estate.nodes.values():
+        nics = tuple(
+            replace(
+                n,
+                roles=tuple("heartbeat" if r == "live_migration" else r for r in n.roles),
+                offloads=Offloads(),
+            )
+            for n in node.nics
+        )
+        out = out.with_record(replace(node, nics=nics))
+    return out
+
+
+def test_round_trips_grow_with_nodes_not_vms(tmp_path: Path) -> None:
+    counts = {}
+    for vms in (2, 8):
+        state = tmp_path / f"v{vms}"
+        make_world(state, nodes=3, vms=vms, platform="2008r2")
+        hv, sessions, _ = provider_for(state)
+        hv.observe()
+        counts[vms] = sessions.round_trips()
+    assert counts[2] == counts[8]
+
+
+class TestThe2008R2Peer:
+    @pytest.fixture
+    def peer(self, tmp_path: Path) -> HyperVPeer:
+        make_world(tmp_path, nodes=2, vms=2, platform="2008r2")
+        return HyperVPeer(tmp_path)
+
+    def test_get_vm_is_not_a_command(self, peer: HyperVPeer) -> None:
+        result = peer.run("c001-n01", [Cmd("Get-VM")])
+        assert result.terminating is not None
+        assert result.terminating.fq_error_id == "CommandNotFoundException"
+
+    def test_vms_are_msvm_computersystem_objects(self, peer: HyperVPeer) -> None:
+        result = peer.run(
+            "c001-n01",
+            [
+                Cmd(
+                    "Get-WmiObject",
+                    [
+                        ("Namespace", "root\\virtualization"),
+                        ("Class", "Msvm_ComputerSystem"),
+                        ("Filter", "Caption='Virtual Machine'"),
+                    ],
+                )
+            ],
+        )
+        assert result.terminating is None
+        names = sorted(str(o["ElementName"]) for o in result.outputs)
+        on_node = sorted(v.name for v in SimProvider(peer.state_dir).observe().vms_on("c001-n01"))
+        assert names == on_node
+        assert all(type(o["EnabledState"]).__name__ == "PSUInt16" for o in result.outputs)
+
+    def test_a_filter_built_from_a_value_is_not_answered(self, peer: HyperVPeer) -> None:
+        result = peer.run(
+            "c001-n01",
+            [
+                Cmd(
+                    "Get-WmiObject",
+                    [
+                        ("Namespace", "root\\virtualization"),
+                        ("Class", "Msvm_ComputerSystem"),
+                        ("Filter", "ElementName='x' OR 1=1"),
+                    ],
+                )
+            ],
+        )
+        assert result.terminating is not None
+
+    def test_unknown_script_text_is_refused(self, peer: HyperVPeer) -> None:
+        result = peer.run("c001-n01", [Cmd("Remove-VM -Force *", [], is_script=True)])
+        assert result.terminating is not None
+        assert result.terminating.category == "PermissionDenied"
+
+    def test_a_uint64_parameter_refuses_an_int32(self, peer: HyperVPeer) -> None:
+        result = peer.run(
+            "c001-n01",
+            [
+                Cmd(
+                    scripts.NEW_VHD,
+                    [("Path", "C:\\ClusterStorage\\x\\y\\z.vhd"), ("SizeBytes", PSInt(1))],
+                    is_script=True,
+                )
+            ],
+        )
+        assert result.terminating is not None
+        assert "ParameterArgumentTransformationError" in result.terminating.fq_error_id
+
+    def test_validate_pattern_keeps_names_out_of_diskraid(self, peer: HyperVPeer) -> None:
+        evil = "CSV01\nselect lun name=*\ndelete lun"
+        result = peer.run(
+            "c001-n01",
+            [
+                Cmd(
+                    scripts.EXTEND_LUN,
+                    [("Lun", evil), ("SizeBytes", PSUInt64(2**40))],
+                    is_script=True,
+                )
+            ],
+        )
+        assert result.terminating is not None
+        assert result.terminating.fq_error_id == "ParameterArgumentValidationError"
+
+
+def _action(kind: str, target: str, cluster: str, **params: object) -> Action:
+    return Action(f"{kind}:x", kind, target, cluster, dict(params))  # type: ignore[arg-type]
+
+
+def test_a_failed_wmi_job_is_an_error_quoting_the_method_and_code(tmp_path: Path) -> None:
+    make_world(tmp_path, nodes=2, vms=2, platform="2008r2")
+    hv, _, _ = provider_for(tmp_path)
+    estate = hv.observe()
+    vm = next(iter(estate.vms.values()))
+    disk = vm.disks[0]  # its file exists already: CreateDynamicVirtualHardDisk fails
+    d = {
+        "name": disk.name,
+        "controller": "scsi",
+        "controller_number": 0,
+        "slot": 9,
+        "type": "dynamic",
+        "format": "vhd",
+        "size_gib": 10,
+        "volume": disk.volume,
+        "parent": None,
+    }
+    outcome = hv.apply(
+        _action("add_disk", f"VirtualMachine/{vm.name}", vm.cluster, vm=vm.name, disk=d)
+    )
+    assert outcome.status == "precondition_failed"
+    assert outcome.message.startswith("CreateDynamicVirtualHardDisk failed: ")
+    assert "returned 32768" in outcome.message and "exists" in outcome.message
+
+
+# What 2008 R2 cannot do, stated by hand, must be what the planner's table says ...
+TABLE_2008R2 = {
+    "vhdx": False,
+    "online_vhd_resize": False,
+    "generation2": False,
+    "cloud_witness": False,
+}
+
+
+def test_the_planner_table_says_what_we_state() -> None:
+    p = platform("2008r2")
+    assert {k: getattr(p, k) for k in TABLE_2008R2} == TABLE_2008R2
+
+
+def test_the_provider_agrees_with_the_planner_table(tmp_path: Path) -> None:
+    """... and the provider refuses exactly what the table rules out on 2008 R2."""
+    make_world(tmp_path, nodes=2, vms=2, platform="2008r2")
+    hv, _, _ = provider_for(tmp_path)
+    estate = hv.observe()
+    caps = hv.capabilities()
+    p = platform("2008r2")
+    # online VHD resize: the provider does not offer extend_vhd there
+    assert (caps.refusal("extend_vhd", "2008r2") is None) == p.online_vhd_resize
+    assert caps.refusal("extend_vhd", "2019") is None
+    # VHDX: add_disk of a .vhdx is refused
+    vm = next(iter(estate.vms.values()))
+    d = {
+        "name": "new",
+        "controller": "scsi",
+        "controller_number": 0,
+        "slot": 9,
+        "type": "dynamic",
+        "format": "vhdx",
+        "size_gib": 10,
+        "volume": vm.disks[0].volume,
+        "parent": None,
+    }
+    out = hv.apply(_action("add_disk", f"VirtualMachine/{vm.name}", vm.cluster, vm=vm.name, disk=d))
+    assert (out.status == "done") == p.vhdx
+    # the cloud witness: refused
+    out = hv.apply(
+        _action(
+            "update_quorum", f"Cluster/{vm.cluster}", vm.cluster, mode="cloud_witness", witness={}
+        )
+    )
+    assert (out.status == "done") == p.cloud_witness
+    # and the provider's 2008 R2 facts come from that table, not from a copy
+    assert wmi1_act.PLATFORM is p
