@@ -28,8 +28,24 @@ from reconciler.runtime.review import GitReview, plan_git
 from reconciler.runtime.workflow import plan_paths
 
 
+def _print_version(ctx: click.Context) -> None:
+    from reconciler.providers.registry import versions
+
+    click.echo(f"reconciler {__version__}")
+    for name, version in versions().items():
+        click.echo(f"provider {name} {version}")
+    ctx.exit(EXIT_OK)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="reconciler")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, _param, value: _print_version(ctx) if value else None,
+    help="Show the version of reconciler and of each installed provider, and exit.",
+)
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
