@@ -128,3 +128,17 @@ def test_version_comes_from_the_metadata(
     version = pyproject.split('\nversion = "', 1)[1].split('"', 1)[0]
     out = _run(venv / "bin" / "reconciler", "--version", cwd=tmp_path, env=user_env)
     assert out.splitlines() == [f"reconciler {version}", f"provider sim {version} (reconciler)"]
+
+
+def test_demo_and_schemas_come_out_of_the_installed_package(
+    venv: Path, tmp_path: Path, user_env: dict[str, str]
+) -> None:
+    reconciler = venv / "bin" / "reconciler"
+    _run(reconciler, "demo", cwd=tmp_path, env=user_env)
+    for source in (ROOT / "manifests").rglob("*.yaml"):
+        copied = tmp_path / "manifests" / source.relative_to(ROOT / "manifests")
+        assert copied.read_bytes() == source.read_bytes()
+    assert "are valid" in _run(reconciler, "validate", "manifests/demo", cwd=tmp_path, env=user_env)
+    _run(reconciler, "schema", "--out", "schemas", cwd=tmp_path, env=user_env)
+    for schema in (ROOT / "schemas").glob("*.json"):
+        assert (tmp_path / "schemas" / schema.name).read_bytes() == schema.read_bytes()
