@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -163,6 +163,9 @@ class Host:
         outcome = self.sim.apply(action)
         if outcome.status in ("done", "already_done"):
             self.estate = self.peer.world()
+            self.peer.writes += 1
+            if self.peer.after_write is not None:
+                self.peer.after_write(self.peer.writes)
             return
         category, error_id = {
             "precondition_failed": ("InvalidOperation", "InvalidOperation"),
@@ -197,6 +200,9 @@ class HyperVPeer:
         self.loose_vhds: dict[str, Disk] = {}  # created or detached, not attached to a VM
         self.seen_lun_gib: dict[tuple[str, str], int] = {}
         self.received: list[Received] = []
+        self.writes = 0  # changes applied to the world
+        # Test hook, called after each change took effect (e.g. to kill the client there).
+        self.after_write: Callable[[int], None] | None = None
         self._sim: SimProvider | None = None
         self._world: Estate | None = None
         self._version: int | None = None
