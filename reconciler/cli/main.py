@@ -15,6 +15,7 @@ import click
 from reconciler import __version__
 from reconciler.cli.apply_commands import apply, force_unlock, history, show_run
 from reconciler.cli.context import EXIT_BLOCKED, EXIT_CHANGES, EXIT_ERROR, EXIT_OK, Context
+from reconciler.cli.doctor_command import doctor
 from reconciler.cli.logs import configure as configure_logs
 from reconciler.cli.reconcile_commands import drift, reconcile
 from reconciler.cli.render import plan_lines, review_lines
@@ -275,6 +276,7 @@ def plan(
 
 
 cli.add_command(sim)
+cli.add_command(doctor)
 cli.add_command(apply)
 cli.add_command(history)
 cli.add_command(show_run)
