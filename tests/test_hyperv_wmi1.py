@@ -235,3 +235,65 @@ def test_the_provider_agrees_with_the_planner_table(tmp_path: Path) -> None:
     assert (out.status == "done") == p.cloud_witness
     # and the provider's 2008 R2 facts come from that table, not from a copy
     assert wmi1_act.PLATFORM is p
+
+
+def test_every_script_the_2008r2_path_sends_is_a_shipped_constant() -> None:
+    """Statically: each script call in wmi1/ names a constant of ``scripts`` (never a string
+    built there); the constants are the package's .ps1 files, each a param() block."""
+    import ast
+
+    root = Path(wmi1_act.__file__).parent
+    calls = 0
+    for path in root.glob("*.py"):
+        text = path.read_text()
+        assert "add_script" not in text, path
+        tree = ast.parse(text)
+        passthrough = {  # act.run hands its (constant) argument on: checked at its callers
+            id(n)
+            for f in ast.walk(tree)
+            if isinstance(f, ast.FunctionDef) and f.name == "run"
+            for n in ast.walk(f)
+        }
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call) or id(node) in passthrough:
+                continue
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            position = {"run": 2, "script": 1}.get(name)
+            if position is None or len(node.args) <= position:
+                continue
+            text_arg = node.args[position]
+            calls += 1
+            assert (
+                isinstance(text_arg, ast.Attribute)
+                and isinstance(text_arg.value, ast.Name)
+                and text_arg.value.id == "scripts"
+            ), (path, node.lineno)
+    assert calls >= 8
+    shipped = {p.stem: p.read_text() for p in (root / "ps1").glob("*.ps1")}
+    assert shipped == scripts.ALL
+    assert all(t.startswith("[CmdletBinding()] param(") for t in shipped.values())
+
+
+def test_what_the_peer_received_as_scripts_were_the_constants(tmp_path: Path) -> None:
+    make_world(tmp_path, nodes=2, vms=3, drift=0.3, seed=3, platform="2008r2")
+    hv, _, peer = provider_for(tmp_path)
+    estate = hv.observe()
+    vm = next(iter(estate.vms.values()))
+    d = {
+        "name": "extra",
+        "controller": "scsi",
+        "controller_number": 0,
+        "slot": 7,
+        "type": "dynamic",
+        "format": "vhd",
+        "size_gib": 10,
+        "volume": vm.disks[0].volume,
+        "parent": None,
+    }
+    out = hv.apply(_action("add_disk", f"VirtualMachine/{vm.name}", vm.cluster, vm=vm.name, disk=d))
+    assert out.status == "done", out.message
+    sent = [name for r in peer.received for name, _ in r.commands if name.startswith("[")]
+    assert sent and set(sent) <= set(scripts.ALL.values())
+    after = SimProvider(tmp_path).observe().vms[vm.name]
+    assert after.disk("extra") is not None and after.disk("extra").size_gib == 10  # type: ignore[union-attr]

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 from psrpcore.types import PSNoteProperty, PSObject, PSUInt64
+from pypsrp.complex_objects import PSInvocationState
 from pypsrp.exceptions import AuthenticationError, WinRMTransportError, WSManFaultError
-from pypsrp.powershell import PowerShell, PSInvocationState, RunspacePool
+from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.serializer import TaggedValue
 from pypsrp.wsman import WSMan
 

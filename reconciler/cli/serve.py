@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -105,12 +104,12 @@ def serve_winrm(
             }
             write_connections(connections_file, clusters)
         where = f"; connections in {connections_file}" if connections_file else ""
-        click.echo(
+        # One line, flushed at once: scripts wait for it before they connect.
+        print(
             f"serving {len(estate.nodes)} node(s) of {len(estate.clusters)} cluster(s) at "
             f"http://127.0.0.1:{server.port}/<node>/wsman{where}",
-            err=False,
+            flush=True,
         )
-        sys.stdout.flush()
         while not stop.wait(0.5):
             pass
     finally:

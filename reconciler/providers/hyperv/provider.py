@@ -8,7 +8,6 @@ action's fixed cmdlet sequence (``act``) and waits for long operations with dead
 
 from __future__ import annotations
 
-import importlib
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +24,11 @@ from reconciler.providers.base import Capabilities, Outcome, ProviderError, Scop
 from reconciler.providers.hyperv import act
 from reconciler.providers.hyperv import model_map as m
 from reconciler.providers.hyperv.connections import Connections, load_connections
+from reconciler.providers.hyperv.credentials import (
+    CredentialsError,
+    install_redaction,
+    load_credentials,
+)
 from reconciler.providers.hyperv.errors import CommandError, ConnectionFailed
 from reconciler.providers.hyperv.observe import (
     NodeFacts,
@@ -34,6 +38,7 @@ from reconciler.providers.hyperv.observe import (
     merge,
     switches_of,
 )
+from reconciler.providers.hyperv.session import Endpoint, NodeSession, SessionPool
 from reconciler.providers.hyperv.targeting import CALL_SECONDS, NoTarget
 from reconciler.providers.hyperv.wmi1 import act as wmi1_act
 
@@ -63,25 +68,18 @@ def _command_not_found(exc: BaseException) -> bool:
 
 
 class _Pool:
-    """Node name -> session, from the connections file and the credentials (W's SessionPool)."""
+    """Node name -> session, from the connections file and the credentials."""
 
     def __init__(self, connections: Connections) -> None:
-        # The pypsrp client plumbing (engineer W's session/credentials modules).
-        credentials = importlib.import_module("reconciler.providers.hyperv.credentials")
-        session = importlib.import_module("reconciler.providers.hyperv.session")
-        self._connections = connections
         try:
-            self._credentials = credentials.load_credentials(os.environ, connections.secrets_file)
-        except ValueError as exc:  # missing, incomplete, or a secrets file others can read
+            credentials = load_credentials(os.environ, connections.secrets_file)
+        except CredentialsError as exc:  # missing, incomplete, or readable by others
             raise ProviderError(str(exc)) from None
-        self._endpoint = session.Endpoint
-        self._session = session.NodeSession
-        self.sessions: dict[str, Any] = {}
+        install_redaction([credentials.password])  # no log line ever shows it
 
-    def get(self, node: str) -> Any:
-        if node not in self.sessions:
-            c = self._connections.node(node)
-            endpoint = self._endpoint(
+        def endpoint(node: str) -> Endpoint:
+            c = connections.node(node)
+            return Endpoint(
                 url=c.url,
                 auth=c.auth,
                 cert_validation=c.cert_validation,
@@ -89,16 +87,17 @@ class _Pool:
                 certificate_pem=c.certificate,
                 certificate_key_pem=c.certificate_key,
             )
-            self.sessions[node] = self._session(node, endpoint, self._credentials)
-        return self.sessions[node]
+
+        self.pool = SessionPool(endpoint, credentials)
+
+    def get(self, node: str) -> NodeSession:
+        return self.pool.get(node)
 
     def round_trips(self) -> int:
-        return sum(int(s.round_trips) for s in self.sessions.values())
+        return self.pool.round_trips
 
     def close(self) -> None:
-        for session in self.sessions.values():
-            session.close()
-        self.sessions.clear()
+        self.pool.close_all()
 
 
 class HyperVProvider:

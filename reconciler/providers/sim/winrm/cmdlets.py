@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -176,6 +176,9 @@ class Host:
         outcome = self.sim.apply(action)
         if outcome.status in ("done", "already_done"):
             self.estate = self.peer.world()
+            self.peer.writes += 1
+            if self.peer.after_write is not None:
+                self.peer.after_write(self.peer.writes)
             return
         category, error_id = {
             "precondition_failed": ("InvalidOperation", "InvalidOperation"),
@@ -211,6 +214,9 @@ class HyperVPeer:
         self.seen_lun_gib: dict[tuple[str, str], int] = {}
         self.received: list[Received] = []
         self.wmi_jobs: dict[str, dict[str, Any]] = {}  # node -> job id -> Msvm_ConcreteJob
+        self.writes = 0  # changes applied to the world
+        # Test hook, called after each change took effect (e.g. to kill the client there).
+        self.after_write: Callable[[int], None] | None = None
         self._sim: SimProvider | None = None
         self._world: Estate | None = None
         self._version: int | None = None

@@ -73,7 +73,8 @@ def new_vmswitch(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterato
             spec.fqid("AmbiguousParameterSet"),
         )
     uplink = p.get("NetAdapterName")
-    management = bool(p.get("AllowManagementOS", False))
+    # An internal switch always has its host adapter; external ones as asked.
+    management = kind == "internal" or bool(p.get("AllowManagementOS", False))
     cfg = SwitchConfig(kind, uplink, management, frozenset(), None)  # type: ignore[arg-type]
     _match_switch(host, spec, name, cfg)
     return iter(())

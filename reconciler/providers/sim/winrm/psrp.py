@@ -192,6 +192,8 @@ class PipelineRun:
                     self.pipeline.complete()
             self.handler_done = True
             self._shell.pump()
+            if self._stopped.is_set():  # nobody reads a stopped pipeline's queue
+                self._shell.forget(self.pipeline.pipeline_id)
 
     @property
     def done(self) -> bool:
@@ -215,6 +217,13 @@ class ShellState:
 
     def envelope_budget(self) -> int:
         return min(self.max_envelope_size, self.client_envelope_size) - _ENVELOPE_OVERHEAD
+
+    def forget(self, command_id: uuid.UUID) -> None:
+        """Drop a finished or terminated command (call with ``cond`` held)."""
+        run = self.pipelines.pop(command_id, None)
+        if run is not None and run.pipeline.state != PSInvocationState.Running:
+            run.pipeline.close()
+        self.outgoing.pop(command_id, None)
 
     def pump(self) -> None:
         """Move psrpcore's send buffer into per-pipeline queues (call with ``cond`` held)."""

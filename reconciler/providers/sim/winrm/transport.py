@@ -329,9 +329,12 @@ class WinRMServer:
                 budget -= len(encoded) + 80
                 queue.popleft()
                 soap.sub(resp, "rsp", "Stream", encoded, Name="stdout", **attrib)
-            if pipeline is not None:
-                state = soap.STATE_DONE if pipeline.done and not queue else soap.STATE_RUNNING
+            if pipeline is not None and command_id is not None:
+                finished = pipeline.done and not queue
+                state = soap.STATE_DONE if finished else soap.STATE_RUNNING
                 soap.sub(resp, "rsp", "CommandState", CommandId=attrib["CommandId"], State=state)
+                if finished:  # the client has everything: free the command now
+                    shell.forget(command_id)
         return soap.serialize(envelope)
 
     def _signal(self, shell: ShellState, request: soap.Request) -> bytes:
@@ -349,9 +352,7 @@ class WinRMServer:
             elif code.lower() == soap.SIGNAL_TERMINATE.lower():
                 if pipeline is not None:
                     pipeline.stop()
-                    pipeline.pipeline.close()
-                    del shell.pipelines[command_id]
-                shell.outgoing.pop(command_id, None)
+                shell.forget(command_id)  # a command already done and freed is no error
             else:
                 raise soap.SoapError(soap.FAULT_INVALID, f"unsupported signal {code}")
             shell.pump()
