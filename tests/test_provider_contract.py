@@ -77,18 +77,36 @@ class Setup:
         return open_provider(self.kind, self.cli_state, **options)
 
 
-@pytest.fixture(params=["sim", "hyperv"])
+# hyperv-2008r2: the same suite on the WMI v1 path, the peer a PSRP 2.1 (PowerShell 2.0) host.
+@pytest.fixture(params=["sim", "hyperv", "hyperv-2008r2"])
 def setup(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Setup]:
     state = tmp_path / "world"
-    gen = make_world(state, clusters=1, nodes=3, vms=4, drift=0.3, seed=2, out=tmp_path / "gen")
+    platform = "2008r2" if request.param == "hyperv-2008r2" else "2019"
+    gen = make_world(
+        state,
+        clusters=1,
+        nodes=3,
+        vms=4,
+        drift=0.3,
+        seed=2,
+        out=tmp_path / "gen",
+        platform=platform,
+    )
     desired = tmp_path / "gen" / "desired"
     if request.param == "sim":
         yield Setup("sim", state, desired, {"RECONCILER_PROVIDER": "sim"}, state)
         return
     peer = HyperVPeer(state)
-    server = WinRMServer(peer, sorted(gen.world.nodes), username=USER, password=PASSWORD, port=0)
+    server = WinRMServer(
+        peer,
+        sorted(gen.world.nodes),
+        username=USER,
+        password=PASSWORD,
+        port=0,
+        protocol_version="2.1" if platform == "2008r2" else "2.3",
+    )
     server.start()
     connections = tmp_path / "connections.yaml"
     connections.write_text(

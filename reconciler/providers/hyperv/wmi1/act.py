@@ -231,6 +231,17 @@ def add_disk(r: Runner, a: Action) -> None:
     later._update_cluster_config(r, a)
 
 
+def set_vm(r: Runner, a: Action) -> None:
+    vm = a.params["vm"]
+    params: dict[str, Any] = {"VMName": vm}
+    if "memory_mib" in a.params:
+        params["MemoryMB"] = u64(int(a.params["memory_mib"]))  # v1 counts memory in MB
+    if "vcpus" in a.params:
+        params["ProcessorCount"] = u64(int(a.params["vcpus"]))
+    run(r, t.vm_owner(r.estate, vm), scripts.SET_VM_RESOURCES, params)
+    later._update_cluster_config(r, a)
+
+
 ACTIONS: dict[str, Callable[[Any, Action], None]] = {
     "begin_monitoring_maintenance": later.ACTIONS["begin_monitoring_maintenance"],
     "end_monitoring_maintenance": later.ACTIONS["end_monitoring_maintenance"],
@@ -246,6 +257,7 @@ ACTIONS: dict[str, Callable[[Any, Action], None]] = {
     "extend_lun": extend_lun,
     "extend_volume": extend_volume,
     "add_disk": add_disk,
+    "set_vm": set_vm,
 }
 NOT_DONE: dict[str, str] = {
     kind: "not built in the 2008 R2 (WMI v1) path yet"
@@ -255,7 +267,6 @@ NOT_DONE: dict[str, str] = {
         "resume_node",
         "extend_vhd",
         "detach_disk",
-        "set_vm",
         "stop_vm",
         "start_vm",
         "patch_node",

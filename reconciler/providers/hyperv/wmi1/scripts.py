@@ -28,6 +28,7 @@ EXTEND_PARTITION = _load("Extend-Partition")  # diskpart: only typed integers in
 EXTEND_LUN = _load("Extend-Lun")  # diskraid, through the array's VDS hardware provider
 UNMASK_LUNS = _load("Unmask-Luns")
 TEST_LIVE_MIGRATION = _load("Test-LiveMigration")
+SET_VM_RESOURCES = _load("Set-VmResources")  # ModifyVirtualSystemResources
 GET_VHD_INFO = _load("Get-VhdInfo")  # GetVirtualHardDiskInfo's embedded instance, read
 
 ALL: dict[str, str] = {
@@ -40,4 +41,5 @@ ALL: dict[str, str] = {
     "Unmask-Luns": UNMASK_LUNS,
     "Test-LiveMigration": TEST_LIVE_MIGRATION,
     "Get-VhdInfo": GET_VHD_INFO,
+    "Set-VmResources": SET_VM_RESOURCES,
 }

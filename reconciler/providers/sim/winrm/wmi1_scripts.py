@@ -294,6 +294,15 @@ def live_migration_there_and_back(
     yield _result("Move-ClusterVirtualMachineRole", 0)
 
 
+def set_vm_resources(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterator[Any]:
+    params: dict[str, Any] = {"Name": p["VMName"]}
+    if p.get("MemoryMB"):
+        params["MemoryStartupBytes"] = int(p["MemoryMB"]) * o.MIB
+    if p.get("ProcessorCount"):
+        params["ProcessorCount"] = int(p["ProcessorCount"])
+    yield from _as_job(host, "ModifyVirtualSystemResources", "Set-VM", params)
+
+
 HANDLERS: dict[str, Any] = {
     "Set-SwitchVlans": set_switch_vlans,
     "New-Switch": new_switch,
@@ -303,6 +312,7 @@ HANDLERS: dict[str, Any] = {
     "Extend-Lun": extend_lun,
     "Unmask-Luns": unmask_luns,
     "Test-LiveMigration": live_migration_there_and_back,
+    "Set-VmResources": set_vm_resources,
 }
 
 
