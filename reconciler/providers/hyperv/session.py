@@ -181,6 +181,7 @@ class NodeSession:
         try:
             pool.open()
         except Exception as err:
+            wsman.close()
             raise self._connection_failed(err) from None
         log.info("hyperv.pool_opened", node=self.node, url=self.endpoint.url, user=user)
         return pool
