@@ -6,16 +6,26 @@ import json
 import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+from jsonschema import Draft202012Validator
 from rich.table import Table
 
+from reconciler import resources
 from reconciler.cli.context import EXIT_BLOCKED, EXIT_ERROR, EXIT_OK
 from reconciler.cli.progress import LiveProgress, PlainProgress
 from reconciler.cli.render import duration, plan_lines
-from reconciler.engine.plan import object_digests, plan_from_json, stale_objects
+from reconciler.cli.safe_text import add_row
+from reconciler.engine.plan import (
+    FORMAT_VERSION,
+    Plan,
+    object_digests,
+    plan_from_json,
+    stale_objects,
+)
 from reconciler.engine.planner import make_plan
 from reconciler.runtime.clock import Clock, SystemClock
 from reconciler.runtime.executor import Executor
@@ -24,6 +34,42 @@ from reconciler.runtime.workflow import load_desired
 
 if TYPE_CHECKING:
     from reconciler.cli.context import Context
+
+
+class PlanFileError(Exception):
+    """A --plan file that is not a plan this version can apply; the message says why."""
+
+
+def read_plan_file(path: Path) -> Plan:
+    """A saved plan, checked against schemas/plan.schema.json before anything reads it."""
+    try:
+        data = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise PlanFileError(exc.strerror or str(exc)) from exc
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise PlanFileError(f"not JSON: {str(exc)[:200]}") from exc
+    if not isinstance(data, dict):
+        raise PlanFileError(f"not a plan: the file holds a JSON {type(data).__name__}")
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise PlanFileError(
+            f"plan format_version {version!r} is not {FORMAT_VERSION}: make the plan again "
+            "with this version of reconciler"
+        )
+    problem = next(iter(_plan_validator().iter_errors(data)), None)
+    if problem is not None:
+        where = "/".join(str(p) for p in problem.absolute_path) or "the top level"
+        raise PlanFileError(f"not a valid plan at {where}: {problem.message[:200]}")
+    try:
+        return plan_from_json(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PlanFileError(f"not a valid plan: {exc}") from exc
+
+
+@cache
+def _plan_validator() -> Draft202012Validator:
+    schema = json.loads((resources.schemas() / "plan.schema.json").read_text())
+    return Draft202012Validator(schema)
 
 
 def _when(ts: float | None) -> str:
@@ -90,8 +136,8 @@ def run_apply(
         observed = provider.observe()
         if plan_file is not None:
             try:
-                plan = plan_from_json(json.loads(plan_file.read_text()))
-            except (OSError, ValueError, KeyError) as exc:
+                plan = read_plan_file(plan_file)
+            except PlanFileError as exc:
                 obj.out.error(f"cannot read plan {plan_file}: {exc}")
                 return EXIT_ERROR
             changed = stale_objects(plan, object_digests(observed))
@@ -229,7 +275,8 @@ def history(obj: Context, limit: int, as_json: bool) -> None:
         for col in ("run", "started (UTC)", "ended", "kind", "outcome", "actions", "source", "by"):
             table.add_column(col)
         for r in runs:
-            table.add_row(
+            add_row(
+                table,
                 r.id,
                 _when(r.started_at),
                 _when(r.ended_at),
@@ -272,7 +319,8 @@ def show_run(obj: Context, run_id: str, as_json: bool) -> None:
         for col in ("#", "action", "status", "duration", "attempts", "error"):
             table.add_column(col)
         for a in actions:
-            table.add_row(
+            add_row(
+                table,
                 str(a.seq),
                 a.action_id,
                 a.status,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
+from reconciler.cli.safe_text import markup_safe, visible
 from reconciler.engine.plan import Plan
 from reconciler.model.actions import DISRUPTION_ORDER, Action
 
@@ -119,12 +120,13 @@ def plan_lines(plan: Plan, colour: bool = True) -> list[str]:
     for a in plan.actions:
         by_cluster[a.cluster][group_of(a)].append(a)
     width = len(str(len(plan.actions)))
+    safe = markup_safe if colour else visible  # names and values are user text
     for cluster in sorted(by_cluster):
         out.append("")
-        out.append(f"Cluster {cluster}")
+        out.append(f"Cluster {safe(cluster)}")
         groups = by_cluster[cluster]
         for group in sorted(groups, key=lambda g: min(step[a.id] for a in groups[g])):
-            out.append(f"  {group}")
+            out.append(f"  {safe(group)}")
             for a in groups[group]:
                 sym = SYMBOL.get(a.type, "~")
                 mark = f"[{COLOUR[sym]}]{sym}[/]" if colour else sym
@@ -135,8 +137,8 @@ def plan_lines(plan: Plan, colour: bool = True) -> list[str]:
                     else ("  ! blocked" if flagged else "")
                 )
                 out.append(
-                    f"    {step[a.id]:>{width}}. {mark} {a.type:<28} {describe(a)}"
-                    f"  [{a.disruption}, ~{duration(a.estimate_seconds)}]{flag}"
+                    f"    {step[a.id]:>{width}}. {mark} {a.type:<28} {safe(describe(a))}"
+                    f"  {safe(f'[{a.disruption}, ~{duration(a.estimate_seconds)}]')}{flag}"
                 )
                 if a.type == "extend_vhd":
                     out.append(" " * (8 + width) + "then extend the partition inside the guest")
@@ -146,11 +148,11 @@ def plan_lines(plan: Plan, colour: bool = True) -> list[str]:
         for v in plan.violations:
             level = "BLOCK" if v.severity == "block" else "warn "
             where = f" (step {step[v.action]})" if v.action in step else ""
-            out.append(f"  {level} {v.rule}: {v.target}{where}: {v.message}")
-            out.append(f"        fix: {v.fix}")
+            out.append(safe(f"  {level} {v.rule}: {v.target}{where}: {v.message}"))
+            out.append(safe(f"        fix: {v.fix}"))
     if plan.notes:
         out.append("")
-        out.extend(f"note: {n}" for n in plan.notes)
+        out.extend(safe(f"note: {n}") for n in plan.notes)
     return out
 
 
