@@ -1,6 +1,7 @@
 """The plan as an artifact: ordered actions, the prior state they were computed from, violations.
 
-Serialised deterministically (same inputs, same bytes): no timestamps, sorted keys. ``reason``
+Serialised deterministically (same inputs, same bytes): no timestamps, no program version
+(``format_version`` says what apply can read), sorted keys. ``reason``
 is for display only; apply acts on ``type``, ``target`` and ``params``.
 
 A saved plan carries its own integrity: each action a digest of everything in it chained to
@@ -19,7 +20,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from reconciler import __version__
 from reconciler.model.actions import Action
 from reconciler.model.codec import record_digest
 from reconciler.model.records import Estate, kind_of
@@ -102,7 +102,6 @@ class Plan:
             actions.append(doc)
         body: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
-            "generated_by": f"reconciler {__version__}",
             "fingerprint": self.fingerprint,
             "manifests": list(self.manifests),
             "manifests_digest": self.manifests_digest,

@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from reconciler import __version__
+from reconciler import __version__, resources
 
 log = structlog.get_logger("reconciler.cache")
 
@@ -30,11 +30,9 @@ CachedDocs = list[tuple[Any, int, int]]  # (data, line, column) per document
 @cache
 def _salt() -> bytes:
     """Anything that changes how a file is read invalidates every entry."""
-    from reconciler.manifest.schema import SCHEMA_DIR
-
     h = hashlib.sha256(__version__.encode())
-    for schema in sorted(SCHEMA_DIR.glob("*.schema.json")):
-        h.update(schema.read_bytes())
+    for name in resources.schema_names():
+        h.update((resources.schemas() / name).read_bytes())
     return h.digest()
 
 
