@@ -13,6 +13,7 @@ from typing import Any
 from reconciler.manifest.build import build_record, switch_config
 from reconciler.manifest.cache import ManifestCache, content_key
 from reconciler.manifest.checks import check_estate
+from reconciler.manifest.discovery import select_manifests
 from reconciler.manifest.documents import Document, manifest_files, read_text
 from reconciler.manifest.errors import ManifestError, ManifestLoadError
 from reconciler.manifest.schema import check_document
@@ -79,7 +80,8 @@ def load_paths(paths: list[str], world: bool = False, cache_dir: Path | None = N
         file_docs, file_errors = read_text(content.decode("utf-8"), name)
         docs.extend(file_docs)
         errors.extend(file_errors)
-    if not files and not errors:
+    docs, errors, files = select_manifests(set(paths), docs, errors, files, world)
+    if not files and not any(e.severity == "error" for e in errors):
         errors.append(
             ManifestError(
                 ",".join(paths),
