@@ -328,8 +328,33 @@ def show_run(obj: Context, run_id: str, as_json: bool) -> None:
                 a.error,
             )
         obj.out.console.print(table)
+        for a in actions:
+            _print_hook(obj, a.action_id, a.details.get("hook"))
     finally:
         journal.close()
+
+
+def _print_hook(obj: Context, action_id: str, hook: object) -> None:
+    """What a rolling-update hook printed (its own text: never read as markup)."""
+    if not isinstance(hook, dict):
+        return
+    if hook.get("error"):
+        status = f"could not start: {hook['error']}"
+    elif hook.get("timed_out"):
+        status = "timed out and was killed"
+    else:
+        status = f"exit status {hook.get('exit_code')}"
+    obj.out.note(
+        f"\nhook of {action_id}: {' '.join(map(str, hook.get('command') or ()))}: {status}"
+    )
+    for stream in ("stdout", "stderr"):
+        text = str(hook.get(stream) or "")
+        if not text:
+            continue
+        cut = " (cut short)" if hook.get(f"{stream}_truncated") else ""
+        obj.out.note(f"  {stream}{cut}:")
+        for line in text.rstrip("\n").splitlines():
+            obj.out.note(f"    {line}")
 
 
 @click.command("force-unlock")
