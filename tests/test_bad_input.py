@@ -241,12 +241,12 @@ class TestCommandLineInput:
     @pytest.mark.parametrize(
         ("content", "message"),
         [
-            (b"[1, 2", "not JSON"),
-            (b"[1, 2]", "not a plan: the file holds a JSON list"),
+            (b"[1, 2", "it is not JSON"),
+            (b"[1, 2]", "not a plan: the file holds no JSON object"),
             (b'{"format_version": 2}', "plan format_version 2 is not 1"),
-            (b'{"format_version": 1, "actions": 3}', "not a valid plan at the top level"),
-            (b"\xff\xfe\x00", "not JSON"),
-            (b"[" * 100_000, "not JSON"),
+            (b'{"format_version": 1, "actions": 3}', "not a plan: no list of actions"),
+            (b"\xff\xfe\x00", "it is not JSON"),
+            (b"[" * 100_000, "it is not JSON"),
         ],
     )
     def test_apply_refuses_a_plan_file_that_is_not_a_plan(
@@ -256,18 +256,8 @@ class TestCommandLineInput:
         plan_file.write_bytes(content)
         result = invoke("apply", "--plan", str(plan_file), "--auto-approve", state=state)
         assert result.exit_code == 1
-        assert f"error: cannot read plan {plan_file}: {message}" in result.stderr
-
-    def test_apply_refuses_a_plan_of_another_shape(self, state: Path, tmp_path: Path) -> None:
-        demo = Path(__file__).resolve().parents[1] / "manifests" / "demo"
-        plan_file = tmp_path / "plan.json"
-        assert invoke("plan", str(demo), "--out", str(plan_file), state=state).exit_code == 0
-        saved = json.loads(plan_file.read_text())
-        saved["actions"] = [{"id": 3}]
-        plan_file.write_text(json.dumps(saved))
-        result = invoke("apply", "--plan", str(plan_file), "--auto-approve", state=state)
-        assert result.exit_code == 1
-        assert "not a valid plan at actions/0" in result.stderr
+        assert f"error: refusing the plan in {plan_file}: {message}" in result.stderr
+        assert "nothing was changed" in result.stderr
 
     @pytest.mark.parametrize("command", ["validate", "plan", "apply"])
     def test_a_missing_path(self, state: Path, command: str) -> None:
