@@ -22,6 +22,7 @@ from reconciler.cli.render import duration, plan_lines
 from reconciler.runtime.apply import (
     PlanRefused,
     SigningKeyError,
+    UnknownTarget,
     apply_plan,
     close_interrupted,
     prepare,
@@ -118,6 +119,9 @@ def run_apply(
             )
         except PlanRefused as refused:
             obj.out.error(f"refusing the plan in {plan_file}: {refused}; nothing was changed")
+            return EXIT_ERROR
+        except UnknownTarget as unknown:
+            obj.out.error(str(unknown))
             return EXIT_ERROR
         plan = prepared.plan
         for note in prepared.notes:
