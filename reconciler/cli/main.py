@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
@@ -16,6 +17,7 @@ from reconciler import __version__
 from reconciler.cli.apply_commands import apply, force_unlock, history, show_run
 from reconciler.cli.context import EXIT_BLOCKED, EXIT_CHANGES, EXIT_ERROR, EXIT_OK, Context
 from reconciler.cli.logs import configure as configure_logs
+from reconciler.cli.plan_progress import plan_bar
 from reconciler.cli.reconcile_commands import drift, reconcile
 from reconciler.cli.render import plan_lines, review_lines
 from reconciler.cli.render_markdown import plan_dot, plan_markdown
@@ -27,6 +29,7 @@ from reconciler.manifest.load import load_paths
 from reconciler.providers.base import ProviderError
 from reconciler.runtime.apply import SigningKeyError, saved_plan_text, signing_key
 from reconciler.runtime.review import GitReview, plan_git
+from reconciler.runtime.workflow import observe as observe_estate
 from reconciler.runtime.workflow import plan_paths
 
 
@@ -150,8 +153,10 @@ def observe(obj: Context, fmt: str, status: bool) -> None:
     from reconciler.manifest.dump import to_documents, to_yaml
 
     provider = obj.provider_instance()
+    bar = plan_bar(obj, text_output=fmt == "yaml")
     try:
-        estate = provider.observe()
+        with bar or nullcontext():
+            estate = observe_estate(provider, bar)
     finally:
         provider.close()
     if fmt == "json":
@@ -224,7 +229,9 @@ def plan(
     provider = obj.provider_instance()
     try:
         if git_repo is None:
-            planned = plan_paths(list(paths), provider, target, obj.cache_dir)
+            bar = plan_bar(obj, text_output=fmt == "text" and not as_json)
+            with bar or nullcontext():
+                planned = plan_paths(list(paths), provider, target, obj.cache_dir, bar)
         else:
             from_git = plan_git(git_repo, head or "HEAD", base, list(paths), provider, target)
             planned, review = from_git.planned, from_git.review

@@ -7,7 +7,7 @@ before it; the finished plan is then replayed independently by ``safety.replay``
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
@@ -1110,10 +1110,12 @@ def make_plan(
     manifests: Sequence[str] = (),
     target: str | None = None,
     diffs: Sequence[ObjectDiff] | None = None,
+    on_cluster: Callable[[str], None] | None = None,
 ) -> Plan:
     """Plan every cluster of the desired state against the observed state.
 
     ``diffs``: ``diff_estates(desired, observed)`` when the caller has it already.
+    ``on_cluster``: called with each cluster's name once it is planned (progress).
     """
     actions: list[Action] = []
     violations: list[PlanViolation] = []
@@ -1128,6 +1130,8 @@ def make_plan(
         actions.extend(planner.actions)
         violations.extend(planner.violations)
         notes.extend(planner.notes)
+        if on_cluster is not None:
+            on_cluster(cluster_name)
     actions = _ordered(actions)
     if target is not None:
         actions = target_closure(actions, target)
