@@ -20,23 +20,20 @@ import click
 from rich.table import Table
 
 from reconciler.cli.progress import PlainProgress
+from reconciler.cli.safe_text import add_row
 from reconciler.providers.base import Provider
 from reconciler.providers.registry import open_provider
 from reconciler.runtime.clock import Clock, SystemClock
 from reconciler.runtime.journal import DriftRecord, Journal
 from reconciler.runtime.metrics import LoopMetrics, MetricsServer
 from reconciler.runtime.reconcile import (
-    EXIT_ERROR,
-    EXIT_OK,
-    MODES,
     FolderSource,
     GitSource,
     ManifestSource,
-    Mode,
     Reconciler,
-    TickReport,
     drift_fields,
 )
+from reconciler.runtime.ticks import EXIT_ERROR, EXIT_OK, MODES, Mode, TickReport
 
 if TYPE_CHECKING:
     from reconciler.cli.context import Context
@@ -302,7 +299,8 @@ def drift(obj: Context, limit: int, open_only: bool, as_json: bool) -> None:
     for col in ("id", "detected (UTC)", "object", "what drifted", "status", "when", "by run"):
         table.add_column(col)
     for r in rows:
-        table.add_row(
+        add_row(
+            table,
             str(r.id),
             _utc(r.detected_at),
             r.object,
