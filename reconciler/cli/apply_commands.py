@@ -19,6 +19,7 @@ from rich.table import Table
 from reconciler.cli.context import EXIT_BLOCKED, EXIT_ERROR, EXIT_OK
 from reconciler.cli.progress import LiveProgress, PlainProgress
 from reconciler.cli.render import duration, plan_lines
+from reconciler.cli.safe_text import add_row
 from reconciler.runtime.apply import (
     PlanRefused,
     SigningKeyError,
@@ -288,7 +289,8 @@ def history(obj: Context, limit: int, as_json: bool) -> None:
         for col in ("run", "started (UTC)", "ended", "kind", "outcome", "actions", "source", "by"):
             table.add_column(col)
         for r in runs:
-            table.add_row(
+            add_row(
+                table,
                 r.id,
                 _when(r.started_at),
                 _when(r.ended_at),
@@ -332,7 +334,8 @@ def show_run(obj: Context, run_id: str, as_json: bool) -> None:
         for col in ("#", "action", "status", "duration", "attempts", "error"):
             table.add_column(col)
         for a in actions:
-            table.add_row(
+            add_row(
+                table,
                 str(a.seq),
                 a.action_id,
                 a.status,

@@ -22,6 +22,7 @@ from reconciler.cli.reconcile_commands import drift, reconcile
 from reconciler.cli.render import plan_lines, review_lines
 from reconciler.cli.render_markdown import plan_dot, plan_markdown
 from reconciler.cli.resource_commands import demo, schema
+from reconciler.cli.safe_text import visible
 from reconciler.cli.sim_commands import sim
 from reconciler.manifest.errors import ManifestLoadError
 from reconciler.manifest.gitsource import GitSourceError
@@ -262,7 +263,7 @@ def plan(
         click.echo(plan_dot(result), nl=False)
     else:
         for line in review_lines(review) if review is not None else []:
-            obj.out.console.print(line, markup=False, highlight=False)  # refs are user text
+            obj.out.console.print(visible(line), markup=False, highlight=False)  # user text
         for line in plan_lines(result, colour=obj.out.interactive):
             obj.out.console.print(line, markup=obj.out.interactive, highlight=False)
         if out_file is not None:
@@ -292,7 +293,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except (ProviderError, JournalError) as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(visible(f"error: {exc}"), err=True)
         code = EXIT_ERROR
     except ManifestLoadError as exc:
         for err in exc.errors:

@@ -145,8 +145,8 @@ def check_saved(
         doc = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise PlanRefused(f"cannot read it: {exc.strerror or exc}") from exc
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PlanRefused(f"it is not JSON: {exc}") from exc
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting: Recursion
+        raise PlanRefused(f"it is not JSON: {str(exc)[:200]}") from exc
     plan = verify_document(doc, key)
     missing = unrecorded_touch(plan)
     if missing is not None:
