@@ -29,6 +29,7 @@ from reconciler.manifest.gitsource import GitSourceError
 from reconciler.manifest.load import load_paths
 from reconciler.providers.base import ProviderError
 from reconciler.runtime.apply import SigningKeyError, saved_plan_text, signing_key
+from reconciler.runtime.journal import JournalError
 from reconciler.runtime.review import GitReview, plan_git
 from reconciler.runtime.workflow import observe as observe_estate
 from reconciler.runtime.workflow import plan_paths
@@ -291,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
         code = cli.main(args=argv, prog_name="reconciler", standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except ProviderError as exc:
+    except (ProviderError, JournalError) as exc:
         click.echo(visible(f"error: {exc}"), err=True)
         code = EXIT_ERROR
     except ManifestLoadError as exc:
