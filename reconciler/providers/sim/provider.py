@@ -347,7 +347,7 @@ class SimProvider:
             raise ProviderError(
                 f"no simulated world in {self.store.path.parent}: "
                 "create one with 'reconciler sim init WORLD.yaml' "
-                "(try manifests/worlds/demo.yaml)"
+                "(try manifests/worlds/demo.yaml, which 'reconciler demo' writes)"
             )
 
     # --- setting up and disturbing the world (sim-only) -------------------------------------
