@@ -22,7 +22,12 @@ from reconciler.engine.plan import Plan, PlanViolation, fingerprint, object_dige
 from reconciler.engine.safety import replay
 from reconciler.model.actions import DISRUPTION, Action, ActionType, Disruption
 from reconciler.model.capacity import usable_memory_mib, used_memory_mib, vm_cost_mib
-from reconciler.model.physics import action_seconds, estimate_move, max_parallel_migrations
+from reconciler.model.physics import (
+    action_seconds,
+    actions_makespan,
+    estimate_move,
+    max_parallel_migrations,
+)
 from reconciler.model.platforms import platform
 from reconciler.model.quorum import effective_quorum, failures_tolerated
 from reconciler.model.records import Cluster, Disk, Estate, VirtualMachine
@@ -1147,6 +1152,7 @@ def make_plan(
         notes=tuple(notes),
         manifests=tuple(manifests),
         changed_objects=tuple(changed),
+        makespan_seconds=actions_makespan(actions, observed),
     )
 
 
