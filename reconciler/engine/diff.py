@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from reconciler.model.compare import nic_key, same_nics
 from reconciler.model.quorum import effective_quorum
 from reconciler.model.records import (
     Cluster,
@@ -147,12 +148,12 @@ def vm_fields(desired: VirtualMachine, observed: VirtualMachine) -> list[FieldCh
                 out.append(FieldChange(f"{path}.{attr}", a, b))
     for name, disk in sorted(have.items()):
         out.append(FieldChange(f"spec.disks[{name}]", _disk_text(disk), None))
-    if tuple(observed.nics) != tuple(desired.nics):
+    if not same_nics(observed.nics, desired.nics):
         out.append(
             FieldChange(
                 "spec.nics",
-                [f"{n.switch}/{n.vlan or 'untagged'}" for n in observed.nics],
-                [f"{n.switch}/{n.vlan or 'untagged'}" for n in desired.nics],
+                [f"{n}: {s}/{v or 'untagged'}" for n, s, v in nic_key(observed.nics)],
+                [f"{n}: {s}/{v or 'untagged'}" for n, s, v in nic_key(desired.nics)],
             )
         )
     return out

@@ -19,9 +19,11 @@ from reconciler.engine.placement import (
     in_service,
 )
 from reconciler.engine.plan import Plan, PlanViolation, fingerprint, object_digests
+from reconciler.engine.residual import unresolved
 from reconciler.engine.safety import replay
 from reconciler.model.actions import DISRUPTION, Action, ActionType, Disruption
 from reconciler.model.capacity import usable_memory_mib, used_memory_mib, vm_cost_mib
+from reconciler.model.compare import same_nics
 from reconciler.model.physics import (
     action_seconds,
     actions_makespan,
@@ -588,7 +590,7 @@ class _ClusterPlanner:
             steps.append(
                 ("set_vm", params, "memory or vCPUs differ from the manifest", changes, [])
             )
-        if want.nics != have.nics:
+        if not same_nics(want.nics, have.nics):
             self.block(
                 "unsupported",
                 target,
@@ -1129,7 +1131,7 @@ def make_plan(
     actions = _ordered(actions)
     if target is not None:
         actions = _limit_to(actions, target)
-    _, replayed = replay(observed, desired, actions)
+    projected, replayed = replay(observed, desired, actions)
     known = {(v.rule, v.target) for v in violations}
     # A step already named by a policy rule (never, downtime, delete) needs no second,
     # generic "precondition" entry saying the same thing.
@@ -1140,6 +1142,7 @@ def make_plan(
         if (v.rule, v.target) not in known
         and not (v.rule == "precondition" and v.action in explained)
     )
+    violations = unresolved(desired, projected, violations, target)
     digests = object_digests(observed)
     if diffs is None:
         diffs = diff_estates(desired, observed)
