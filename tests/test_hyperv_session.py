@@ -575,3 +575,39 @@ class TestCredentials:
                 session_for(server, password=PASSWORD + "x").call("Get-VM")
         assert any(e["event"] == "hyperv.pool_opened" for e in logs)
         assert PASSWORD not in repr(logs)
+
+
+class TestScriptAndLogging:
+    """Constant param() scripts only; the CLI's log set-up redacts the password."""
+
+    SCRIPT = "[CmdletBinding()]\nparam([string]$Name)\nGet-Item -LiteralPath $Name\n"
+
+    def test_script_goes_as_script_with_typed_parameters(
+        self, session: NodeSession, peer: Peer
+    ) -> None:
+        session.script(self.SCRIPT, {"Name": INJECTION, "Size": u64(2**40)})
+        [command] = peer.invocations[0].commands
+        assert command.is_script and command.name == self.SCRIPT
+        assert command.parameters[0] == ("Name", INJECTION)
+        assert type(command.parameters[1][1]).__name__ == "PSUInt64"
+        assert command.parameters[2] == ("ErrorAction", "Stop")
+
+    def test_script_without_cmdletbinding_is_refused(self, session: NodeSession) -> None:
+        with pytest.raises(ValueError, match="CmdletBinding"):
+            session.script("Get-VM -Name " + INJECTION, {})
+        assert session.round_trips == 0
+
+    def test_install_redaction_on_the_cli_log_setup(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        from reconciler.cli.logs import configure
+        from reconciler.providers.hyperv.credentials import install_redaction
+
+        try:
+            configure("json")
+            install_redaction([PASSWORD])
+            structlog.get_logger("t").info("hyperv.test", detail=f"pw={PASSWORD}")
+            err = capsys.readouterr().err
+        finally:
+            structlog.reset_defaults()  # the CLI set-up printed to capsys' stderr
+        assert '"detail": "pw=***"' in err and PASSWORD not in err

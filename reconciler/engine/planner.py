@@ -226,7 +226,7 @@ class _ClusterPlanner:
         return ids
 
     def add_nodes(self, desired: Cluster, member_fixes: list[str]) -> list[tuple[str, str]]:
-        """The add-node procedure of DOMAIN.md section 2, steps 1-5, per new node."""
+        """The add-node procedure of docs/domain.md section 2, steps 1-5, per new node."""
         joined: list[tuple[str, str]] = []
         current = self.state.clusters[self.cluster]
         new = [n for n in desired.nodes if n not in current.nodes]

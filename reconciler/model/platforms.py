@@ -11,7 +11,7 @@ from importlib.resources import files
 
 import yaml
 
-# Storage limits that do not vary by release (DOMAIN.md section 6).
+# Storage limits that do not vary by release (docs/domain.md section 6).
 VHD_MAX_GIB = 2040
 VHDX_MAX_GIB = 64 * 1024
 IDE_CONTROLLERS = 2
