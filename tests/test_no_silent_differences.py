@@ -118,3 +118,35 @@ class TestDifferencesThePlanCannotActOn:
         blocks = [v for v in json.loads(out)["violations"] if v["severity"] == "block"]
         assert [v["rule"] for v in blocks] == ["unresolved"]
         assert "spec.hardware.firmware" in blocks[0]["message"]
+
+
+class TestChangeLinesNameEverySubField:
+    """A change line says which sub-fields differ; none prints as ``a -> a``."""
+
+    def test_a_trunk_whose_native_vlan_changes(self, tmp_path: Path) -> None:
+        desired, state = case(tmp_path, [("observed.yaml", "native_vlan: 1", "native_vlan: 5")])
+        code, out = plan(desired, state, "--json")
+        assert code == 2, out
+        trunks = [a for a in json.loads(out)["actions"] if a["type"] == "set_vlan_trunk"]
+        assert len(trunks) == 3  # one per node
+        for action in trunks:
+            assert action["changes"] == {
+                "switch.vSwitch-VM.vlan_trunk.native_vlan": {"before": 5, "after": 1}
+            }
+        code, out = plan(desired, state)
+        assert "native_vlan: 5 -> 1" in " ".join(out.split())
+        assert "10,20,30 -> 10,20,30" not in out
+
+    def test_allowed_and_native_together(self, tmp_path: Path) -> None:
+        edits = [
+            ("observed.yaml", "native_vlan: 1", "native_vlan: 5"),
+            ("observed.yaml", 'allowed: "10,20,30"', 'allowed: "10-40"'),
+        ]
+        desired, state = case(tmp_path, edits)
+        code, out = plan(desired, state, "--json")
+        assert code == 2, out
+        [first, *_] = [a for a in json.loads(out)["actions"] if a["type"] == "set_vlan_trunk"]
+        assert first["changes"] == {
+            "switch.vSwitch-VM.vlan_trunk.allowed": {"before": "10-40", "after": "10,20,30"},
+            "switch.vSwitch-VM.vlan_trunk.native_vlan": {"before": 5, "after": 1},
+        }

@@ -160,7 +160,7 @@ class TestPlanAgreesWithApply:
         if parallel == 1:
             assert estimate == pytest.approx(serial, abs=0.01)
         elif link_mbps == 1000:
-            # On a full 1 GbE link sharing gains almost nothing (docs/domain.md: serial beats parallel).
+            # A full 1 GbE link: sharing gains almost nothing (serial beats parallel).
             assert estimate == pytest.approx(serial, rel=0.05)
         else:
             # Single streams are capped far below 10 GbE: three at once overlap.

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
+from reconciler.engine.changes import switch_changes
 from reconciler.engine.diff import ObjectDiff, diff_estates
 from reconciler.engine.placement import (
     choose_destination,
@@ -181,16 +182,13 @@ class _ClusterPlanner:
                 want.uplink_nic,
                 want.management_os,
             ):
-                before = "missing" if have is None else f"{have.type} on {have.uplink_nic}"
                 aid = self.emit(
                     "match_vswitch",
                     f"Node/{node_name}",
                     subject,
                     {"node": node_name, "switch": switch.name, "config": switch_to_params(want)},
                     reason=f"{reason}: switch {switch.name} must be identical on every node",
-                    changes={
-                        f"switch.{switch.name}": (before, f"{want.type} on {want.uplink_nic}")
-                    },
+                    changes=switch_changes(switch.name, have, want),
                 )
             elif (have.allowed_vlans, have.native_vlan) != (want.allowed_vlans, want.native_vlan):
                 aid = self.emit(
@@ -204,12 +202,7 @@ class _ClusterPlanner:
                         "native_vlan": want.native_vlan,
                     },
                     reason=f"{reason}: trunk of {switch.name} differs from the manifest",
-                    changes={
-                        f"switch.{switch.name}.vlan_trunk.allowed": (
-                            format_vlan_list(have.allowed_vlans),
-                            format_vlan_list(want.allowed_vlans),
-                        )
-                    },
+                    changes=switch_changes(switch.name, have, want),
                 )
             else:
                 continue
