@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -14,8 +15,13 @@ from reconciler.cli.main import cli
 NO_CHANGES = Path(__file__).parent / "golden" / "no_changes"
 
 
-def case(tmp_path: Path, edits: list[tuple[str, str, str]]) -> tuple[Path, Path]:
-    """The converged case with ``(file, old, new)`` text edits; returns (desired, state dir)."""
+def case(
+    tmp_path: Path,
+    edits: list[tuple[str, str, str]],
+    world: Callable[[str], str] | None = None,
+) -> tuple[Path, Path]:
+    """The converged case with ``(file, old, new)`` text edits (and ``world`` applied to the
+    world file's text); returns (desired folder, state dir)."""
     root = tmp_path / "case"
     shutil.copytree(NO_CHANGES, root)
     for name, old, new in edits:
@@ -23,6 +29,9 @@ def case(tmp_path: Path, edits: list[tuple[str, str, str]]) -> tuple[Path, Path]
         text = path.read_text()
         assert old in text, (name, old)
         path.write_text(text.replace(old, new, 1))
+    if world is not None:
+        observed = root / "observed.yaml"
+        observed.write_text(world(observed.read_text()))
     state = tmp_path / "state"
     result = CliRunner().invoke(
         cli, ["--state-dir", str(state), "sim", "init", str(root / "observed.yaml")]

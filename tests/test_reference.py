@@ -59,7 +59,10 @@ class TestRenderReference:
             "| `spec.disks[].size_gib` | integer | yes | at least 1 | Maximum size in GiB. |" in vm
         )
         assert "| `spec.vcpus` | integer | yes | 1..240 | Virtual processors. |" in vm
-        assert "| `spec.power_state` | string | no | `running`, `off` | running or off. |" in vm
+        assert (
+            "| `spec.power_state` | string | no | `running`, `off` | running or off. Left out: "
+            "not managed for an existing VM" in vm
+        )
 
     @pytest.mark.parametrize("kind", KINDS)
     def test_every_schema_field_is_listed_once(self, kind: str) -> None:

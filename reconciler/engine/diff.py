@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from reconciler.engine.unset import adopt_unmanaged
 from reconciler.model.compare import nic_key, same_nics
 from reconciler.model.quorum import effective_quorum
 from reconciler.model.records import (
@@ -160,7 +161,11 @@ def vm_fields(desired: VirtualMachine, observed: VirtualMachine) -> list[FieldCh
 
 
 def diff_estates(desired: Estate, observed: Estate) -> list[ObjectDiff]:
-    """Every desired object that is missing or differs, in a stable order."""
+    """Every desired object that is missing or differs, in a stable order.
+
+    A field the manifests leave out is not managed (engine/unset.py): it never differs.
+    """
+    desired = adopt_unmanaged(desired, observed)
     out: list[ObjectDiff] = []
     for name, c in sorted(desired.clusters.items()):
         o = observed.clusters.get(name)

@@ -28,6 +28,7 @@ from reconciler.engine.plan import (
 )
 from reconciler.engine.residual import unresolved
 from reconciler.engine.safety import replay
+from reconciler.engine.unset import adopt_unmanaged, mark_defaults
 from reconciler.model.actions import DISRUPTION, Action, ActionType, Disruption
 from reconciler.model.capacity import usable_memory_mib, used_memory_mib, vm_cost_mib
 from reconciler.model.compare import same_nics
@@ -1116,6 +1117,7 @@ def make_plan(
     ``diffs``: ``diff_estates(desired, observed)`` when the caller has it already.
     ``on_cluster``: called with each cluster's name once it is planned (progress).
     """
+    desired = adopt_unmanaged(desired, observed)  # a field left out keeps the world's value
     actions: list[Action] = []
     violations: list[PlanViolation] = []
     notes: list[str] = []
@@ -1151,7 +1153,7 @@ def make_plan(
         diffs = diff_estates(desired, observed)
     changed = sorted({d.ref for d in diffs})
     return Plan(
-        actions=tuple(actions),
+        actions=tuple(mark_defaults(desired, actions)),
         violations=tuple(violations),
         fingerprint=fingerprint(digests),
         prior_state=prior_state_of(actions, digests),
