@@ -399,3 +399,29 @@ class TestRobustness:
             assert peer._shells == {}
         finally:
             peer.close()
+
+
+class TestUnsupported:
+    """What the peer does not serve fails at once instead of hanging the client."""
+
+    def test_get_command_metadata_fails_fast(self, server: WinRMServer) -> None:
+        with RunspacePool(client(server)) as pool:
+            # The pipeline fails with no output; pypsrp 0.9.1 then pops its empty output list.
+            with pytest.raises(IndexError):
+                pool.get_command_metadata(["Get-VM"])
+            assert run(pool, "Get-Thing").output  # the pool still works
+
+    def test_ipv6_loopback(self, recorder: Recorder) -> None:
+        try:
+            peer = WinRMServer(recorder, ["hv01"], username=USER, password=PASSWORD, host="::1")
+        except OSError:
+            pytest.skip("no IPv6 loopback in this sandbox")
+        try:
+            peer.start()
+            assert peer.url("hv01") == f"http://[::1]:{peer.port}/hv01/wsman"
+            wsman = WSMan("::1", port=peer.port, path="hv01/wsman", ssl=False, auth="basic",
+                          encryption="never", username=USER, password=PASSWORD)  # fmt: skip
+            with RunspacePool(wsman) as pool:
+                assert run(pool, "Get-Thing").output
+        finally:
+            peer.close()

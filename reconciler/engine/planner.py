@@ -28,6 +28,7 @@ from reconciler.engine.plan import (
 )
 from reconciler.engine.residual import unresolved
 from reconciler.engine.safety import replay
+from reconciler.engine.targets import target_closure
 from reconciler.engine.unset import adopt_unmanaged, mark_defaults
 from reconciler.model.actions import DISRUPTION, Action, ActionType, Disruption
 from reconciler.model.capacity import usable_memory_mib, used_memory_mib, vm_cost_mib
@@ -1070,7 +1071,16 @@ class _ClusterPlanner:
             "verify_node",
             f"Node/{name}",
             name,
-            {"node": name, "patch_level": level, "test_vm": test_vm},
+            {
+                "node": name,
+                "patch_level": level,
+                "test_vm": test_vm,
+                # What the manifests say the node's switches are: verified against them.
+                "switches": {
+                    sw.name: switch_to_params(sw.config)
+                    for sw in self.desired.switches_of(self.cluster)
+                },
+            },
             depends_on=after,
             reason=f"{name} up, at {level}" + (f", {test_vm} can run there" if test_vm else ""),
         )
@@ -1135,7 +1145,7 @@ def make_plan(
             on_cluster(cluster_name)
     actions = _ordered(actions)
     if target is not None:
-        actions = _limit_to(actions, target)
+        actions = target_closure(actions, target)
     projected, replayed = replay(observed, desired, actions)
     known = {(v.rule, v.target) for v in violations}
     # A step already named by a policy rule (never, downtime, delete) needs no second,
@@ -1183,17 +1193,3 @@ def _ordered(actions: list[Action]) -> list[Action]:
     except CycleError as exc:  # a planner bug, never a user error
         raise RuntimeError(f"dependency cycle in the plan: {' -> '.join(exc.args[1])}") from exc
     return actions
-
-
-def _limit_to(actions: list[Action], target: str) -> list[Action]:
-    """The actions on ``Kind/name`` and everything they depend on."""
-    by_id = {a.id: a for a in actions}
-    wanted: set[str] = set()
-    stack = [a.id for a in actions if a.target == target]
-    while stack:
-        aid = stack.pop()
-        if aid in wanted:
-            continue
-        wanted.add(aid)
-        stack.extend(d for d in by_id[aid].depends_on if d in by_id)
-    return [a for a in actions if a.id in wanted]

@@ -41,6 +41,17 @@ class Platform:
     live_migration_stream_mbps: float
     live_migration_setup_seconds: float
     live_migration_stagger_seconds: float
+    # Largest VM the release runs, by VM generation (generation 2 on 2016+ goes further).
+    max_vm_vcpus_gen1: int
+    max_vm_vcpus_gen2: int
+    max_vm_memory_mib_gen1: int
+    max_vm_memory_mib_gen2: int
+
+    def max_vm_vcpus(self, generation: int) -> int:
+        return self.max_vm_vcpus_gen2 if generation == 2 else self.max_vm_vcpus_gen1
+
+    def max_vm_memory_mib(self, generation: int) -> int:
+        return self.max_vm_memory_mib_gen2 if generation == 2 else self.max_vm_memory_mib_gen1
 
 
 @cache

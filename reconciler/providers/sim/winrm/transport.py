@@ -21,6 +21,7 @@ import structlog
 from psrpcore import (
     CreatePipelineEvent,
     GetAvailableRunspacesEvent,
+    GetCommandMetadataEvent,
     PSRPPayload,
     ResetRunspaceStateEvent,
     ServerPipeline,
@@ -329,8 +330,14 @@ class WinRMServer:
                 raise soap.SoapError(soap.FAULT_INVALID, f"unknown CommandId {command_attr}")
             queue = shell.outgoing.setdefault(command_id, deque())
             while not queue and not (pipeline and pipeline.done):
+                if shell.closed:  # deleted, dropped or expired while we waited
+                    raise soap.SoapError(
+                        soap.FAULT_SHELL_NOT_FOUND,
+                        f"The shell {shell.shell_id} was closed.",
+                        subcode="w:InvalidSelectors",
+                    )
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or shell.closed or self._closing.is_set():
+                if remaining <= 0 or self._closing.is_set():
                     raise soap.SoapError(
                         soap.FAULT_OPERATION_TIMEOUT,
                         "The WS-Management service cannot complete the operation within the "
@@ -420,6 +427,8 @@ class WinRMServer:
                     pool.runspace_availability_response(event.ci, 1)
                 elif isinstance(event, CreatePipelineEvent):
                     self._start_pipeline(shell, event.pipeline_id)
+                elif isinstance(event, GetCommandMetadataEvent):
+                    self._refuse_metadata(shell, event.pipeline_id)
         except soap.SoapError:
             raise
         except Exception as err:  # psrpcore rejects a malformed message
@@ -452,6 +461,20 @@ class WinRMServer:
             daemon=True,
         )
         worker.start()
+
+    def _refuse_metadata(self, shell: ShellState, pipeline_id: uuid.UUID | None) -> None:
+        """GetCommandMetadata is not served: fail that pipeline at once rather than hang it."""
+        run = shell.pipelines.get(pipeline_id) if pipeline_id else None
+        if run is None:
+            raise soap.SoapError(soap.FAULT_INVALID, f"no command for pipeline {pipeline_id}")
+        run.pipeline.start()
+        run.finish(
+            TerminatingError(
+                "GetCommandMetadata is not supported by this peer; run Get-Command instead.",
+                "NotImplemented",
+                "GetCommandMetadataNotSupported",
+            )
+        )
 
     def _run_handler(self, invocation: Invocation, pipeline: PipelineRun) -> None:
         error: BaseException | None = None
