@@ -19,7 +19,8 @@ from reconciler.engine.plan import object_digests, plan_from_json, stale_objects
 from reconciler.engine.planner import make_plan
 from reconciler.runtime.clock import Clock, SystemClock
 from reconciler.runtime.executor import Executor
-from reconciler.runtime.journal import LOCK_TTL_SECONDS, Journal, LockHeld, LockRecord
+from reconciler.runtime.journal import LOCK_TTL_SECONDS, LockHeld, LockRecord
+from reconciler.runtime.store.base import StateStore
 from reconciler.runtime.workflow import load_desired
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ def _confirm(obj: Context, auto_approve: bool) -> None:
 
 
 def _acquire(
-    journal: Journal, clusters: list[str], lock_timeout: float, clock: Clock, obj: Context
+    journal: StateStore, clusters: list[str], lock_timeout: float, clock: Clock, obj: Context
 ) -> list[LockRecord]:
     deadline = clock.now() + lock_timeout
     while True:
@@ -78,7 +79,7 @@ def run_apply(
     clock: Clock | None = None,
 ) -> int:
     clock = clock or SystemClock()
-    journal = Journal(obj.state_dir, clock.now)
+    journal = obj.store(clock.now)
     provider = obj.provider_instance()
     try:
         for run in journal.interrupted_runs():
@@ -117,7 +118,9 @@ def run_apply(
         _confirm(obj, auto_approve)
         clusters = sorted({a.cluster for a in plan.actions})
         locks = _acquire(journal, clusters, lock_timeout, clock, obj)
-        run_id = journal.start_run(plan.digest(), source, len(plan.actions))
+        run_id = journal.start_run(
+            plan.digest(), source, len(plan.actions), cluster=",".join(clusters)
+        )
         journal.attach_run(locks, run_id)
         progress = (
             LiveProgress(obj.out.console, clock, sim_speed)
@@ -216,7 +219,7 @@ def apply(
 @click.pass_obj
 def history(obj: Context, limit: int, as_json: bool) -> None:
     """Past runs, newest first."""
-    journal = Journal(obj.state_dir, SystemClock().now)
+    journal = obj.store(SystemClock().now)
     try:
         runs = journal.runs(limit)
         if as_json:
@@ -250,7 +253,7 @@ def history(obj: Context, limit: int, as_json: bool) -> None:
 @click.pass_obj
 def show_run(obj: Context, run_id: str, as_json: bool) -> None:
     """Every action of a run with its outcome, duration and error."""
-    journal = Journal(obj.state_dir, SystemClock().now)
+    journal = obj.store(SystemClock().now)
     try:
         run = journal.run(run_id)
         if run is None:
@@ -290,7 +293,7 @@ def show_run(obj: Context, run_id: str, as_json: bool) -> None:
 @click.pass_obj
 def force_unlock(obj: Context, lock_id: str) -> None:
     """Remove a cluster lock left by an apply that is gone (see the lock id in its error)."""
-    journal = Journal(obj.state_dir, SystemClock().now)
+    journal = obj.store(SystemClock().now)
     try:
         lock = journal.force_unlock(lock_id)
     finally:

@@ -24,6 +24,7 @@ from reconciler.manifest.errors import ManifestLoadError
 from reconciler.manifest.gitsource import GitSourceError
 from reconciler.manifest.load import load_paths
 from reconciler.providers.base import ProviderError
+from reconciler.providers.postgres import StateDatabaseError
 from reconciler.runtime.review import GitReview, plan_git
 from reconciler.runtime.workflow import plan_paths
 
@@ -37,6 +38,14 @@ from reconciler.runtime.workflow import plan_paths
     default=".reconciler",
     show_default=True,
     help="Where the simulator world, journal and locks live (env RECONCILER_STATE_DIR).",
+)
+@click.option(
+    "--state-url",
+    envvar="RECONCILER_STATE_URL",
+    default=None,
+    metavar="URL",
+    help="postgresql://... : keep the journal, locks, drift, plans and the simulated world "
+    "in this database instead of --state-dir (env RECONCILER_STATE_URL).",
 )
 @click.option(
     "--provider",
@@ -53,7 +62,9 @@ from reconciler.runtime.workflow import plan_paths
     help="json: structlog JSON events on stderr.",
 )
 @click.pass_context
-def cli(ctx: click.Context, state_dir: Path, provider: str, log_format: str) -> None:
+def cli(
+    ctx: click.Context, state_dir: Path, state_url: str | None, provider: str, log_format: str
+) -> None:
     """Declarative reconciler for Hyper-V failover clusters.
 
     Describe clusters, nodes, switches, volumes and VMs in YAML manifests; reconciler
@@ -68,7 +79,7 @@ def cli(ctx: click.Context, state_dir: Path, provider: str, log_format: str) -> 
       3  changes blocked by a safety rule
     """
     configure_logs(log_format)
-    ctx.obj = Context(state_dir, provider, log_format)
+    ctx.obj = Context(state_dir, provider, log_format, state_url)
 
 
 @cli.command()
@@ -261,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
         code = cli.main(args=argv, prog_name="reconciler", standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except ProviderError as exc:
+    except (ProviderError, StateDatabaseError) as exc:
         click.echo(f"error: {exc}", err=True)
         code = EXIT_ERROR
     except ManifestLoadError as exc:

@@ -23,7 +23,7 @@ from reconciler.cli.progress import PlainProgress
 from reconciler.providers.base import Provider
 from reconciler.providers.registry import open_provider
 from reconciler.runtime.clock import Clock, SystemClock
-from reconciler.runtime.journal import DriftRecord, Journal
+from reconciler.runtime.journal import DriftRecord
 from reconciler.runtime.metrics import LoopMetrics, MetricsServer
 from reconciler.runtime.reconcile import (
     EXIT_ERROR,
@@ -162,12 +162,12 @@ def run_reconcile(
 ) -> int:
     clock = clock or SystemClock()
     stop = stop or threading.Event()
-    journal = Journal(obj.state_dir, clock.now)
+    journal = obj.store(clock.now)
     metrics = LoopMetrics()
     server: MetricsServer | None = None
 
     def provider_factory() -> Provider:
-        return open_provider(obj.provider, obj.state_dir)
+        return open_provider(obj.provider, obj.state_dir, **obj.provider_options)
 
     try:
         if metrics_port is not None:
@@ -287,7 +287,7 @@ def drift(obj: Context, limit: int, open_only: bool, as_json: bool) -> None:
     Status: open (still drifting), corrected (by the named reconcile run), resolved (seen
     as desired again without the loop changing it: by hand, or by an apply).
     """
-    journal = Journal(obj.state_dir, SystemClock().now)
+    journal = obj.store(SystemClock().now)
     try:
         rows = journal.drift_history(limit, open_only)
     finally:

@@ -7,7 +7,6 @@ simulated clock advances; nothing sleeps) and writes the new state in one transa
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -30,7 +29,12 @@ from reconciler.model.quorum import has_quorum, members_up
 from reconciler.model.records import Cluster, Estate, VirtualMachine
 from reconciler.model.rules import apply_rules, placement_problems
 from reconciler.providers.base import Capabilities, Outcome, ProviderError
-from reconciler.providers.sim.store import MigrationRecord, WorldStore
+from reconciler.providers.sim.store import (
+    MigrationRecord,
+    WorldBackend,
+    WorldTx,
+    open_world_store,
+)
 
 log = structlog.get_logger("reconciler.sim")
 
@@ -81,8 +85,8 @@ def _share_link(
 class SimProvider:
     name = "sim"
 
-    def __init__(self, state_dir: Path, **_options: Any) -> None:
-        self.store = WorldStore(Path(state_dir))
+    def __init__(self, state_dir: Path, state_url: str | None = None, **_options: Any) -> None:
+        self.store: WorldBackend = open_world_store(Path(state_dir), state_url)
         self._applied = 0
 
     # --- protocol ---------------------------------------------------------------------------
@@ -131,7 +135,7 @@ class SimProvider:
                         seconds,
                     )
                 seconds = self._record_moves(conn, before, action, "done")
-                details = self._last_migration_details(conn)
+                details = self.store.last_migration(conn)
                 if action.type == "migrate_vm" and action.params["method"] == "live":
                     factor = self.store.link_factor(conn, action.cluster)
                     details["pass_seconds"] = self._pass_seconds(before, action, factor)
@@ -223,9 +227,7 @@ class SimProvider:
 
     # --- physics ----------------------------------------------------------------------------
 
-    def _record_moves(
-        self, conn: sqlite3.Connection, estate: Estate, action: Action, outcome: str
-    ) -> float:
+    def _record_moves(self, conn: WorldTx, estate: Estate, action: Action, outcome: str) -> float:
         vm = estate.vms[action.params["vm"]]
         cluster = estate.clusters[vm.cluster]
         factor = self.store.link_factor(conn, cluster.name)
@@ -261,21 +263,6 @@ class SimProvider:
         return total
 
     @staticmethod
-    def _last_migration_details(conn: sqlite3.Connection) -> dict[str, Any]:
-        row = conn.execute(
-            "SELECT total_seconds, downtime_seconds, passes, bytes_sent FROM migrations "
-            "ORDER BY id DESC LIMIT 1"
-        ).fetchone()
-        if row is None:
-            return {}
-        return {
-            "migration_seconds": row[0],
-            "downtime_seconds": row[1],
-            "passes": row[2],
-            "bytes_sent": row[3],
-        }
-
-    @staticmethod
     def _pass_seconds(estate: Estate, action: Action, factor: float) -> list[float]:
         """How long each pre-copy pass takes, for progress shown pass by pass."""
         vm = estate.vms[action.params["vm"]]
@@ -297,7 +284,7 @@ class SimProvider:
     def _require_world(self) -> None:
         if not self.store.exists:
             raise ProviderError(
-                f"no simulated world in {self.store.path.parent}: "
+                f"no simulated world in {self.store.location}: "
                 "create one with 'reconciler sim init WORLD.yaml' "
                 "(try manifests/worlds/demo.yaml)"
             )
