@@ -20,6 +20,7 @@ from reconciler.cli.reconcile_commands import drift, reconcile
 from reconciler.cli.render import plan_lines, review_lines
 from reconciler.cli.render_markdown import plan_dot, plan_markdown
 from reconciler.cli.sim_commands import sim
+from reconciler.cli.worker_commands import schedule, worker, workers
 from reconciler.manifest.errors import ManifestLoadError
 from reconciler.manifest.gitsource import GitSourceError
 from reconciler.manifest.load import load_paths
@@ -265,6 +266,9 @@ cli.add_command(show_run)
 cli.add_command(force_unlock)
 cli.add_command(reconcile)
 cli.add_command(drift)
+cli.add_command(worker)
+cli.add_command(workers)
+cli.add_command(schedule)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -232,6 +232,11 @@ def run_reconcile(
     show_default=True,
     help="Address the metrics endpoint binds (the default: this host only).",
 )
+@click.option(
+    "--enqueue",
+    is_flag=True,
+    help="Queue one reconcile job per cluster for the workers (needs --state-url), then exit.",
+)
 @click.pass_obj
 def reconcile(
     obj: Context,
@@ -243,6 +248,7 @@ def reconcile(
     once: bool,
     metrics_port: int | None,
     metrics_address: str,
+    enqueue: bool,
 ) -> None:
     """Keep the estate as declared: observe, plan and report drift every interval.
 
@@ -258,6 +264,10 @@ def reconcile(
       autocorrect  0 converged, 2 drift remains (e.g. waiting for a window),
                    1 error (or a lock held, or an action failed), 3 blocked by a safety rule
     """
+    if enqueue:
+        from reconciler.cli.worker_commands import enqueue_reconcile
+
+        raise SystemExit(enqueue_reconcile(obj, paths, git_repo, ref, mode))
     source: ManifestSource
     if git_repo is not None:
         source = GitSource(git_repo, ref, paths)

@@ -7,6 +7,7 @@ simulated clock advances; nothing sleeps) and writes the new state in one transa
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -41,6 +42,8 @@ log = structlog.get_logger("reconciler.sim")
 # Test hook: end the process inside the N-th action's transaction, after its writes and
 # before its commit, to prove a crash never leaves half an action in the world.
 KILL_MID_ACTION_ENV = "RECONCILER_SIM_KILL_MID_ACTION"
+# Test hook: stop the process (SIGSTOP) at the same point, so a test can kill -9 it there.
+HANG_MID_ACTION_ENV = "RECONCILER_SIM_HANG_MID_ACTION"
 
 
 def _share_link(
@@ -280,6 +283,9 @@ class SimProvider:
         target = os.environ.get(KILL_MID_ACTION_ENV)
         if target and int(target) == self._applied:
             os._exit(137)
+        hang = os.environ.get(HANG_MID_ACTION_ENV)
+        if hang and int(hang) == self._applied:
+            os.kill(os.getpid(), signal.SIGSTOP)
 
     def _require_world(self) -> None:
         if not self.store.exists:
