@@ -192,6 +192,11 @@ def run_apply(
     default=None,
     help="On a terminal, replay simulated time at this many times wall speed.",
 )
+@click.option(
+    "--enqueue",
+    is_flag=True,
+    help="With --plan: hand the reviewed plan to the workers (needs --state-url), then exit.",
+)
 @click.pass_obj
 def apply(
     obj: Context,
@@ -201,6 +206,7 @@ def apply(
     on_failure: str,
     lock_timeout: float,
     sim_speed: float | None,
+    enqueue: bool,
 ) -> None:
     """Plan, show the plan, ask, then apply it; or apply a saved plan with --plan.
 
@@ -208,6 +214,12 @@ def apply(
     """
     if bool(paths) == bool(plan_file):
         raise click.UsageError("give manifest PATHS or --plan FILE (one of them)")
+    if enqueue:
+        if plan_file is None:
+            raise click.UsageError("--enqueue hands a saved plan to the workers: give --plan FILE")
+        from reconciler.cli.worker_commands import enqueue_apply
+
+        raise SystemExit(enqueue_apply(obj, plan_file, lambda: _confirm(obj, auto_approve)))
     raise SystemExit(
         run_apply(obj, list(paths), plan_file, auto_approve, on_failure, lock_timeout, sim_speed)
     )

@@ -7,6 +7,7 @@ the queue (procrastinate), the journal and the simulated world live there.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 import click
 from rich.table import Table
 
-from reconciler.cli.context import EXIT_ERROR, EXIT_OK
+from reconciler.cli.context import EXIT_BLOCKED, EXIT_ERROR, EXIT_OK
 from reconciler.manifest.gitsource import GitSourceError
 from reconciler.runtime.clock import SystemClock
 from reconciler.runtime.reconcile import MODES, FolderSource, GitSource, ManifestSource
@@ -72,6 +73,46 @@ def enqueue_reconcile(
             + ", ".join(waiting[:10])
             + (" ..." if len(waiting) > 10 else "")
         )
+    return EXIT_OK
+
+
+def enqueue_apply(obj: Context, plan_file: Path, confirm: Callable[[], None]) -> int:
+    """``apply --plan FILE --enqueue``: save the plan in the database, queue one apply job."""
+    from reconciler.cli.render import plan_lines
+    from reconciler.engine.plan import plan_from_json
+    from reconciler.runtime.jobs import (
+        WorkerConfig,
+        defer_apply,
+        make_app,
+        prepare_database,
+        save_plan,
+    )
+
+    url = require_state_url(obj, "apply --enqueue")
+    try:
+        data = json.loads(plan_file.read_text())
+        plan = plan_from_json(data)
+    except (OSError, ValueError, KeyError) as exc:
+        obj.out.error(f"cannot read plan {plan_file}: {exc}")
+        return EXIT_ERROR
+    for line in plan_lines(plan, colour=obj.out.interactive):
+        obj.out.console.print(line, markup=obj.out.interactive, highlight=False)
+    if plan.blocked:
+        obj.out.error("the plan breaks a safety rule; nothing was queued")
+        return EXIT_BLOCKED
+    if plan.empty:
+        return EXIT_OK
+    confirm()
+    prepare_database(url)
+    plan_id = save_plan(url, data, str(plan_file))
+    clusters = sorted({a.cluster for a in plan.actions})
+    app = make_app(WorkerConfig(url, obj.state_dir, obj.provider, obj.cache_dir))
+    with app.open():
+        job_id = defer_apply(app, plan_id, clusters)
+    obj.out.ok(
+        f"queued the plan {plan_id} ({len(plan.actions)} action(s) on {', '.join(clusters)}) "
+        f"for the workers as job {job_id}; follow it with 'reconciler history'"
+    )
     return EXIT_OK
 
 
