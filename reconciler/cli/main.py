@@ -19,6 +19,7 @@ from reconciler.cli.logs import configure as configure_logs
 from reconciler.cli.reconcile_commands import drift, reconcile
 from reconciler.cli.render import plan_lines, review_lines
 from reconciler.cli.render_markdown import plan_dot, plan_markdown
+from reconciler.cli.resource_commands import demo, schema
 from reconciler.cli.sim_commands import sim
 from reconciler.cli.worker_commands import schedule, worker, workers
 from reconciler.manifest.errors import ManifestLoadError
@@ -30,8 +31,24 @@ from reconciler.runtime.review import GitReview, plan_git
 from reconciler.runtime.workflow import plan_paths
 
 
+def _print_version(ctx: click.Context) -> None:
+    from reconciler.providers.registry import versions
+
+    click.echo(f"reconciler {__version__}")
+    for name, version in versions().items():
+        click.echo(f"provider {name} {version}")
+    ctx.exit(EXIT_OK)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="reconciler")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, _param, value: _print_version(ctx) if value else None,
+    help="Show the version of reconciler and of each installed provider, and exit.",
+)
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -84,7 +101,7 @@ def cli(
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True)
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
@@ -155,7 +172,7 @@ def observe(obj: Context, fmt: str, status: bool) -> None:
 
 
 @cli.command()
-@click.argument("paths", nargs=-1)
+@click.argument("paths", nargs=-1, type=click.Path())
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the plan as JSON (same as --format json)."
 )
@@ -266,6 +283,8 @@ cli.add_command(show_run)
 cli.add_command(force_unlock)
 cli.add_command(reconcile)
 cli.add_command(drift)
+cli.add_command(schema)
+cli.add_command(demo)
 cli.add_command(worker)
 cli.add_command(workers)
 cli.add_command(schedule)

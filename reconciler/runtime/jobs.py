@@ -11,6 +11,8 @@ provider connections.
 from __future__ import annotations
 
 import json
+import os
+import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,6 +64,45 @@ class WorkerConfig:
 
 
 # --- one cluster's slice of the manifests and of the estate ---------------------------------
+
+
+_LOADED: dict[tuple[Any, ...], Manifests] = {}
+_LOADED_GUARD = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class UnchangedFolders:
+    """A folder source that parses again only when a file changed (size or mtime).
+
+    Every job of a worker reads the same manifests for its own cluster: parsing the whole
+    estate per job would make a tick cost grow with the number of clusters.
+    """
+
+    inner: FolderSource
+
+    def load(self) -> Manifests:
+        key = (self.inner.paths, _fingerprint(self.inner.paths))
+        with _LOADED_GUARD:
+            got = _LOADED.get(key)
+            if got is None:
+                got = self.inner.load()
+                _LOADED.clear()
+                _LOADED[key] = got
+        return got
+
+
+def _fingerprint(paths: Sequence[str]) -> tuple[tuple[str, int, int], ...]:
+    out: list[tuple[str, int, int]] = []
+    for top in paths:
+        for root, _dirs, files in os.walk(top) if os.path.isdir(top) else [("", [], [top])]:
+            for name in files:
+                path = os.path.join(root, name)
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                out.append((path, st.st_mtime_ns, st.st_size))
+    return tuple(sorted(out))
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +256,7 @@ def run_cluster_tick(
     inner: ManifestSource = (
         GitSource(git_repo, ref, tuple(paths))
         if git_repo
-        else FolderSource(tuple(paths), config.cache_dir)
+        else UnchangedFolders(FolderSource(tuple(paths), config.cache_dir))
     )
     journal = PostgresJournal(config.state_url, clock.now)
 

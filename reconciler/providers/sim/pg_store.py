@@ -227,6 +227,30 @@ class PostgresWorldStore:
         conn.execute("UPDATE sim_faults SET remaining = remaining - 1 WHERE id = %s", (row[0],))
         return True
 
+    def count_toward_crash(self, conn: Conn, kind: str, actions: int = 1) -> bool:
+        """Count ``actions`` against the pending crash fault of ``kind``; True when it fires."""
+        row = conn.execute(
+            "SELECT id, remaining FROM sim_faults WHERE kind = %s AND remaining > 0 "
+            "ORDER BY id LIMIT 1 FOR UPDATE",
+            (kind,),
+        ).fetchone()
+        if row is None:
+            return False
+        left = int(row[1]) - actions
+        conn.execute("UPDATE sim_faults SET remaining = %s WHERE id = %s", (max(0, left), row[0]))
+        return left <= 0
+
+    def clear_faults(self, conn: Conn, kind: str) -> None:
+        conn.execute("DELETE FROM sim_faults WHERE kind = %s", (kind,))
+
+    def has_fault(self, kind: str) -> bool:
+        row = (
+            self.open()
+            .execute("SELECT 1 FROM sim_faults WHERE kind = %s AND remaining > 0 LIMIT 1", (kind,))
+            .fetchone()
+        )
+        return row is not None
+
     def link_factor(self, conn: Conn, cluster: str) -> float:
         row = conn.execute(
             "SELECT factor FROM sim_faults WHERE kind = 'slow_link' "

@@ -108,6 +108,12 @@ class WorldBackend(Protocol):
 
     def take_migration_failure(self, conn: WorldTx, cluster: str) -> bool: ...
 
+    def count_toward_crash(self, conn: WorldTx, kind: str, actions: int = 1) -> bool: ...
+
+    def clear_faults(self, conn: WorldTx, kind: str) -> None: ...
+
+    def has_fault(self, kind: str) -> bool: ...
+
     def link_factor(self, conn: WorldTx, cluster: str) -> float: ...
 
     def log_event(self, conn: WorldTx, kind: str, message: str) -> None: ...
@@ -303,6 +309,29 @@ class WorldStore:
             return False
         conn.execute("UPDATE faults SET remaining = remaining - 1 WHERE id = ?", (row[0],))
         return True
+
+    def count_toward_crash(self, conn: sqlite3.Connection, kind: str, actions: int = 1) -> bool:
+        """Count ``actions`` against the pending crash fault of ``kind``; True when it fires."""
+        row = conn.execute(
+            "SELECT id, remaining FROM faults WHERE kind = ? AND remaining > 0 ORDER BY id LIMIT 1",
+            (kind,),
+        ).fetchone()
+        if row is None:
+            return False
+        left = int(row[1]) - actions
+        conn.execute("UPDATE faults SET remaining = ? WHERE id = ?", (max(0, left), row[0]))
+        return left <= 0
+
+    def clear_faults(self, conn: sqlite3.Connection, kind: str) -> None:
+        conn.execute("DELETE FROM faults WHERE kind = ?", (kind,))
+
+    def has_fault(self, kind: str) -> bool:
+        row = (
+            self.open()
+            .execute("SELECT 1 FROM faults WHERE kind = ? AND remaining > 0 LIMIT 1", (kind,))
+            .fetchone()
+        )
+        return row is not None
 
     def link_factor(self, conn: sqlite3.Connection, cluster: str) -> float:
         row = conn.execute(
