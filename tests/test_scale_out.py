@@ -28,10 +28,18 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from reconciler.cli.main import cli as main_cli
-from reconciler.providers.postgres import StateDatabaseError
+from reconciler.providers.postgres import StateDatabaseError, close_idle
 from reconciler.runtime.clock import ManualClock
-from reconciler.runtime.jobs import RECONCILE_TASK, WorkerConfig, make_app, prepare_database
+from reconciler.runtime.jobs import (
+    RECONCILE_TASK,
+    UnchangedFolders,
+    WorkerConfig,
+    make_app,
+    prepare_database,
+    run_cluster_tick,
+)
 from reconciler.runtime.journal import Journal, LockHeld
+from reconciler.runtime.reconcile import FolderSource
 from reconciler.runtime.store.base import StateStore
 from reconciler.runtime.store.factory import open_store
 from reconciler.runtime.store.postgres import PostgresJournal
@@ -64,6 +72,7 @@ def pg_template() -> Iterator[str]:
     admin.execute(f'CREATE DATABASE "{name}"')
     try:
         prepare_database(_url(name))
+        close_idle()  # a template must have no session open when it is copied
         yield name
     finally:
         for (db,) in admin.execute(
@@ -190,6 +199,20 @@ class TestContract:
         assert proc.returncode == 1
         assert "needs the shared state database: pass --state-url" in proc.stderr + proc.stdout
         assert "Traceback" not in proc.stderr
+
+    def test_worker_without_its_database_waits_then_says_so(self, tmp_path: Path) -> None:
+        started = time.monotonic()
+        result = CliRunner().invoke(
+            main_cli,
+            ["--state-dir", str(tmp_path), "--state-url", "postgresql://127.0.0.1:1/none",
+             "worker", "--until-idle", "--db-wait", "1"],
+        )  # fmt: skip
+        assert time.monotonic() - started >= 1.0  # it kept trying for the second it was given
+        assert result.exit_code == 1
+        assert isinstance(result.exception, SystemExit)
+        assert "cannot reach the state database (dbname=none host=127.0.0.1 port=1)" in (
+            result.output
+        )
 
     def test_unreachable_database_is_a_clear_error(self, tmp_path: Path) -> None:
         proc = subprocess.run(
@@ -517,3 +540,33 @@ def test_workers_lists_live_workers_and_what_they_hold(db: str, tmp_path: Path) 
             journal.close()
     finally:
         reg.close()
+
+
+def test_workers_parse_manifests_again_only_after_a_change(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main_cli,
+        ["sim", "generate", "--clusters", "2", "--nodes-per-cluster", "2", "--vms-per-node",
+         "1", "--out", str(tmp_path / "gen")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    desired = tmp_path / "gen" / "desired"
+    source = UnchangedFolders(FolderSource((str(desired),), None))
+    first = source.load()
+    assert source.load() is first  # nothing changed: the parsed estate is reused
+    a_file = sorted(desired.rglob("*.yaml"))[0]
+    a_file.write_text(a_file.read_text() + "\n# reviewed\n")
+    again = source.load()
+    assert again is not first
+    assert sorted(again.desired.clusters) == ["c001", "c002"]
+
+
+def test_a_job_for_a_cluster_gone_from_the_manifests_records_an_error(
+    db: str, tmp_path: Path
+) -> None:
+    out = generated(db, tmp_path, 1)
+    config = WorkerConfig(db, tmp_path / "state", "sim", None)
+    report = run_cluster_tick(config, "c404", "monitor", [str(out / "desired")], None, "main")
+    assert report.outcome == "error"
+    (run,) = history(db, tmp_path / "state")
+    assert (run["cluster"], run["outcome"]) == ("c404", "error")
+    assert "cluster c404 is not in the manifests" in run["message"]

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from reconciler.cli.context import EXIT_BLOCKED, EXIT_ERROR, EXIT_OK
 from reconciler.manifest.gitsource import GitSourceError
+from reconciler.providers.postgres import StateDatabaseError
 from reconciler.runtime.clock import SystemClock
 from reconciler.runtime.reconcile import MODES, FolderSource, GitSource, ManifestSource
 
@@ -140,6 +141,13 @@ def enqueue_apply(obj: Context, plan_file: Path, confirm: Callable[[], None]) ->
     help="Serve Prometheus metrics (labelled with this worker's name) on this port.",
 )
 @click.option("--metrics-address", default="127.0.0.1", show_default=True)
+@click.option(
+    "--db-wait",
+    type=click.FloatRange(min=0.0),
+    default=300.0,
+    show_default=True,
+    help="Seconds to keep trying while the state database is down at start.",
+)
 @click.pass_obj
 def worker(
     obj: Context,
@@ -148,6 +156,7 @@ def worker(
     stalled_after: float,
     metrics_port: int | None,
     metrics_address: str,
+    db_wait: float,
 ) -> None:
     """Run queued reconcile and apply jobs (procrastinate); also the periodic ticks.
 
@@ -159,9 +168,13 @@ def worker(
 
     url = require_state_url(obj, "worker")
     config = WorkerConfig(url, obj.state_dir, obj.provider, obj.cache_dir)
-    recovered = run_worker(
-        config, concurrency, until_idle, stalled_after, metrics_port, metrics_address
-    )
+    try:
+        recovered = run_worker(
+            config, concurrency, until_idle, stalled_after, metrics_port, metrics_address, db_wait
+        )
+    except StateDatabaseError as exc:
+        obj.out.error(str(exc))
+        raise SystemExit(EXIT_ERROR) from exc
     if recovered:
         obj.out.note(
             f"ran again {len(recovered)} job(s) of worker(s) that died: "

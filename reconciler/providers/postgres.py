@@ -8,12 +8,14 @@ workers starting together do not race; ``reconciler_schema`` records what was ap
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
 
 _MIGRATION_LOCK = 72_201_801  # pg_advisory_xact_lock key: one migrating process at a time
 
@@ -53,12 +55,53 @@ def connect(url: str, wait_seconds: float = 0.0) -> psycopg.Connection[Any]:
             delay = min(delay * 2, 5.0)
 
 
+_IDLE: dict[str, list[psycopg.Connection[Any]]] = {}
+_IDLE_GUARD = threading.Lock()
+_IDLE_MAX = 8  # idle connections kept per URL: a worker's jobs reuse them
+_MIGRATED: set[tuple[str, str, int]] = set()  # (url, component, steps) checked in this process
+
+
+def acquire(url: str, wait_seconds: float = 0.0) -> psycopg.Connection[Any]:
+    """A connection from this process's idle ones, or a new one; give it back with release."""
+    with _IDLE_GUARD:
+        idle = _IDLE.get(url, [])
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE:
+                return conn
+            conn.close()
+    return connect(url, wait_seconds)
+
+
+def release(url: str, conn: psycopg.Connection[Any]) -> None:
+    """Keep a healthy idle connection for the next user; close anything else."""
+    healthy = not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE
+    with _IDLE_GUARD:
+        idle = _IDLE.setdefault(url, [])
+        if healthy and len(idle) < _IDLE_MAX:
+            idle.append(conn)
+            return
+    conn.close()
+
+
+def close_idle(url: str | None = None) -> None:
+    """Close the idle connections kept for ``url`` (all of them without one)."""
+    with _IDLE_GUARD:
+        urls = [url] if url is not None else list(_IDLE)
+        conns = [c for u in urls for c in _IDLE.pop(u, [])]
+    for conn in conns:
+        conn.close()
+
+
 def migrate(conn: psycopg.Connection[Any], component: str, steps: Sequence[str]) -> int:
     """Apply the steps of ``component`` not yet applied; returns how many ran.
 
     Step ``i`` (1-based) is applied once, in one transaction with its record. A database
     with steps this program does not know was migrated by a newer release: refused.
     """
+    key = (str(conn.info.dsn), component, len(steps))
+    if key in _MIGRATED:
+        return 0
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
         conn.execute(
@@ -83,4 +126,5 @@ def migrate(conn: psycopg.Connection[Any], component: str, steps: Sequence[str])
                 "VALUES (%s, %s, %s)",
                 (component, version, time.time()),
             )
-        return len(steps) - have
+    _MIGRATED.add(key)
+    return len(steps) - have

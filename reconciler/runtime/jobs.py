@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import procrastinate
+import psycopg
 import structlog
 from procrastinate import exceptions as pq_exceptions
 from procrastinate.schema import SchemaManager
@@ -27,7 +28,13 @@ from procrastinate.schema import SchemaManager
 from reconciler.engine.plan import object_digests, plan_from_json, stale_objects
 from reconciler.model.records import Estate
 from reconciler.providers.base import Provider
-from reconciler.providers.postgres import connect, migrate
+from reconciler.providers.postgres import (
+    StateDatabaseError,
+    acquire,
+    connect,
+    migrate,
+    release,
+)
 from reconciler.providers.registry import open_provider
 from reconciler.runtime.clock import SystemClock
 from reconciler.runtime.executor import Executor
@@ -64,6 +71,10 @@ class WorkerConfig:
 
 
 # --- one cluster's slice of the manifests and of the estate ---------------------------------
+
+
+class ClusterGone(Exception):
+    """A job's cluster is no longer in the manifests (removed since the job was queued)."""
 
 
 _LOADED: dict[tuple[Any, ...], Manifests] = {}
@@ -115,7 +126,7 @@ class ClusterSource:
     def load(self) -> Manifests:
         got = self.inner.load()
         if self.cluster not in got.desired.clusters:
-            raise ValueError(f"cluster {self.cluster} is not in the manifests ({got.source})")
+            raise ClusterGone(f"cluster {self.cluster} is not in the manifests ({got.source})")
         return Manifests(got.desired.of_cluster(self.cluster), got.source, got.commit_id, got.paths)
 
 
@@ -143,12 +154,13 @@ def schema_steps() -> tuple[str, ...]:
     return (SchemaManager.get_schema(),)
 
 
-def prepare_database(url: str) -> None:
+def prepare_database(url: str, wait_seconds: float = 0.0) -> None:
     """Create or upgrade every schema: the journal's, the world's and procrastinate's.
 
-    One process at a time (an advisory lock), so workers may all start together.
+    One process at a time (an advisory lock), so workers may all start together;
+    ``wait_seconds``: how long to keep trying while the server is down.
     """
-    conn = connect(url)
+    conn = connect(url, wait_seconds)
     try:
         have = conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL").fetchone()
         if have and have[0]:
@@ -192,8 +204,15 @@ def make_app(config: WorkerConfig) -> procrastinate.App:
         with _holding(config, context, cluster, APPLY_TASK):
             return run_saved_plan(config, plan_id)
 
-    app.task(name=RECONCILE_TASK, queue=QUEUE, pass_context=True)(reconcile_cluster)
-    app.task(name=APPLY_TASK, queue=QUEUE, pass_context=True)(apply_saved_plan)
+    # A job cut off by the database going away runs again later (the journal makes that
+    # safe); any other failure is for a person to read, not to repeat.
+    retry = procrastinate.RetryStrategy(
+        max_attempts=5,
+        exponential_wait=4,
+        retry_exceptions={psycopg.OperationalError, StateDatabaseError},
+    )
+    app.task(name=RECONCILE_TASK, queue=QUEUE, pass_context=True, retry=retry)(reconcile_cluster)
+    app.task(name=APPLY_TASK, queue=QUEUE, pass_context=True, retry=retry)(apply_saved_plan)
     return app
 
 
@@ -208,7 +227,7 @@ class _holding:
 
     def __enter__(self) -> None:
         _, host, pid = whoami()
-        conn = connect(self.config.state_url)
+        conn = acquire(self.config.state_url)
         try:
             conn.execute(
                 "INSERT INTO reconciler_jobs_held (job_id, worker, host, pid, cluster, task, "
@@ -226,10 +245,10 @@ class _holding:
                 ),
             )
         finally:
-            conn.close()
+            release(self.config.state_url, conn)
 
     def __exit__(self, *_exc: object) -> None:
-        conn = connect(self.config.state_url)
+        conn = acquire(self.config.state_url)
         try:
             with conn.transaction():
                 conn.execute("DELETE FROM reconciler_jobs_held WHERE job_id = %s", (self.job_id,))
@@ -238,7 +257,7 @@ class _holding:
                     (self.config.worker_name,),
                 )
         finally:
-            conn.close()
+            release(self.config.state_url, conn)
 
 
 # --- what the jobs do -----------------------------------------------------------------------
@@ -277,15 +296,41 @@ def run_cluster_tick(
         )
         try:
             report = loop.tick()
-        except ValueError as exc:  # the cluster left the manifests since it was queued
+        except ClusterGone as exc:  # the cluster left the manifests since it was queued
             run_id = journal.start_run("-", ",".join(paths), 0, loop._kind, None, cluster)
             journal.end_run(run_id, "error", str(exc))
             report = TickReport(chosen, clock.now(), outcome="error", message=str(exc))
             report.run_id = run_id
+        except Exception as exc:
+            _abandon_runs(config.state_url, cluster, exc)
+            raise
     finally:
         journal.close()
     log.info("job.reconcile", cluster=cluster, run=report.run_id, outcome=report.outcome)
     return report
+
+
+def _abandon_runs(url: str, cluster: str, exc: BaseException) -> None:
+    """A job that failed mid-tick (the database went away) leaves no run marked running.
+
+    Its process lives on, so nothing else would notice; only this thread ticks the cluster
+    in this process (the job's lock), so its running run of the cluster is this one.
+    """
+    _, host, pid = whoami()
+    try:
+        conn = acquire(url)
+    except StateDatabaseError:
+        return  # still away: the run stays running until a worker sees this process gone
+    try:
+        conn.execute(
+            "UPDATE runs SET outcome = 'interrupted', ended_at = %s, message = %s "
+            "WHERE outcome = 'running' AND cluster = %s AND host = %s AND pid = %s",
+            (SystemClock().now(), f"the job failed: {exc}"[:500], cluster, host, pid),
+        )
+    except psycopg.Error:
+        conn.close()
+        return
+    release(url, conn)
 
 
 def save_plan(url: str, plan_json: dict[str, Any], source: str) -> str:

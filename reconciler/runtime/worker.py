@@ -19,12 +19,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import procrastinate
+import psycopg
 import structlog
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from reconciler.providers.postgres import connect
+from reconciler.providers.postgres import StateDatabaseError, connect
 from reconciler.runtime.clock import SystemClock
 from reconciler.runtime.jobs import QUEUE, RECONCILE_TASK, WorkerConfig, make_app, prepare_database
 from reconciler.runtime.journal import _pid_alive, whoami
@@ -244,7 +245,7 @@ class _Registration:
                     )
                 finally:
                     conn.close()
-            except Exception as exc:  # the database is away: the next beat tries again
+            except (psycopg.Error, StateDatabaseError) as exc:  # away: the next beat tries again
                 log.warning("worker.heartbeat_failed", error=str(exc))
 
     def close(self) -> None:
@@ -294,12 +295,14 @@ def run_worker(
     stalled_after: float = 30.0,
     metrics_port: int | None = None,
     metrics_address: str = "127.0.0.1",
+    db_wait_seconds: float = 0.0,
 ) -> list[int]:
     """Run until stopped (SIGTERM/SIGINT), or with ``until_idle`` until the queue is empty.
 
-    Returns the ids of the jobs this worker recovered from dead workers.
+    Returns the ids of the jobs this worker recovered from dead workers. A database that is
+    down at start is waited for ``db_wait_seconds``.
     """
-    prepare_database(config.state_url)
+    prepare_database(config.state_url, db_wait_seconds)
     _, host, pid = whoami()
     name = config.worker_name or f"{host}:{pid}:{uuid.uuid4().hex[:4]}"
     metrics = config.metrics or LoopMetrics()
@@ -350,5 +353,5 @@ async def _keep_recovering(app: procrastinate.App, url: str, stalled_after: floa
         await asyncio.sleep(stalled_after)
         try:
             await recover_stalled(app, url, stalled_after)
-        except Exception as exc:  # a passing database outage must not end the worker
+        except (psycopg.Error, StateDatabaseError) as exc:  # an outage must not end the worker
             log.warning("worker.recovery_failed", error=str(exc))

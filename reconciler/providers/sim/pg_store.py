@@ -17,7 +17,7 @@ import psycopg
 
 from reconciler.model.codec import canonical_text, decode_record, stamp_digest
 from reconciler.model.records import KINDS, Estate, Record, kind_of
-from reconciler.providers.postgres import connect, describe, migrate
+from reconciler.providers.postgres import acquire, describe, migrate, release
 from reconciler.providers.sim.store import SCHEMA_VERSION, MigrationRecord, cluster_of
 
 Conn = psycopg.Connection[Any]
@@ -56,7 +56,7 @@ class PostgresWorldStore:
 
     def open(self) -> Conn:
         if self.conn is None:
-            conn = connect(self.url)
+            conn = acquire(self.url)
             migrate(conn, "sim-world", WORLD_STEPS)
             self.conn = conn
         return self.conn
@@ -67,7 +67,7 @@ class PostgresWorldStore:
 
     def close(self) -> None:
         if self.conn is not None:
-            self.conn.close()
+            release(self.url, self.conn)
             self.conn = None
 
     @contextmanager

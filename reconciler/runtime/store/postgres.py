@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from reconciler.providers.postgres import connect, migrate
+from reconciler.providers.postgres import acquire, connect, migrate, release
 from reconciler.runtime.journal import (
     ActionRecord,
     DriftRecord,
@@ -172,13 +172,13 @@ class PostgresJournal:
         self.url = url
         self.clock = clock
         self.lease_seconds = lease_seconds
-        self.conn: Conn = connect(url, connect_wait_seconds)
+        self.conn: Conn = acquire(url, connect_wait_seconds)
         migrate(self.conn, "journal", JOURNAL_STEPS)
         self._keeper = _LeaseKeeper(url, lease_seconds, clock)
 
     def close(self) -> None:
         self._keeper.close()
-        self.conn.close()
+        release(self.url, self.conn)
 
     # --- runs -------------------------------------------------------------------------------
 
