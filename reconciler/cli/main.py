@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
@@ -16,6 +17,7 @@ from reconciler import __version__
 from reconciler.cli.apply_commands import apply, force_unlock, history, show_run
 from reconciler.cli.context import EXIT_BLOCKED, EXIT_CHANGES, EXIT_ERROR, EXIT_OK, Context
 from reconciler.cli.logs import configure as configure_logs
+from reconciler.cli.plan_progress import plan_bar
 from reconciler.cli.reconcile_commands import drift, reconcile
 from reconciler.cli.render import plan_lines, review_lines
 from reconciler.cli.render_markdown import plan_dot, plan_markdown
@@ -27,7 +29,9 @@ from reconciler.manifest.gitsource import GitSourceError
 from reconciler.manifest.load import load_paths
 from reconciler.providers.base import ProviderError
 from reconciler.providers.postgres import StateDatabaseError
+from reconciler.runtime.apply import SigningKeyError, saved_plan_text, signing_key
 from reconciler.runtime.review import GitReview, plan_git
+from reconciler.runtime.workflow import observe as observe_estate
 from reconciler.runtime.workflow import plan_paths
 
 
@@ -161,8 +165,10 @@ def observe(obj: Context, fmt: str, status: bool) -> None:
     from reconciler.manifest.dump import to_documents, to_yaml
 
     provider = obj.provider_instance()
+    bar = plan_bar(obj, text_output=fmt == "yaml")
     try:
-        estate = provider.observe()
+        with bar or nullcontext():
+            estate = observe_estate(provider, bar)
     finally:
         provider.close()
     if fmt == "json":
@@ -235,7 +241,9 @@ def plan(
     provider = obj.provider_instance()
     try:
         if git_repo is None:
-            planned = plan_paths(list(paths), provider, target, obj.cache_dir)
+            bar = plan_bar(obj, text_output=fmt == "text" and not as_json)
+            with bar or nullcontext():
+                planned = plan_paths(list(paths), provider, target, obj.cache_dir, bar)
         else:
             from_git = plan_git(git_repo, head or "HEAD", base, list(paths), provider, target)
             planned, review = from_git.planned, from_git.review
@@ -248,10 +256,12 @@ def plan(
     if target and not result.actions and target not in result.prior_state:
         obj.out.error(f"no object {target} in the observed estate (use Kind/name)")
         raise SystemExit(EXIT_ERROR)
-    saved = result.dumps()
-    if review is not None:
-        saved = json.dumps({**result.to_json(), "git": review.as_json()}, indent=2, sort_keys=True)
-        saved += "\n"
+    try:
+        key = signing_key()
+    except SigningKeyError as exc:
+        obj.out.error(str(exc))
+        raise SystemExit(EXIT_ERROR) from exc
+    saved = saved_plan_text(result, {"git": review.as_json()} if review else None, key)
     if out_file is not None:
         out_file.parent.mkdir(parents=True, exist_ok=True)
         out_file.write_text(saved)

@@ -20,7 +20,8 @@ from reconciler.cli.context import EXIT_BLOCKED, EXIT_ERROR, EXIT_OK
 from reconciler.manifest.gitsource import GitSourceError
 from reconciler.providers.postgres import StateDatabaseError
 from reconciler.runtime.clock import SystemClock
-from reconciler.runtime.reconcile import MODES, FolderSource, GitSource, ManifestSource
+from reconciler.runtime.reconcile import FolderSource, GitSource, ManifestSource
+from reconciler.runtime.ticks import MODES
 
 if TYPE_CHECKING:
     from reconciler.cli.context import Context
@@ -80,7 +81,8 @@ def enqueue_reconcile(
 def enqueue_apply(obj: Context, plan_file: Path, confirm: Callable[[], None]) -> int:
     """``apply --plan FILE --enqueue``: save the plan in the database, queue one apply job."""
     from reconciler.cli.render import plan_lines
-    from reconciler.engine.plan import plan_from_json
+    from reconciler.engine.plan import PlanRefused
+    from reconciler.runtime.apply import SigningKeyError, prepare, signing_key
     from reconciler.runtime.jobs import (
         WorkerConfig,
         defer_apply,
@@ -91,11 +93,20 @@ def enqueue_apply(obj: Context, plan_file: Path, confirm: Callable[[], None]) ->
 
     url = require_state_url(obj, "apply --enqueue")
     try:
-        data = json.loads(plan_file.read_text())
-        plan = plan_from_json(data)
-    except (OSError, ValueError, KeyError) as exc:
-        obj.out.error(f"cannot read plan {plan_file}: {exc}")
+        key = signing_key()
+    except SigningKeyError as exc:
+        obj.out.error(str(exc))
         return EXIT_ERROR
+    # The checks 'apply --plan' makes, now: a plan refused here is never queued.
+    provider = obj.provider_instance()
+    try:
+        plan = prepare(provider, saved=plan_file, key=key, cache_dir=obj.cache_dir).plan
+        data = json.loads(plan_file.read_text(encoding="utf-8"))
+    except PlanRefused as refused:
+        obj.out.error(f"refusing the plan in {plan_file}: {refused}; nothing was queued")
+        return EXIT_ERROR
+    finally:
+        provider.close()
     for line in plan_lines(plan, colour=obj.out.interactive):
         obj.out.console.print(line, markup=obj.out.interactive, highlight=False)
     if plan.blocked:

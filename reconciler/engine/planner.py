@@ -7,7 +7,7 @@ before it; the finished plan is then replayed independently by ``safety.replay``
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
@@ -18,7 +18,13 @@ from reconciler.engine.placement import (
     destination_problems,
     in_service,
 )
-from reconciler.engine.plan import Plan, PlanViolation, fingerprint, object_digests
+from reconciler.engine.plan import (
+    Plan,
+    PlanViolation,
+    fingerprint,
+    object_digests,
+    prior_state_of,
+)
 from reconciler.engine.safety import replay
 from reconciler.model.actions import DISRUPTION, Action, ActionType, Disruption
 from reconciler.model.capacity import usable_memory_mib, used_memory_mib, vm_cost_mib
@@ -1103,10 +1109,12 @@ def make_plan(
     manifests: Sequence[str] = (),
     target: str | None = None,
     diffs: Sequence[ObjectDiff] | None = None,
+    on_cluster: Callable[[str], None] | None = None,
 ) -> Plan:
     """Plan every cluster of the desired state against the observed state.
 
     ``diffs``: ``diff_estates(desired, observed)`` when the caller has it already.
+    ``on_cluster``: called with each cluster's name once it is planned (progress).
     """
     actions: list[Action] = []
     violations: list[PlanViolation] = []
@@ -1121,6 +1129,8 @@ def make_plan(
         actions.extend(planner.actions)
         violations.extend(planner.violations)
         notes.extend(planner.notes)
+        if on_cluster is not None:
+            on_cluster(cluster_name)
     actions = _ordered(actions)
     if target is not None:
         actions = _limit_to(actions, target)
@@ -1143,10 +1153,11 @@ def make_plan(
         actions=tuple(actions),
         violations=tuple(violations),
         fingerprint=fingerprint(digests),
-        prior_state=digests,
+        prior_state=prior_state_of(actions, digests),
         notes=tuple(notes),
         manifests=tuple(manifests),
         changed_objects=tuple(changed),
+        manifests_digest=fingerprint(object_digests(desired)),
     )
 
 

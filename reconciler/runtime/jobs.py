@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import threading
 import uuid
 from collections.abc import Sequence
@@ -25,7 +26,13 @@ import structlog
 from procrastinate import exceptions as pq_exceptions
 from procrastinate.schema import SchemaManager
 
-from reconciler.engine.plan import object_digests, plan_from_json, stale_objects
+from reconciler.engine.plan import (
+    Plan,
+    PlanRefused,
+    object_digests,
+    stale_objects,
+    verify_document,
+)
 from reconciler.model.records import Estate
 from reconciler.providers.base import Provider
 from reconciler.providers.postgres import (
@@ -36,20 +43,25 @@ from reconciler.providers.postgres import (
     release,
 )
 from reconciler.providers.registry import open_provider
+from reconciler.runtime.apply import (
+    apply_plan,
+    check_saved,
+    close_interrupted,
+    signing_key,
+    take_locks,
+)
 from reconciler.runtime.clock import SystemClock
-from reconciler.runtime.executor import Executor
-from reconciler.runtime.journal import LOCK_TTL_SECONDS, LockHeld, LockRecord, whoami
+from reconciler.runtime.journal import whoami
 from reconciler.runtime.metrics import LoopMetrics
 from reconciler.runtime.reconcile import (
     FolderSource,
     GitSource,
     Manifests,
     ManifestSource,
-    Mode,
     Reconciler,
-    TickReport,
 )
 from reconciler.runtime.store.postgres import PostgresJournal
+from reconciler.runtime.ticks import Mode, TickReport
 
 log = structlog.get_logger("reconciler.jobs")
 
@@ -357,27 +369,24 @@ def save_plan(url: str, plan_json: dict[str, Any], source: str) -> str:
 
 
 def run_saved_plan(config: WorkerConfig, plan_id: str) -> dict[str, Any]:
-    """Apply a saved plan: refused if the estate changed since, unless this job resumes it.
+    """Apply a saved plan as reviewed (the checks of ``apply --plan``), under the leases.
 
     A job retried after its worker died finds its earlier, interrupted run in the journal:
-    the objects that run's actions had touched are expected to have changed, and actions
-    already done come back from the provider as already done instead of running again.
+    the objects that run's actions touched are expected to have changed, so the plan is
+    checked (signature, digests) without them; the actions already done come back from the
+    provider as already done instead of running again.
     """
     clock = SystemClock()
     journal = PostgresJournal(config.state_url, clock.now)
     provider = open_provider(config.provider, config.state_dir, state_url=config.state_url)
     try:
         row = journal.conn.execute(
-            "SELECT plan, source FROM reconciler_plans WHERE id = %s", (plan_id,)
+            "SELECT plan FROM reconciler_plans WHERE id = %s", (plan_id,)
         ).fetchone()
         if row is None:
             return {"outcome": "error", "message": f"no saved plan {plan_id}"}
-        plan = plan_from_json(json.loads(row[0]))
         source = f"plan:{plan_id}"
-        clusters = sorted({a.cluster for a in plan.actions})
-        for run in journal.interrupted_runs():
-            journal.mark_interrupted(run)
-        # Objects an earlier, interrupted run of this plan acted on have changed, as expected.
+        close_interrupted(journal)
         touched = {
             a.target
             for run in journal.runs(1000)
@@ -386,54 +395,44 @@ def run_saved_plan(config: WorkerConfig, plan_id: str) -> dict[str, Any]:
             if a.status != "skipped"
         }
         observed = provider.observe()
-        changed = [o for o in stale_objects(plan, object_digests(observed)) if o not in touched]
-        if changed:
-            message = f"the saved plan is stale: {len(changed)} object(s) changed: " + ", ".join(
-                changed[:10]
-            )
-            run_id = journal.start_run(plan.digest(), source, 0, cluster=",".join(clusters))
-            journal.end_run(run_id, "refused", message)
-            return {"run": run_id, "outcome": "refused", "message": message}
-        locks = _wait_for_lease(journal, clusters, clock)
-        run_id = journal.start_run(
-            plan.digest(), source, len(plan.actions), cluster=",".join(clusters)
-        )
-        journal.attach_run(locks, run_id)
         try:
-            report = Executor(
-                provider,
-                journal,
-                clock,
-                _NoProgress(),
-                after_action=lambda: journal.renew(locks, LOCK_TTL_SECONDS),
-            ).run(plan, run_id)
+            plan = _checked_plan(str(row[0]), observed, touched, config.cache_dir)
+        except PlanRefused as refused:
+            run_id = journal.start_run("-", source, 0)
+            journal.end_run(run_id, "refused", f"refusing the plan: {refused}")
+            return {"run": run_id, "outcome": "refused", "message": str(refused)}
+        clusters = sorted({a.cluster for a in plan.actions})
+        # A CLI apply may hold a cluster: wait for it (two lease lengths), then fail the job.
+        locks, _ = take_locks(journal, clusters, 2 * journal.lease_seconds, clock)
+        try:
+            applied = apply_plan(
+                plan, provider, journal, clock, _NoProgress(), locks, source=source
+            )
         finally:
             journal.unlock(locks)
-        summary = (
-            f"{report.count('done')} done, {report.count('already_done')} already done, "
-            f"{len(report.root_causes)} failed, {report.count('skipped')} skipped"
-        )
-        journal.end_run(run_id, report.outcome, summary)
-        return {"run": run_id, "outcome": report.outcome, "message": summary}
+        return {"run": applied.run_id, "outcome": applied.outcome, "message": applied.summary}
     finally:
         provider.close()
         journal.close()
 
 
-def _wait_for_lease(
-    journal: PostgresJournal, clusters: Sequence[str], clock: SystemClock
-) -> list[LockRecord]:
-    """A CLI apply may hold a cluster: wait for it (two lease lengths), then fail the job."""
-    deadline = clock.now() + 2 * journal.lease_seconds
-    while True:
-        try:
-            locks, _ = journal.try_lock(clusters, LOCK_TTL_SECONDS)
-        except LockHeld:
-            if clock.now() >= deadline:
-                raise
-            clock.sleep(1.0)
-            continue
-        return locks
+def _checked_plan(text: str, observed: Estate, touched: set[str], cache_dir: Path | None) -> Plan:
+    """The saved plan, if it may run: every check of ``apply --plan`` on a first attempt."""
+    key = signing_key()
+    if not touched:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "plan.json"
+            path.write_text(text, encoding="utf-8")
+            plan, _notes = check_saved(path, observed, key, cache_dir)
+        return plan
+    plan = verify_document(json.loads(text), key)
+    changed = [o for o in stale_objects(plan, object_digests(observed)) if o not in touched]
+    if changed:
+        raise PlanRefused(
+            f"it is stale: {len(changed)} object(s) changed since it was made, besides what "
+            f"the interrupted run of it did: {', '.join(changed[:10])}; make a new plan"
+        )
+    return plan
 
 
 class _NoProgress:

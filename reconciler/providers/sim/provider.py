@@ -30,6 +30,7 @@ from reconciler.model.quorum import has_quorum, members_up
 from reconciler.model.records import Cluster, Estate, VirtualMachine
 from reconciler.model.rules import apply_rules, placement_problems
 from reconciler.providers.base import Capabilities, Outcome, ProviderError
+from reconciler.providers.hook import HookResult, run_hook
 from reconciler.providers.sim.store import (
     MigrationRecord,
     WorldBackend,
@@ -124,6 +125,26 @@ class SimProvider:
         if action.type not in ACTION_TYPES:
             # Not a state of the world: no retry and no change of the world will make it run.
             return Outcome("permanent_error", f"the simulator has no action type {action.type}")
+        details: dict[str, Any] = {}
+        if action.type == "patch_node" and action.params.get("command"):
+            # The hook runs for real, outside any transaction (it may take an hour); the
+            # node's patch level rises only if it succeeds.
+            before = self.observe_cluster(action.cluster)
+            check = apply_rules(before, action)
+            if check.failures:
+                return Outcome("precondition_failed", "; ".join(check.failures))
+            if check.done:
+                return Outcome("already_done", f"{action.target} is already as desired")
+            hook = self._run_hook(action)
+            details["hook"] = hook.as_details()
+            if not hook.ok:
+                return Outcome(
+                    "permanent_error",
+                    f"{hook.describe(float(action.params.get('timeout_seconds', 3600)))}: "
+                    f"{action.params['node']} stays drained and unpatched; the rolling update "
+                    "stops here (fix the cause, then apply again to carry on)",
+                    details=details,
+                )
         with self.store.transaction() as conn:
             before = self.store.load(conn, cluster=action.cluster)
             result = apply_rules(before, action)
@@ -143,13 +164,12 @@ class SimProvider:
                         seconds,
                     )
                 seconds = self._record_moves(conn, before, action, "done")
-                details = self.store.last_migration(conn)
+                details.update(self.store.last_migration(conn))
                 if action.type == "migrate_vm" and action.params["method"] == "live":
                     factor = self.store.link_factor(conn, action.cluster)
                     details["pass_seconds"] = self._pass_seconds(before, action, factor)
             else:
                 seconds = ACTION_SECONDS.get(action.type, 10.0)
-                details = {}
             self.store.save_changes(conn, before, result.estate)
             self._maybe_hang()
             if dies_inside:
@@ -299,6 +319,16 @@ class SimProvider:
         hang = os.environ.get(HANG_MID_ACTION_ENV)
         if hang and hang.isdigit() and int(hang) == self._applied:
             os.kill(os.getpid(), signal.SIGSTOP)
+
+    @staticmethod
+    def _run_hook(action: Action) -> HookResult:
+        return run_hook(
+            action.params["command"],
+            node=action.params["node"],
+            cluster=action.cluster,
+            rolling_id=action.params["cycle"],
+            timeout_seconds=float(action.params.get("timeout_seconds", 3600)),
+        )
 
     def _arm_crash_during(self, actions: int) -> bool:
         """Count actions toward a crash-during fault, committed before the action's own
