@@ -294,6 +294,51 @@ class TestKillMidApply:
         assert leases == (0,)
         assert plan_exit(db, state, out / "desired") == 0
 
+    def test_killed_apply_of_a_saved_plan_is_resumed_by_another_worker(
+        self, db: str, tmp_path: Path
+    ) -> None:
+        state = tmp_path / "state"
+        out = generated(
+            db,
+            tmp_path,
+            1,
+            ("disk", "c001-vm0001"),
+            ("disk", "c001-vm0002"),
+            ("vlan", "c001-n02"),
+        )
+        plan_file = tmp_path / "plan.json"
+        cli(db, state, "plan", str(out / "desired"), "--out", str(plan_file))
+        cli(db, state, "apply", "--plan", str(plan_file), "--enqueue", "--auto-approve")
+        a = spawn_worker(db, state, "--until-idle", env={"RECONCILER_SIM_HANG_MID_ACTION": "2"})
+        deadline = time.monotonic() + 60
+        while not _stopped(a.pid):
+            assert a.poll() is None, a.stdout.read() if a.stdout else ""
+            assert time.monotonic() < deadline, "worker A never reached action 2"
+            time.sleep(0.05)
+        os.kill(a.pid, signal.SIGKILL)
+        a.wait(timeout=30)
+
+        b = spawn_worker(db, state, "--until-idle")
+        b_out, _ = b.communicate(timeout=120)
+        assert b.returncode == 0, b_out
+        runs = history(db, state)
+        assert sorted(r["outcome"] for r in runs) == ["interrupted", "succeeded"], runs
+        assert {r["source"] for r in runs} == {runs[0]["source"]}  # both runs of the one plan
+        with psycopg.connect(db) as conn:
+            done = conn.execute(
+                "SELECT action_id, count(*) FILTER (WHERE status = 'done'), "
+                "count(*) FILTER (WHERE status = 'already_done') FROM run_actions "
+                "GROUP BY action_id ORDER BY action_id"
+            ).fetchall()
+            (clock_seconds,) = conn.execute(
+                "SELECT value FROM sim_meta WHERE key = 'clock_seconds'"
+            ).fetchone() or ("",)
+        # Done once each; the first one, done before the kill, comes back as already done.
+        assert [d for _, d, _ in done] == [1, 1, 1, 1]
+        assert sum(a for _, _, a in done) == 1
+        assert float(clock_seconds) == 70.0  # 10 + 20 + 20 + 20 simulated s, none twice
+        assert plan_exit(db, state, out / "desired") == 0
+
 
 # --- apply --enqueue: a reviewed plan for the workers ---------------------------------------
 
