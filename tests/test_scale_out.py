@@ -42,7 +42,7 @@ from reconciler.runtime.journal import Journal, LockHeld
 from reconciler.runtime.reconcile import FolderSource
 from reconciler.runtime.store.base import StateStore
 from reconciler.runtime.store.factory import open_store
-from reconciler.runtime.store.postgres import PostgresJournal
+from reconciler.runtime.store.postgres import LeaseLost, PostgresJournal
 from reconciler.runtime.worker import (
     Schedule,
     WorkerLabelled,
@@ -456,6 +456,18 @@ def test_postgres_lease_is_capped_and_renewed(db: str) -> None:
         journal.renew([lock], 900)
         (renewed,) = journal.locks()
         assert renewed.expires_at == clock.now() + 60.0
+    finally:
+        journal.close()
+
+
+def test_a_lost_lease_stops_the_holder(db: str) -> None:
+    clock = ManualClock()
+    journal = PostgresJournal(db, clock.now)
+    try:
+        (lock,), _ = journal.try_lock(["c1"], 900)
+        assert journal.force_unlock(lock.lock_id) == lock
+        with pytest.raises(LeaseLost, match=r"lease on cluster\(s\) c1 is no longer held"):
+            journal.renew([lock], 900)
     finally:
         journal.close()
 

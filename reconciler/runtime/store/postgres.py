@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from reconciler.providers.postgres import acquire, connect, migrate, release
+from reconciler.providers.postgres import StateDatabaseError, acquire, connect, migrate, release
 from reconciler.runtime.journal import (
     ActionRecord,
     DriftRecord,
@@ -110,6 +110,18 @@ def _drift_record(row: Sequence[Any]) -> DriftRecord:
         row[8],
         row[9],
     )
+
+
+class LeaseLost(StateDatabaseError):
+    """A lease this process held is no longer its own: nothing more may be applied."""
+
+    def __init__(self, locks: Sequence[LockRecord]) -> None:
+        names = ", ".join(sorted(lock.cluster for lock in locks))
+        super().__init__(
+            f"the lease on cluster(s) {names} is no longer held by this process "
+            "(force-unlocked, or lapsed and taken by another worker): stopped before the "
+            "next action; the next run carries on from the journal"
+        )
 
 
 class _LeaseKeeper:
@@ -499,13 +511,19 @@ class PostgresJournal:
         )
 
     def renew(self, locks: Sequence[LockRecord], ttl_seconds: float) -> None:
-        self.conn.execute(
-            "UPDATE locks SET expires_at = %s WHERE lock_id = ANY(%s)",
+        """Extend the leases; LeaseLost if one is gone (force-unlocked, or lapsed and taken)."""
+        rows = self.conn.execute(
+            "UPDATE locks SET expires_at = %s WHERE lock_id = ANY(%s) RETURNING lock_id",
             (
                 self.clock() + min(ttl_seconds, self.lease_seconds),
                 [lock.lock_id for lock in locks],
             ),
-        )
+        ).fetchall()
+        kept = {r[0] for r in rows}
+        lost = [lock for lock in locks if lock.lock_id not in kept]
+        if lost:
+            self._keeper.release(lost)
+            raise LeaseLost(lost)
 
     def unlock(self, locks: Sequence[LockRecord]) -> None:
         self._keeper.release(locks)
