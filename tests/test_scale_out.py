@@ -38,7 +38,7 @@ from reconciler.runtime.jobs import (
     prepare_database,
     run_cluster_tick,
 )
-from reconciler.runtime.journal import Journal, LockHeld
+from reconciler.runtime.journal import Journal, LockHeld, LockLive
 from reconciler.runtime.reconcile import FolderSource
 from reconciler.runtime.store.base import StateStore
 from reconciler.runtime.store.factory import open_store
@@ -465,7 +465,9 @@ def test_a_lost_lease_stops_the_holder(db: str) -> None:
     journal = PostgresJournal(db, clock.now)
     try:
         (lock,), _ = journal.try_lock(["c1"], 900)
-        assert journal.force_unlock(lock.lock_id) == lock
+        with pytest.raises(LockLive, match="is still running"):
+            journal.force_unlock(lock.lock_id)  # its holder (this process) lives
+        assert journal.force_unlock(lock.lock_id, force=True) == lock
         with pytest.raises(LeaseLost, match=r"lease on cluster\(s\) c1 is no longer held"):
             journal.renew([lock], 900)
     finally:

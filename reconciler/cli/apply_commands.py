@@ -8,7 +8,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,9 +19,11 @@ from rich.table import Table
 from reconciler.cli.context import EXIT_BLOCKED, EXIT_ERROR, EXIT_OK
 from reconciler.cli.progress import LiveProgress, PlainProgress
 from reconciler.cli.render import duration, plan_lines
+from reconciler.cli.safe_text import add_row
 from reconciler.runtime.apply import (
     PlanRefused,
     SigningKeyError,
+    UnknownTarget,
     apply_plan,
     close_interrupted,
     prepare,
@@ -29,7 +31,8 @@ from reconciler.runtime.apply import (
     take_locks,
 )
 from reconciler.runtime.clock import Clock, SystemClock
-from reconciler.runtime.journal import LockHeld
+from reconciler.runtime.journal import LockHeld, LockLive, RunRecord
+from reconciler.runtime.store.base import StateStore
 
 if TYPE_CHECKING:
     from reconciler.cli.context import Context
@@ -118,6 +121,9 @@ def run_apply(
             )
         except PlanRefused as refused:
             obj.out.error(f"refusing the plan in {plan_file}: {refused}; nothing was changed")
+            return EXIT_ERROR
+        except UnknownTarget as unknown:
+            obj.out.error(str(unknown))
             return EXIT_ERROR
         plan = prepared.plan
         for note in prepared.notes:
@@ -269,6 +275,14 @@ def apply(
     )
 
 
+def _as_seen(journal: StateStore, run: RunRecord) -> RunRecord:
+    """A run marked running whose process is gone shows as interrupted (the next apply
+    records it so)."""
+    if not journal.process_gone(run):
+        return run
+    return replace(run, outcome="interrupted", message=run.message or "its process is gone")
+
+
 @click.command()
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
@@ -277,7 +291,7 @@ def history(obj: Context, limit: int, as_json: bool) -> None:
     """Past runs, newest first."""
     journal = obj.store(SystemClock().now)
     try:
-        runs = journal.runs(limit)
+        runs = [_as_seen(journal, r) for r in journal.runs(limit)]
         if as_json:
             click.echo(json.dumps([asdict(r) for r in runs], indent=2))
             return
@@ -288,7 +302,8 @@ def history(obj: Context, limit: int, as_json: bool) -> None:
         for col in ("run", "started (UTC)", "ended", "kind", "outcome", "actions", "source", "by"):
             table.add_column(col)
         for r in runs:
-            table.add_row(
+            add_row(
+                table,
                 r.id,
                 _when(r.started_at),
                 _when(r.ended_at),
@@ -315,6 +330,7 @@ def show_run(obj: Context, run_id: str, as_json: bool) -> None:
         if run is None:
             obj.out.error(f"no run {run_id} (see 'reconciler history')")
             raise SystemExit(EXIT_ERROR)
+        run = _as_seen(journal, run)
         actions = journal.actions(run_id)
         if as_json:
             click.echo(
@@ -331,7 +347,8 @@ def show_run(obj: Context, run_id: str, as_json: bool) -> None:
         for col in ("#", "action", "status", "duration", "attempts", "error"):
             table.add_column(col)
         for a in actions:
-            table.add_row(
+            add_row(
+                table,
                 str(a.seq),
                 a.action_id,
                 a.status,
@@ -371,12 +388,25 @@ def _print_hook(obj: Context, action_id: str, hook: object) -> None:
 
 @click.command("force-unlock")
 @click.argument("lock_id")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Remove the lock even if its holder may be alive (its process runs, or its lease "
+    "has not expired).",
+)
 @click.pass_obj
-def force_unlock(obj: Context, lock_id: str) -> None:
-    """Remove a cluster lock left by an apply that is gone (see the lock id in its error)."""
+def force_unlock(obj: Context, lock_id: str, force: bool) -> None:
+    """Remove a cluster lock left by an apply that is gone (see the lock id in its error).
+
+    The holder is checked first: a lock whose process still runs on this host, or whose
+    lease has not expired, is refused without --force.
+    """
     journal = obj.store(SystemClock().now)
     try:
-        lock = journal.force_unlock(lock_id)
+        lock = journal.force_unlock(lock_id, force=force)
+    except LockLive as live:
+        obj.out.error(str(live))
+        raise SystemExit(EXIT_ERROR) from live
     finally:
         journal.close()
     if lock is None:

@@ -22,6 +22,7 @@ from reconciler.cli.reconcile_commands import drift, reconcile
 from reconciler.cli.render import plan_lines, review_lines
 from reconciler.cli.render_markdown import plan_dot, plan_markdown
 from reconciler.cli.resource_commands import demo, schema
+from reconciler.cli.safe_text import visible
 from reconciler.cli.sim_commands import sim
 from reconciler.cli.worker_commands import schedule, worker, workers
 from reconciler.manifest.errors import ManifestLoadError
@@ -30,6 +31,7 @@ from reconciler.manifest.load import load_paths
 from reconciler.providers.base import ProviderError
 from reconciler.providers.postgres import StateDatabaseError
 from reconciler.runtime.apply import SigningKeyError, saved_plan_text, signing_key
+from reconciler.runtime.journal import JournalError
 from reconciler.runtime.review import GitReview, plan_git
 from reconciler.runtime.workflow import observe as observe_estate
 from reconciler.runtime.workflow import plan_paths
@@ -273,7 +275,7 @@ def plan(
         click.echo(plan_dot(result), nl=False)
     else:
         for line in review_lines(review) if review is not None else []:
-            obj.out.console.print(line, markup=False, highlight=False)  # refs are user text
+            obj.out.console.print(visible(line), markup=False, highlight=False)  # user text
         for line in plan_lines(result, colour=obj.out.interactive):
             obj.out.console.print(line, markup=obj.out.interactive, highlight=False)
         if out_file is not None:
@@ -305,8 +307,8 @@ def main(argv: list[str] | None = None) -> None:
         code = cli.main(args=argv, prog_name="reconciler", standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except (ProviderError, StateDatabaseError) as exc:
-        click.echo(f"error: {exc}", err=True)
+    except (ProviderError, JournalError, StateDatabaseError) as exc:
+        click.echo(visible(f"error: {exc}"), err=True)
         code = EXIT_ERROR
     except ManifestLoadError as exc:
         for err in exc.errors:

@@ -186,7 +186,7 @@ class SimProvider:
 
         At most the cluster's max_parallel_migrations run at once; a further one waits for a
         slot (the notes' progress bar sitting at 50%). Those running share the live-migration
-        link fairly, so each takes longer than alone (DOMAIN.md section 8).
+        link fairly, so each takes longer than alone (docs/domain.md section 8).
         """
         self._require_world()
         if len({a.cluster for a in actions}) != 1 or any(

@@ -23,6 +23,7 @@ from reconciler.runtime.journal import (
     ActionRecord,
     DriftRecord,
     LockHeld,
+    LockLive,
     LockRecord,
     RunRecord,
     _pid_alive,
@@ -332,31 +333,31 @@ class PostgresJournal:
         ]
 
     def interrupted_runs(self) -> list[RunRecord]:
-        """Runs marked running whose process is gone: dead here, or silent elsewhere.
+        """Runs marked running whose process is gone (see ``process_gone``)."""
+        rows = self.conn.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE outcome = 'running' ORDER BY started_at"
+        ).fetchall()
+        return [run for run in (RunRecord(*r) for r in rows) if self.process_gone(run)]
+
+    def process_gone(self, run: RunRecord) -> bool:
+        """A running run whose process is dead here, or silent elsewhere.
 
         A run on another host counts as gone once it holds no live lease and its worker's
         heartbeat (if it is a worker) is older than ``WORKER_STALE_SECONDS``.
         """
+        if run.outcome != "running":
+            return False
         _, host, _ = whoami()
+        if run.host == host:
+            return not _pid_alive(run.pid)
         now = self.clock()
-        rows = self.conn.execute(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE outcome = 'running' ORDER BY started_at"
-        ).fetchall()
-        out = []
-        for run in (RunRecord(*r) for r in rows):
-            if run.host == host:
-                gone = not _pid_alive(run.pid)
-            else:
-                alive = self.conn.execute(
-                    "SELECT 1 FROM locks WHERE run_id = %s AND expires_at > %s UNION ALL "
-                    "SELECT 1 FROM reconciler_workers WHERE host = %s AND pid = %s "
-                    "AND heartbeat_at > %s",
-                    (run.id, now, run.host, run.pid, now - WORKER_STALE_SECONDS),
-                ).fetchone()
-                gone = alive is None
-            if gone:
-                out.append(run)
-        return out
+        alive = self.conn.execute(
+            "SELECT 1 FROM locks WHERE run_id = %s AND expires_at > %s UNION ALL "
+            "SELECT 1 FROM reconciler_workers WHERE host = %s AND pid = %s "
+            "AND heartbeat_at > %s",
+            (run.id, now, run.host, run.pid, now - WORKER_STALE_SECONDS),
+        ).fetchone()
+        return alive is None
 
     def mark_interrupted(self, run: RunRecord) -> str:
         acts = self.actions(run.id)
@@ -531,8 +532,33 @@ class PostgresJournal:
             "DELETE FROM locks WHERE lock_id = ANY(%s)", ([lock.lock_id for lock in locks],)
         )
 
-    def force_unlock(self, lock_id: str) -> LockRecord | None:
-        row = self.conn.execute(
-            f"DELETE FROM locks WHERE lock_id = %s RETURNING {_LOCK_COLUMNS}", (lock_id,)
-        ).fetchone()
-        return LockRecord(*row) if row else None
+    def lock_is_live(self, lock: LockRecord) -> str | None:
+        """Why a lease still counts (its holder may be at work), or None if it is stale."""
+        _, host, _ = whoami()
+        now = self.clock()
+        if lock.expires_at <= now:
+            return None
+        if lock.host == host:
+            if not _pid_alive(lock.pid):
+                return None
+            return f"process {lock.pid} on this host ({host}) is still running"
+        return (
+            f"it is held from another host ({lock.host}), whose process cannot be checked "
+            f"from here, and its lease runs {lock.expires_at - now:.0f} s more (it is renewed "
+            "while its holder lives)"
+        )
+
+    def force_unlock(self, lock_id: str, force: bool = False) -> LockRecord | None:
+        """Remove a lease whose holder is gone; a live one only with ``force`` (LockLive)."""
+        with self.conn.transaction():
+            row = self.conn.execute(
+                f"SELECT {_LOCK_COLUMNS} FROM locks WHERE lock_id = %s FOR UPDATE", (lock_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            lock = LockRecord(*row)
+            live = self.lock_is_live(lock)
+            if live is not None and not force:
+                raise LockLive(lock, live)
+            self.conn.execute("DELETE FROM locks WHERE lock_id = %s", (lock_id,))
+        return lock
