@@ -1070,7 +1070,16 @@ class _ClusterPlanner:
             "verify_node",
             f"Node/{name}",
             name,
-            {"node": name, "patch_level": level, "test_vm": test_vm},
+            {
+                "node": name,
+                "patch_level": level,
+                "test_vm": test_vm,
+                # What the manifests say the node's switches are: verified against them.
+                "switches": {
+                    sw.name: switch_to_params(sw.config)
+                    for sw in self.desired.switches_of(self.cluster)
+                },
+            },
             depends_on=after,
             reason=f"{name} up, at {level}" + (f", {test_vm} can run there" if test_vm else ""),
         )

@@ -152,7 +152,10 @@ class SimProvider:
                 return Outcome("precondition_failed", "; ".join(result.failures))
             if result.done:
                 return Outcome("already_done", f"{action.target} is already as desired")
-            if action.type in ("migrate_vm", "test_live_migration"):
+            # verify_node live-migrates the cluster's test VM onto the node and back.
+            if action.type in ("migrate_vm", "test_live_migration") or (
+                action.type == "verify_node" and action.params.get("test_vm")
+            ):
                 failed = self.store.take_migration_failure(conn, action.cluster)
                 if failed:
                     seconds = self._record_moves(conn, before, action, "failed")
@@ -267,11 +270,11 @@ class SimProvider:
     # --- physics ----------------------------------------------------------------------------
 
     def _record_moves(self, conn: WorldTx, estate: Estate, action: Action, outcome: str) -> float:
-        vm = estate.vms[action.params["vm"]]
+        vm = estate.vms[action.params.get("vm") or action.params["test_vm"]]
         cluster = estate.clusters[vm.cluster]
         factor = self.store.link_factor(conn, cluster.name)
         now = self.store.clock(conn)
-        if action.type == "test_live_migration":
+        if action.type in ("test_live_migration", "verify_node"):
             legs = [(vm.node, action.params["node"]), (action.params["node"], vm.node)]
             method = "live"
         else:
@@ -343,7 +346,7 @@ class SimProvider:
             raise ProviderError(
                 f"no simulated world in {self.store.location}: "
                 "create one with 'reconciler sim init WORLD.yaml' "
-                "(try manifests/worlds/demo.yaml)"
+                "(try manifests/worlds/demo.yaml, which 'reconciler demo' writes)"
             )
 
     # --- setting up and disturbing the world (sim-only) -------------------------------------
