@@ -25,6 +25,7 @@ from reconciler.cli.resource_commands import demo, schema
 from reconciler.cli.safe_text import visible
 from reconciler.cli.sim_commands import sim
 from reconciler.cli.worker_commands import schedule, worker, workers
+from reconciler.engine.health import observed_conditions
 from reconciler.manifest.errors import ManifestLoadError
 from reconciler.manifest.gitsource import GitSourceError
 from reconciler.manifest.load import load_paths
@@ -173,9 +174,14 @@ def observe(obj: Context, fmt: str, status: bool) -> None:
             estate = observe_estate(provider, bar)
     finally:
         provider.close()
+    conditions = [c.note() for c in observed_conditions(estate)]
     if fmt == "json":
         click.echo(json.dumps(to_documents(estate, status=status), indent=2))
+        for line in conditions:
+            click.echo(line, err=True)  # stderr: the JSON stays the documents
     else:
+        # YAML comments: the output stays valid manifests.
+        click.echo("".join(f"# {line}\n" for line in conditions), nl=False)
         click.echo(to_yaml(estate, status=status), nl=False)
 
 
