@@ -62,7 +62,7 @@ class Plan:
     notes: tuple[str, ...] = ()
     manifests: tuple[str, ...] = ()
     changed_objects: tuple[str, ...] = field(default=())
-    manifests_digest: str = ""  # of the desired state the plan was made from
+    manifests_digest: str = ""  # of the manifest files the plan was made from, if read from files
 
     @property
     def blocked(self) -> bool:

@@ -1167,7 +1167,6 @@ def make_plan(
         notes=tuple(notes),
         manifests=tuple(manifests),
         changed_objects=tuple(changed),
-        manifests_digest=fingerprint(object_digests(desired)),
     )
 
 
