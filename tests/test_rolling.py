@@ -62,6 +62,7 @@ def demo_variant(
     max_unavailable: int | None = None,
     cluster_extra: str = "",
     maintenance: Sequence[str] = (),
+    resumed: Sequence[str] = (),
     edit_vms: Callable[[str], str] | None = None,
 ) -> Path:
     """A copy of manifests/demo: every node at 2010-07 and a rolling update, unless told not."""
@@ -75,6 +76,8 @@ def demo_variant(
         name = re.search(r"^  name: (\S+)$", doc, re.MULTILINE)
         if name and name.group(1) in maintenance:
             docs[i] = doc.rstrip("\n") + "\n  maintenance: true\n"
+        if name and name.group(1) in resumed:
+            docs[i] = doc.rstrip("\n") + "\n  maintenance: false\n"
     nodes_file.write_text("\n---\n".join(docs))
     cluster = cluster_extra
     if cycle is not None:
@@ -567,8 +570,18 @@ class TestNodeMaintenance:
     ) -> None:
         drained = make_plan(desired_of(variants(cycle=None, maintenance=["hv03"])), converged())
         paused = replayed(converged(), drained.actions)
-        plan = make_plan(desired_of(DEMO), paused)
+        plan = make_plan(desired_of(variants(cycle=None, resumed=["hv03"])), paused)
         assert [a.id for a in plan.actions] == ["resume_node:hv03"]
+
+    def test_maintenance_left_out_leaves_a_paused_node_paused(
+        self, variants: Callable[..., Path]
+    ) -> None:
+        # Unset means unmanaged: an operator's pause stands, and nothing moves back onto it.
+        drained = make_plan(desired_of(variants(cycle=None, maintenance=["hv03"])), converged())
+        paused = replayed(converged(), drained.actions)
+        plan = make_plan(desired_of(DEMO), paused)
+        assert plan.actions == ()
+        assert not plan.blocked
 
 
 class TestBalance:

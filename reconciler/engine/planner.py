@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
+from reconciler.engine.changes import switch_changes
 from reconciler.engine.diff import ObjectDiff, diff_estates
 from reconciler.engine.placement import (
     choose_destination,
@@ -25,11 +26,19 @@ from reconciler.engine.plan import (
     object_digests,
     prior_state_of,
 )
+from reconciler.engine.residual import unresolved
 from reconciler.engine.safety import replay
 from reconciler.engine.targets import target_closure
+from reconciler.engine.unset import adopt_unmanaged, mark_defaults
 from reconciler.model.actions import DISRUPTION, Action, ActionType, Disruption
 from reconciler.model.capacity import usable_memory_mib, used_memory_mib, vm_cost_mib
-from reconciler.model.physics import action_seconds, estimate_move, max_parallel_migrations
+from reconciler.model.compare import same_nics
+from reconciler.model.physics import (
+    action_seconds,
+    actions_makespan,
+    estimate_move,
+    max_parallel_migrations,
+)
 from reconciler.model.platforms import platform
 from reconciler.model.quorum import effective_quorum, failures_tolerated
 from reconciler.model.records import Cluster, Disk, Estate, VirtualMachine
@@ -175,16 +184,13 @@ class _ClusterPlanner:
                 want.uplink_nic,
                 want.management_os,
             ):
-                before = "missing" if have is None else f"{have.type} on {have.uplink_nic}"
                 aid = self.emit(
                     "match_vswitch",
                     f"Node/{node_name}",
                     subject,
                     {"node": node_name, "switch": switch.name, "config": switch_to_params(want)},
                     reason=f"{reason}: switch {switch.name} must be identical on every node",
-                    changes={
-                        f"switch.{switch.name}": (before, f"{want.type} on {want.uplink_nic}")
-                    },
+                    changes=switch_changes(switch.name, have, want),
                 )
             elif (have.allowed_vlans, have.native_vlan) != (want.allowed_vlans, want.native_vlan):
                 aid = self.emit(
@@ -198,12 +204,7 @@ class _ClusterPlanner:
                         "native_vlan": want.native_vlan,
                     },
                     reason=f"{reason}: trunk of {switch.name} differs from the manifest",
-                    changes={
-                        f"switch.{switch.name}.vlan_trunk.allowed": (
-                            format_vlan_list(have.allowed_vlans),
-                            format_vlan_list(want.allowed_vlans),
-                        )
-                    },
+                    changes=switch_changes(switch.name, have, want),
                 )
             else:
                 continue
@@ -590,7 +591,7 @@ class _ClusterPlanner:
             steps.append(
                 ("set_vm", params, "memory or vCPUs differ from the manifest", changes, [])
             )
-        if want.nics != have.nics:
+        if not same_nics(want.nics, have.nics):
             self.block(
                 "unsupported",
                 target,
@@ -1126,6 +1127,7 @@ def make_plan(
     ``diffs``: ``diff_estates(desired, observed)`` when the caller has it already.
     ``on_cluster``: called with each cluster's name once it is planned (progress).
     """
+    desired = adopt_unmanaged(desired, observed)  # a field left out keeps the world's value
     actions: list[Action] = []
     violations: list[PlanViolation] = []
     notes: list[str] = []
@@ -1144,7 +1146,7 @@ def make_plan(
     actions = _ordered(actions)
     if target is not None:
         actions = target_closure(actions, target)
-    _, replayed = replay(observed, desired, actions)
+    projected, replayed = replay(observed, desired, actions)
     known = {(v.rule, v.target) for v in violations}
     # A step already named by a policy rule (never, downtime, delete) needs no second,
     # generic "precondition" entry saying the same thing.
@@ -1155,18 +1157,20 @@ def make_plan(
         if (v.rule, v.target) not in known
         and not (v.rule == "precondition" and v.action in explained)
     )
+    violations = unresolved(desired, projected, violations, target)
     digests = object_digests(observed)
     if diffs is None:
         diffs = diff_estates(desired, observed)
     changed = sorted({d.ref for d in diffs})
     return Plan(
-        actions=tuple(actions),
+        actions=tuple(mark_defaults(desired, actions)),
         violations=tuple(violations),
         fingerprint=fingerprint(digests),
         prior_state=prior_state_of(actions, digests),
         notes=tuple(notes),
         manifests=tuple(manifests),
         changed_objects=tuple(changed),
+        makespan_seconds=actions_makespan(actions, observed),
     )
 
 
