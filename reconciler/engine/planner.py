@@ -1174,7 +1174,6 @@ def make_plan(
         manifests=tuple(manifests),
         changed_objects=tuple(changed),
         makespan_seconds=actions_makespan(actions, observed),
-        manifests_digest=fingerprint(object_digests(desired)),
     )
 
 
