@@ -35,7 +35,8 @@ from reconciler.model.records import Estate, kind_of
 from reconciler.providers.base import Provider
 from reconciler.runtime.clock import Clock
 from reconciler.runtime.executor import Executor, OnFailure, Progress, RetryPolicy, RunReport
-from reconciler.runtime.journal import LOCK_TTL_SECONDS, Journal, LockHeld, LockRecord
+from reconciler.runtime.journal import LOCK_TTL_SECONDS, LockHeld, LockRecord
+from reconciler.runtime.store.base import StateStore
 from reconciler.runtime.workflow import load_desired
 
 PLAN_KEY_ENV = "RECONCILER_PLAN_KEY"
@@ -205,7 +206,7 @@ def _manifests_of(plan: Plan, cache_dir: Path | None) -> Estate | None:
 
 
 def take_locks(
-    journal: Journal, clusters: list[str], lock_timeout: float, clock: Clock
+    journal: StateStore, clusters: list[str], lock_timeout: float, clock: Clock
 ) -> tuple[list[LockRecord], list[str]]:
     """Every cluster's lock, waiting up to ``lock_timeout`` on the clock; LockHeld after."""
     deadline = clock.now() + lock_timeout
@@ -218,7 +219,7 @@ def take_locks(
             clock.sleep(min(5.0, max(0.1, deadline - clock.now())))
 
 
-def close_interrupted(journal: Journal) -> list[str]:
+def close_interrupted(journal: StateStore) -> list[str]:
     """Close the runs whose process is gone; one line each saying how far it got."""
     return [
         f"Run {run.id} was {journal.mark_interrupted(run)}" for run in journal.interrupted_runs()
@@ -239,7 +240,7 @@ class Applied:
 def apply_plan(
     plan: Plan,
     provider: Provider,
-    journal: Journal,
+    journal: StateStore,
     clock: Clock,
     progress: Progress,
     locks: list[LockRecord],
@@ -262,7 +263,10 @@ def apply_plan(
     """
     owns_run = run_id is None
     if run_id is None:
-        run_id = journal.start_run(plan.digest(), source, len(plan.actions), kind, commit_id)
+        clusters = ",".join(sorted({a.cluster for a in plan.actions}))
+        run_id = journal.start_run(
+            plan.digest(), source, len(plan.actions), kind, commit_id, clusters
+        )
     journal.attach_run(locks, run_id)
 
     def halt(action: Action) -> str | None:
