@@ -14,6 +14,7 @@ from typing import Any
 
 from reconciler.engine.changes import switch_changes
 from reconciler.engine.diff import ObjectDiff, diff_estates
+from reconciler.engine.health import moves_onto_unhealthy, observed_conditions
 from reconciler.engine.placement import (
     choose_destination,
     destination_problems,
@@ -1156,7 +1157,9 @@ def make_plan(
         if (v.rule, v.target) not in known
         and not (v.rule == "precondition" and v.action in explained)
     )
+    violations.extend(moves_onto_unhealthy(actions, observed))
     violations = unresolved(desired, projected, violations, target)
+    notes.extend(c.note() for c in observed_conditions(observed, desired))
     digests = object_digests(observed)
     if diffs is None:
         diffs = diff_estates(desired, observed)
@@ -1170,7 +1173,6 @@ def make_plan(
         manifests=tuple(manifests),
         changed_objects=tuple(changed),
         makespan_seconds=actions_makespan(actions, observed),
-        manifests_digest=fingerprint(object_digests(desired)),
     )
 
 
