@@ -59,6 +59,10 @@ SlotKey = tuple[Controller, int, int]
 
 # Object names as the schema allows them; YAML-looking ones ("1e3", "null", "0x1F") included.
 names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,15}", fullmatch=True)
+# Host names: NetBIOS and DNS at once (15 characters, no '.' or '_'); "1e3" and "null" included.
+node_names_ = st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9-]{0,13}[A-Za-z0-9])?", fullmatch=True).filter(
+    lambda n: not n.isdigit()
+)
 
 # Free text: any printable characters, including quotes, backslashes, '#', ': ' and non-ASCII.
 texts = st.text(
@@ -142,8 +146,9 @@ def _switch_config(draw: st.DrawFn, nic_names: list[str]) -> SwitchConfig:
         | st.frozensets(st.integers(VLAN_MIN, 12), max_size=10)  # runs fold into ranges
         | st.just(frozenset({VLAN_MIN, VLAN_MAX}))
     )
-    # A trunk needs an allowed list; the dumper writes vlan_trunk only when there is one.
-    native = draw(st.none() | vlan_ids) if allowed else None
+    # A trunk needs an allowed list and its native VLAN; the dumper writes vlan_trunk only
+    # when there is an allowed list.
+    native = draw(vlan_ids) if allowed else None
     return SwitchConfig(
         type=kind,
         uplink_nic=uplink,
@@ -234,7 +239,7 @@ def _vm(
         name=name,
         cluster=cluster.name,
         memory_mib=draw(st.integers(32, 2048)),
-        vcpus=draw(st.integers(1, 240)),
+        vcpus=draw(st.integers(1, profile.max_vm_vcpus(generation))),
         generation=generation,
         node=draw(st.none() | st.sampled_from(cluster.nodes)),
         power_state=draw(st.sampled_from(["running", "off"])),
@@ -284,7 +289,7 @@ def estates(draw: st.DrawFn) -> Estate:
     platform_name = draw(st.sampled_from(PLATFORM_NAMES))
     profile = platform(platform_name)
     cluster_name = draw(names)
-    node_names = draw(st.lists(names, min_size=1, max_size=5, unique=True))
+    node_names = draw(st.lists(node_names_, min_size=1, max_size=5, unique=True))
     networks = draw(_networks())
     network_names = [n.name for n in networks]
     vm_names = draw(st.lists(names, max_size=6, unique=True))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
@@ -17,16 +18,24 @@ from reconciler.cli.apply_commands import apply, force_unlock, history, show_run
 from reconciler.cli.context import EXIT_BLOCKED, EXIT_CHANGES, EXIT_ERROR, EXIT_OK, Context
 from reconciler.cli.doctor_command import doctor
 from reconciler.cli.logs import configure as configure_logs
+from reconciler.cli.plan_progress import plan_bar
 from reconciler.cli.reconcile_commands import drift, reconcile
 from reconciler.cli.render import plan_lines, review_lines
 from reconciler.cli.render_markdown import plan_dot, plan_markdown
 from reconciler.cli.resource_commands import demo, schema
+from reconciler.cli.safe_text import visible
 from reconciler.cli.sim_commands import sim
+from reconciler.cli.worker_commands import schedule, worker, workers
+from reconciler.engine.health import observed_conditions
 from reconciler.manifest.errors import ManifestLoadError
 from reconciler.manifest.gitsource import GitSourceError
 from reconciler.manifest.load import load_paths
 from reconciler.providers.base import ProviderError
+from reconciler.providers.postgres import StateDatabaseError
+from reconciler.runtime.apply import SigningKeyError, saved_plan_text, signing_key
+from reconciler.runtime.journal import JournalError
 from reconciler.runtime.review import GitReview, plan_git
+from reconciler.runtime.workflow import observe as observe_estate
 from reconciler.runtime.workflow import plan_paths
 
 
@@ -57,6 +66,14 @@ def _print_version(ctx: click.Context) -> None:
     help="Where the simulator world, journal and locks live (env RECONCILER_STATE_DIR).",
 )
 @click.option(
+    "--state-url",
+    envvar="RECONCILER_STATE_URL",
+    default=None,
+    metavar="URL",
+    help="postgresql://... : keep the journal, locks, drift, plans and the simulated world "
+    "in this database instead of --state-dir (env RECONCILER_STATE_URL).",
+)
+@click.option(
     "--provider",
     envvar="RECONCILER_PROVIDER",
     default="sim",
@@ -80,7 +97,12 @@ def _print_version(ctx: click.Context) -> None:
 )
 @click.pass_context
 def cli(
-    ctx: click.Context, state_dir: Path, provider: str, connections: Path | None, log_format: str
+    ctx: click.Context,
+    state_dir: Path,
+    state_url: str | None,
+    provider: str,
+    connections: Path | None,
+    log_format: str,
 ) -> None:
     """Declarative reconciler for Hyper-V failover clusters.
 
@@ -96,7 +118,7 @@ def cli(
       3  changes blocked by a safety rule
     """
     configure_logs(log_format)
-    ctx.obj = Context(state_dir, provider, log_format, connections)
+    ctx.obj = Context(state_dir, provider, log_format, state_url, connections)
 
 
 @cli.command()
@@ -160,13 +182,20 @@ def observe(obj: Context, fmt: str, status: bool) -> None:
     from reconciler.manifest.dump import to_documents, to_yaml
 
     provider = obj.provider_instance()
+    bar = plan_bar(obj, text_output=fmt == "yaml")
     try:
-        estate = provider.observe()
+        with bar or nullcontext():
+            estate = observe_estate(provider, bar)
     finally:
         provider.close()
+    conditions = [c.note() for c in observed_conditions(estate)]
     if fmt == "json":
         click.echo(json.dumps(to_documents(estate, status=status), indent=2))
+        for line in conditions:
+            click.echo(line, err=True)  # stderr: the JSON stays the documents
     else:
+        # YAML comments: the output stays valid manifests.
+        click.echo("".join(f"# {line}\n" for line in conditions), nl=False)
         click.echo(to_yaml(estate, status=status), nl=False)
 
 
@@ -234,7 +263,9 @@ def plan(
     provider = obj.provider_instance()
     try:
         if git_repo is None:
-            planned = plan_paths(list(paths), provider, target, obj.cache_dir)
+            bar = plan_bar(obj, text_output=fmt == "text" and not as_json)
+            with bar or nullcontext():
+                planned = plan_paths(list(paths), provider, target, obj.cache_dir, bar)
         else:
             from_git = plan_git(git_repo, head or "HEAD", base, list(paths), provider, target)
             planned, review = from_git.planned, from_git.review
@@ -247,10 +278,12 @@ def plan(
     if target and not result.actions and target not in result.prior_state:
         obj.out.error(f"no object {target} in the observed estate (use Kind/name)")
         raise SystemExit(EXIT_ERROR)
-    saved = result.dumps()
-    if review is not None:
-        saved = json.dumps({**result.to_json(), "git": review.as_json()}, indent=2, sort_keys=True)
-        saved += "\n"
+    try:
+        key = signing_key()
+    except SigningKeyError as exc:
+        obj.out.error(str(exc))
+        raise SystemExit(EXIT_ERROR) from exc
+    saved = saved_plan_text(result, {"git": review.as_json()} if review else None, key)
     if out_file is not None:
         out_file.parent.mkdir(parents=True, exist_ok=True)
         out_file.write_text(saved)
@@ -262,7 +295,7 @@ def plan(
         click.echo(plan_dot(result), nl=False)
     else:
         for line in review_lines(review) if review is not None else []:
-            obj.out.console.print(line, markup=False, highlight=False)  # refs are user text
+            obj.out.console.print(visible(line), markup=False, highlight=False)  # user text
         for line in plan_lines(result, colour=obj.out.interactive):
             obj.out.console.print(line, markup=obj.out.interactive, highlight=False)
         if out_file is not None:
@@ -285,6 +318,9 @@ cli.add_command(reconcile)
 cli.add_command(drift)
 cli.add_command(schema)
 cli.add_command(demo)
+cli.add_command(worker)
+cli.add_command(workers)
+cli.add_command(schedule)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -292,8 +328,8 @@ def main(argv: list[str] | None = None) -> None:
         code = cli.main(args=argv, prog_name="reconciler", standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except ProviderError as exc:
-        click.echo(f"error: {exc}", err=True)
+    except (ProviderError, JournalError, StateDatabaseError) as exc:
+        click.echo(visible(f"error: {exc}"), err=True)
         code = EXIT_ERROR
     except ManifestLoadError as exc:
         for err in exc.errors:

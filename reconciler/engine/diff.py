@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from reconciler.engine.unset import adopt_unmanaged
+from reconciler.model.compare import nic_key, same_nics
 from reconciler.model.quorum import effective_quorum
 from reconciler.model.records import (
     Cluster,
@@ -147,19 +149,23 @@ def vm_fields(desired: VirtualMachine, observed: VirtualMachine) -> list[FieldCh
                 out.append(FieldChange(f"{path}.{attr}", a, b))
     for name, disk in sorted(have.items()):
         out.append(FieldChange(f"spec.disks[{name}]", _disk_text(disk), None))
-    if tuple(observed.nics) != tuple(desired.nics):
+    if not same_nics(observed.nics, desired.nics):
         out.append(
             FieldChange(
                 "spec.nics",
-                [f"{n.switch}/{n.vlan or 'untagged'}" for n in observed.nics],
-                [f"{n.switch}/{n.vlan or 'untagged'}" for n in desired.nics],
+                [f"{n}: {s}/{v or 'untagged'}" for n, s, v in nic_key(observed.nics)],
+                [f"{n}: {s}/{v or 'untagged'}" for n, s, v in nic_key(desired.nics)],
             )
         )
     return out
 
 
 def diff_estates(desired: Estate, observed: Estate) -> list[ObjectDiff]:
-    """Every desired object that is missing or differs, in a stable order."""
+    """Every desired object that is missing or differs, in a stable order.
+
+    A field the manifests leave out is not managed (engine/unset.py): it never differs.
+    """
+    desired = adopt_unmanaged(desired, observed)
     out: list[ObjectDiff] = []
     for name, c in sorted(desired.clusters.items()):
         o = observed.clusters.get(name)

@@ -12,17 +12,34 @@ from dataclasses import dataclass, field, replace
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
+from reconciler.engine.changes import switch_changes
 from reconciler.engine.diff import ObjectDiff, diff_estates
+from reconciler.engine.health import moves_onto_unhealthy, observed_conditions
 from reconciler.engine.placement import (
     choose_destination,
     destination_problems,
     in_service,
 )
-from reconciler.engine.plan import Plan, PlanViolation, fingerprint, object_digests
+from reconciler.engine.plan import (
+    Plan,
+    PlanViolation,
+    fingerprint,
+    object_digests,
+    prior_state_of,
+)
+from reconciler.engine.residual import unresolved
 from reconciler.engine.safety import replay
+from reconciler.engine.targets import target_closure
+from reconciler.engine.unset import adopt_unmanaged, mark_defaults
 from reconciler.model.actions import DISRUPTION, Action, ActionType, Disruption
 from reconciler.model.capacity import usable_memory_mib, used_memory_mib, vm_cost_mib
-from reconciler.model.physics import action_seconds, estimate_move, max_parallel_migrations
+from reconciler.model.compare import same_nics
+from reconciler.model.physics import (
+    action_seconds,
+    actions_makespan,
+    estimate_move,
+    max_parallel_migrations,
+)
 from reconciler.model.platforms import platform
 from reconciler.model.quorum import effective_quorum, failures_tolerated
 from reconciler.model.records import Cluster, Disk, Estate, VirtualMachine
@@ -47,6 +64,7 @@ class _ClusterPlanner:
     node_ready: dict[str, list[str]] = field(default_factory=dict)  # before a node is a target
     volume_ready: dict[str, list[str]] = field(default_factory=dict)
     migrations: list[str] = field(default_factory=list)
+    leaving: dict[str, list[str]] = field(default_factory=dict)  # source node -> its moves
 
     # --- emitting ---------------------------------------------------------------------------
 
@@ -168,16 +186,13 @@ class _ClusterPlanner:
                 want.uplink_nic,
                 want.management_os,
             ):
-                before = "missing" if have is None else f"{have.type} on {have.uplink_nic}"
                 aid = self.emit(
                     "match_vswitch",
                     f"Node/{node_name}",
                     subject,
                     {"node": node_name, "switch": switch.name, "config": switch_to_params(want)},
                     reason=f"{reason}: switch {switch.name} must be identical on every node",
-                    changes={
-                        f"switch.{switch.name}": (before, f"{want.type} on {want.uplink_nic}")
-                    },
+                    changes=switch_changes(switch.name, have, want),
                 )
             elif (have.allowed_vlans, have.native_vlan) != (want.allowed_vlans, want.native_vlan):
                 aid = self.emit(
@@ -191,12 +206,7 @@ class _ClusterPlanner:
                         "native_vlan": want.native_vlan,
                     },
                     reason=f"{reason}: trunk of {switch.name} differs from the manifest",
-                    changes={
-                        f"switch.{switch.name}.vlan_trunk.allowed": (
-                            format_vlan_list(have.allowed_vlans),
-                            format_vlan_list(want.allowed_vlans),
-                        )
-                    },
+                    changes=switch_changes(switch.name, have, want),
                 )
             else:
                 continue
@@ -213,7 +223,7 @@ class _ClusterPlanner:
         return ids
 
     def add_nodes(self, desired: Cluster, member_fixes: list[str]) -> list[tuple[str, str]]:
-        """The add-node procedure of DOMAIN.md section 2, steps 1-5, per new node."""
+        """The add-node procedure of docs/domain.md section 2, steps 1-5, per new node."""
         joined: list[tuple[str, str]] = []
         current = self.state.clusters[self.cluster]
         new = [n for n in desired.nodes if n not in current.nodes]
@@ -478,15 +488,13 @@ class _ClusterPlanner:
         )
         if aid:
             self.migrations.append(aid)
+            if vm.node is not None:
+                self.leaving.setdefault(vm.node, []).append(aid)
         return aid
 
     def _moves_out_of(self, node_name: str) -> list[str]:
         """Moves planned so far that leave ``node_name``: they make room there."""
-        return [
-            a.id
-            for a in self.actions
-            if a.type == "migrate_vm" and a.params.get("source") == node_name
-        ]
+        return list(self.leaving.get(node_name, ()))
 
     def _pin_not_ready(self, want: VirtualMachine) -> bool:
         """A running VM pinned to a node that cannot take it yet (memory, hard anti-affinity)."""
@@ -583,7 +591,7 @@ class _ClusterPlanner:
             steps.append(
                 ("set_vm", params, "memory or vCPUs differ from the manifest", changes, [])
             )
-        if want.nics != have.nics:
+        if not same_nics(want.nics, have.nics):
             self.block(
                 "unsupported",
                 target,
@@ -1063,7 +1071,16 @@ class _ClusterPlanner:
             "verify_node",
             f"Node/{name}",
             name,
-            {"node": name, "patch_level": level, "test_vm": test_vm},
+            {
+                "node": name,
+                "patch_level": level,
+                "test_vm": test_vm,
+                # What the manifests say the node's switches are: verified against them.
+                "switches": {
+                    sw.name: switch_to_params(sw.config)
+                    for sw in self.desired.switches_of(self.cluster)
+                },
+            },
             depends_on=after,
             reason=f"{name} up, at {level}" + (f", {test_vm} can run there" if test_vm else ""),
         )
@@ -1116,13 +1133,16 @@ def make_plan(
     manifests: Sequence[str] = (),
     target: str | None = None,
     diffs: Sequence[ObjectDiff] | None = None,
+    on_cluster: Callable[[str], None] | None = None,
     refuse: Callable[[str, str], str | None] | None = None,
 ) -> Plan:
     """Plan every cluster of the desired state against the observed state.
 
     ``diffs``: ``diff_estates(desired, observed)`` when the caller has it already.
+    ``on_cluster``: called with each cluster's name once it is planned (progress).
     ``refuse(action type, platform)``: why the provider cannot do a step (its capabilities).
     """
+    desired = adopt_unmanaged(desired, observed)  # a field left out keeps the world's value
     actions: list[Action] = []
     violations: list[PlanViolation] = []
     notes: list[str] = []
@@ -1136,12 +1156,14 @@ def make_plan(
         actions.extend(planner.actions)
         violations.extend(planner.violations)
         notes.extend(planner.notes)
+        if on_cluster is not None:
+            on_cluster(cluster_name)
     actions = _ordered(actions)
     if target is not None:
-        actions = _limit_to(actions, target)
+        actions = target_closure(actions, target)
     if refuse is not None:
         violations.extend(_refused(actions, observed, refuse))
-    _, replayed = replay(observed, desired, actions)
+    projected, replayed = replay(observed, desired, actions)
     known = {(v.rule, v.target) for v in violations}
     # A step already named by a policy rule (never, downtime, delete) needs no second,
     # generic "precondition" entry saying the same thing.
@@ -1152,18 +1174,22 @@ def make_plan(
         if (v.rule, v.target) not in known
         and not (v.rule == "precondition" and v.action in explained)
     )
+    violations.extend(moves_onto_unhealthy(actions, observed))
+    violations = unresolved(desired, projected, violations, target)
+    notes.extend(c.note() for c in observed_conditions(observed, desired))
     digests = object_digests(observed)
     if diffs is None:
         diffs = diff_estates(desired, observed)
     changed = sorted({d.ref for d in diffs})
     return Plan(
-        actions=tuple(actions),
+        actions=tuple(mark_defaults(desired, actions)),
         violations=tuple(violations),
         fingerprint=fingerprint(digests),
-        prior_state=digests,
+        prior_state=prior_state_of(actions, digests),
         notes=tuple(notes),
         manifests=tuple(manifests),
         changed_objects=tuple(changed),
+        makespan_seconds=actions_makespan(actions, observed),
     )
 
 
@@ -1185,17 +1211,3 @@ def _ordered(actions: list[Action]) -> list[Action]:
     except CycleError as exc:  # a planner bug, never a user error
         raise RuntimeError(f"dependency cycle in the plan: {' -> '.join(exc.args[1])}") from exc
     return actions
-
-
-def _limit_to(actions: list[Action], target: str) -> list[Action]:
-    """The actions on ``Kind/name`` and everything they depend on."""
-    by_id = {a.id: a for a in actions}
-    wanted: set[str] = set()
-    stack = [a.id for a in actions if a.target == target]
-    while stack:
-        aid = stack.pop()
-        if aid in wanted:
-            continue
-        wanted.add(aid)
-        stack.extend(d for d in by_id[aid].depends_on if d in by_id)
-    return [a for a in actions if a.id in wanted]

@@ -10,7 +10,14 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.manifest.documents import Document, is_manifest_path, read_bytes
+from reconciler.manifest.discovery import select_manifests
+from reconciler.manifest.documents import (
+    NOT_CHECKED,
+    Document,
+    declared_names,
+    is_manifest_path,
+    read_bytes,
+)
 from reconciler.manifest.errors import ManifestError
 from reconciler.manifest.load import LoadResult, load_documents
 
@@ -68,13 +75,21 @@ def load_at(repo: str | Path, ref: str, paths: list[str], world: bool = False) -
     files = manifest_paths(repo, commit, paths)
     docs: list[Document] = []
     errors: list[ManifestError] = []
+    unchecked: set[str] = set()
     for name in files:
         blob = _git(repo, "cat-file", "blob", f"{commit}:{name}")
         label = f"{name}@{commit[:10]}"
         file_docs, file_errors = read_bytes(blob, label)
+        if any(e.message.endswith(NOT_CHECKED) for e in file_errors):
+            unchecked |= declared_names(blob.decode("utf-8", errors="replace"))
         docs.extend(file_docs)
         errors.extend(file_errors)
-    if not files:
+    labels = [f"{name}@{commit[:10]}" for name in files]
+    given = {p.strip("/") for p in paths}
+    named = {label for name, label in zip(files, labels, strict=True) if name in given}
+    docs, errors, kept = select_manifests(named, docs, errors, labels, world)
+    files = [name for name, label in zip(files, labels, strict=True) if label in kept]
+    if not files and not any(e.severity == "error" for e in errors):
         errors.append(
             ManifestError(
                 f"{repo}@{ref}",
@@ -86,5 +101,5 @@ def load_at(repo: str | Path, ref: str, paths: list[str], world: bool = False) -
                 "files ending in .yaml or .yml",
             )
         )
-    result = load_documents(docs, errors, list(files), world)
+    result = load_documents(docs, errors, list(files), world, unchecked)
     return GitManifests(str(repo), ref, commit, tuple(files), result)

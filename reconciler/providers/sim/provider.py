@@ -7,7 +7,7 @@ simulated clock advances; nothing sleeps) and writes the new state in one transa
 from __future__ import annotations
 
 import os
-import sqlite3
+import signal
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -17,20 +17,25 @@ import structlog
 
 from reconciler.model.actions import ACTION_TYPES, Action
 from reconciler.model.capacity import free_memory_mib, vm_cost_mib
-from reconciler.model.migration import ConcurrentMigration, MigrationEstimate, simulate_concurrent
 from reconciler.model.physics import (
     ACTION_SECONDS,
     estimate_move,
     live_inputs,
-    max_parallel_migrations,
-    migration_bandwidth_mib_s,
+    schedule_live_moves,
 )
 from reconciler.model.platforms import PLATFORM_NAMES
 from reconciler.model.quorum import has_quorum, members_up
-from reconciler.model.records import KINDS, Cluster, Estate, VirtualMachine
+from reconciler.model.records import KINDS, Estate, VirtualMachine
 from reconciler.model.rules import apply_rules, placement_problems
+from reconciler.model.timing import makespan
 from reconciler.providers.base import Capabilities, Outcome, ProviderError, Scope
-from reconciler.providers.sim.store import MigrationRecord, WorldStore
+from reconciler.providers.hook import HookResult, run_hook
+from reconciler.providers.sim.store import (
+    MigrationRecord,
+    WorldBackend,
+    WorldTx,
+    open_world_store,
+)
 
 log = structlog.get_logger("reconciler.sim")
 
@@ -40,52 +45,17 @@ log = structlog.get_logger("reconciler.sim")
 CRASH_AFTER = "crash_after"
 CRASH_DURING = "crash_during"
 CRASH_EXIT_CODE = 137
-
-
-def _share_link(
-    cluster: Cluster, vms: Sequence[VirtualMachine], factor: float
-) -> tuple[list[float], list[MigrationEstimate]]:
-    """Start times (a migration waits for one of the cluster's slots) and shared-link physics.
-
-    When a slot frees depends on how fast the running migrations go, which depends on who
-    shares the link: a few rounds of simulate-then-reschedule settle it.
-    """
-    if not vms:
-        return [], []
-    slots = max_parallel_migrations(cluster)
-    bandwidth = migration_bandwidth_mib_s(cluster) * factor
-    starts = [0.0] * len(vms)
-    estimates: list[MigrationEstimate] = []
-    for _ in range(len(vms) + 1):
-        runs = []
-        for vm, start in zip(vms, starts, strict=True):
-            inputs = live_inputs(cluster, vm, factor)
-            runs.append(
-                ConcurrentMigration(
-                    vm.memory_mib,
-                    inputs.dirty_mib_s,
-                    start,
-                    inputs.max_passes,
-                    inputs.threshold_kib,
-                    inputs.setup_seconds,
-                    inputs.resume_seconds,
-                )
-            )
-        estimates = simulate_concurrent(runs, bandwidth)
-        ends = [s + e.total_seconds for s, e in zip(starts, estimates, strict=True)]
-        # The j-th waits until all but (slots - 1) of the migrations before it have ended.
-        new_starts = [0.0 if j < slots else sorted(ends[:j])[j - slots] for j in range(len(vms))]
-        if new_starts == starts:
-            break
-        starts = new_starts
-    return starts, estimates
+# Test hook: the process stops itself (SIGSTOP) inside the N-th action's transaction, so a
+# test can kill -9 it there, mid-apply, holding its lease.
+HANG_MID_ACTION_ENV = "RECONCILER_SIM_HANG_MID_ACTION"
 
 
 class SimProvider:
     name = "sim"
 
-    def __init__(self, state_dir: Path, **_options: Any) -> None:
-        self.store = WorldStore(Path(state_dir))
+    def __init__(self, state_dir: Path, state_url: str | None = None, **_options: Any) -> None:
+        self.store: WorldBackend = open_world_store(Path(state_dir), state_url)
+        self._applied = 0  # actions this provider applied, for the hang test hook
 
     # --- protocol ---------------------------------------------------------------------------
 
@@ -122,9 +92,30 @@ class SimProvider:
     def apply(self, action: Action) -> Outcome:
         self._require_world()
         dies_inside = self._arm_crash_during(1)
+        self._applied += 1
         if action.type not in ACTION_TYPES:
             # Not a state of the world: no retry and no change of the world will make it run.
             return Outcome("permanent_error", f"the simulator has no action type {action.type}")
+        details: dict[str, Any] = {}
+        if action.type == "patch_node" and action.params.get("command"):
+            # The hook runs for real, outside any transaction (it may take an hour); the
+            # node's patch level rises only if it succeeds.
+            before = self.observe_cluster(action.cluster)
+            check = apply_rules(before, action)
+            if check.failures:
+                return Outcome("precondition_failed", "; ".join(check.failures))
+            if check.done:
+                return Outcome("already_done", f"{action.target} is already as desired")
+            hook = self._run_hook(action)
+            details["hook"] = hook.as_details()
+            if not hook.ok:
+                return Outcome(
+                    "permanent_error",
+                    f"{hook.describe(float(action.params.get('timeout_seconds', 3600)))}: "
+                    f"{action.params['node']} stays drained and unpatched; the rolling update "
+                    "stops here (fix the cause, then apply again to carry on)",
+                    details=details,
+                )
         with self.store.transaction() as conn:
             before = self.store.load(conn, cluster=action.cluster)
             result = apply_rules(before, action)
@@ -132,7 +123,10 @@ class SimProvider:
                 return Outcome("precondition_failed", "; ".join(result.failures))
             if result.done:
                 return Outcome("already_done", f"{action.target} is already as desired")
-            if action.type in ("migrate_vm", "test_live_migration"):
+            # verify_node live-migrates the cluster's test VM onto the node and back.
+            if action.type in ("migrate_vm", "test_live_migration") or (
+                action.type == "verify_node" and action.params.get("test_vm")
+            ):
                 failed = self.store.take_migration_failure(conn, action.cluster)
                 if failed:
                     seconds = self._record_moves(conn, before, action, "failed")
@@ -144,14 +138,14 @@ class SimProvider:
                         seconds,
                     )
                 seconds = self._record_moves(conn, before, action, "done")
-                details = self._last_migration_details(conn)
+                details.update(self.store.last_migration(conn))
                 if action.type == "migrate_vm" and action.params["method"] == "live":
                     factor = self.store.link_factor(conn, action.cluster)
                     details["pass_seconds"] = self._pass_seconds(before, action, factor)
             else:
                 seconds = ACTION_SECONDS.get(action.type, 10.0)
-                details = {}
             self.store.save_changes(conn, before, result.estate)
+            self._maybe_hang()
             if dies_inside:
                 os._exit(CRASH_EXIT_CODE)  # the transaction never commits
             self.store.advance_clock(conn, seconds)
@@ -166,7 +160,7 @@ class SimProvider:
 
         At most the cluster's max_parallel_migrations run at once; a further one waits for a
         slot (the notes' progress bar sitting at 50%). Those running share the live-migration
-        link fairly, so each takes longer than alone (DOMAIN.md section 8).
+        link fairly, so each takes longer than alone (docs/domain.md section 8).
         """
         self._require_world()
         if len({a.cluster for a in actions}) != 1 or any(
@@ -197,7 +191,7 @@ class SimProvider:
             cluster = before.clusters[cluster_name]
             factor = self.store.link_factor(conn, cluster_name)
             vms = [before.vms[actions[i].params["vm"]] for i in accepted]
-            starts, estimates = _share_link(cluster, vms, factor)
+            starts, estimates = schedule_live_moves(cluster, vms, factor)
             now = self.store.clock(conn)
             for i, vm, start, est in zip(accepted, vms, starts, estimates, strict=True):
                 action = actions[i]
@@ -230,13 +224,11 @@ class SimProvider:
                         "concurrent": len(accepted),
                     },
                 )
-            makespan = max(
-                (s + e.total_seconds for s, e in zip(starts, estimates, strict=True)), default=0.0
-            )
+            elapsed = makespan(starts, estimates)
             self.store.save_changes(conn, before, state)
             if dies_inside:
                 os._exit(CRASH_EXIT_CODE)
-            self.store.advance_clock(conn, makespan)
+            self.store.advance_clock(conn, elapsed)
             dies_after = bool(accepted) and self.store.count_toward_crash(
                 conn, CRASH_AFTER, len(accepted)
             )
@@ -246,14 +238,12 @@ class SimProvider:
 
     # --- physics ----------------------------------------------------------------------------
 
-    def _record_moves(
-        self, conn: sqlite3.Connection, estate: Estate, action: Action, outcome: str
-    ) -> float:
-        vm = estate.vms[action.params["vm"]]
+    def _record_moves(self, conn: WorldTx, estate: Estate, action: Action, outcome: str) -> float:
+        vm = estate.vms[action.params.get("vm") or action.params["test_vm"]]
         cluster = estate.clusters[vm.cluster]
         factor = self.store.link_factor(conn, cluster.name)
         now = self.store.clock(conn)
-        if action.type == "test_live_migration":
+        if action.type in ("test_live_migration", "verify_node"):
             legs = [(vm.node, action.params["node"]), (action.params["node"], vm.node)]
             method = "live"
         else:
@@ -284,21 +274,6 @@ class SimProvider:
         return total
 
     @staticmethod
-    def _last_migration_details(conn: sqlite3.Connection) -> dict[str, Any]:
-        row = conn.execute(
-            "SELECT total_seconds, downtime_seconds, passes, bytes_sent FROM migrations "
-            "ORDER BY id DESC LIMIT 1"
-        ).fetchone()
-        if row is None:
-            return {}
-        return {
-            "migration_seconds": row[0],
-            "downtime_seconds": row[1],
-            "passes": row[2],
-            "bytes_sent": row[3],
-        }
-
-    @staticmethod
     def _pass_seconds(estate: Estate, action: Action, factor: float) -> list[float]:
         """How long each pre-copy pass takes, for progress shown pass by pass."""
         vm = estate.vms[action.params["vm"]]
@@ -312,6 +287,21 @@ class SimProvider:
             size = min(inputs.memory_mib, inputs.dirty_mib_s * out[-1])
         return out
 
+    def _maybe_hang(self) -> None:
+        hang = os.environ.get(HANG_MID_ACTION_ENV)
+        if hang and hang.isdigit() and int(hang) == self._applied:
+            os.kill(os.getpid(), signal.SIGSTOP)
+
+    @staticmethod
+    def _run_hook(action: Action) -> HookResult:
+        return run_hook(
+            action.params["command"],
+            node=action.params["node"],
+            cluster=action.cluster,
+            rolling_id=action.params["cycle"],
+            timeout_seconds=float(action.params.get("timeout_seconds", 3600)),
+        )
+
     def _arm_crash_during(self, actions: int) -> bool:
         """Count actions toward a crash-during fault, committed before the action's own
         transaction (which the crash rolls back); True when this action is to die inside."""
@@ -323,9 +313,9 @@ class SimProvider:
     def _require_world(self) -> None:
         if not self.store.exists:
             raise ProviderError(
-                f"no simulated world in {self.store.path.parent}: "
+                f"no simulated world in {self.store.location}: "
                 "create one with 'reconciler sim init WORLD.yaml' "
-                "(try manifests/worlds/demo.yaml)"
+                "(try manifests/worlds/demo.yaml, which 'reconciler demo' writes)"
             )
 
     # --- setting up and disturbing the world (sim-only) -------------------------------------
@@ -420,7 +410,7 @@ class SimProvider:
         self._require_world()
         when = "after" if kind == CRASH_AFTER else "during"
         with self.store.transaction() as conn:
-            conn.execute("DELETE FROM faults WHERE kind = ?", (kind,))
+            self.store.clear_faults(conn, kind)
             self.store.add_fault(conn, kind, None, remaining=count)
             self.store.log_event(conn, "fault", f"crash {when} action {count}")
         return [

@@ -21,6 +21,7 @@ from psrpcore.types import PSInt, PSInt64, PSObject, PSUInt64
 from reconciler.model.actions import DISRUPTION, Action
 from reconciler.model.records import Cluster, Disk, Estate, Node, VirtualMachine
 from reconciler.providers.sim.provider import SimProvider
+from reconciler.providers.sim.store import WorldStore
 from reconciler.providers.sim.winrm.binding import PeerError, Spec, bind, error_action_stop
 from reconciler.providers.sim.winrm.cmdlets_read import READ_SPECS
 from reconciler.providers.sim.winrm.cmdlets_write import WRITE_SPECS
@@ -225,21 +226,23 @@ class HyperVPeer:
         """One simulator connection for the peer's life, used under the lock by any thread."""
         if self._sim is None:
             sim = SimProvider(self.state_dir)
-            conn = sqlite3.connect(
-                sim.store.path, isolation_level=None, timeout=30.0, check_same_thread=False
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            sim.store.conn = conn
+            if isinstance(sim.store, WorldStore):
+                conn = sqlite3.connect(
+                    sim.store.path, isolation_level=None, timeout=30.0, check_same_thread=False
+                )
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                sim.store.conn = conn
             self._sim = sim
         return self._sim
 
     def world(self) -> Estate:
         """The world, re-read only when someone (the peer, a sim command, a test) changed it."""
         sim = self._provider()
-        conn = sim.store.open()
-        version = int(conn.execute("PRAGMA data_version").fetchone()[0])
-        if self._world is None or version != self._version:
+        version = -1  # another backend: read the world every time
+        if isinstance(sim.store, WorldStore):
+            version = int(sim.store.open().execute("PRAGMA data_version").fetchone()[0])
+        if self._world is None or version != self._version or version == -1:
             self._world = sim.store.load()
             self._version = version
         return self._world
