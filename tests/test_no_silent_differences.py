@@ -159,3 +159,18 @@ class TestChangeLinesNameEverySubField:
             "switch.vSwitch-VM.vlan_trunk.allowed": {"before": "10-40", "after": "10,20,30"},
             "switch.vSwitch-VM.vlan_trunk.native_vlan": {"before": 5, "after": 1},
         }
+
+
+class TestTheWorldAcceptsWhatWindowsAllows:
+    """A quorum Windows allows but we would not recommend is observed, and the plan fixes it."""
+
+    def test_odd_node_count_with_a_disk_witness(self, tmp_path: Path) -> None:
+        odd = '    mode: node_and_disk_majority\n    witness: {disk: "Cluster Disk 1"}\n'
+        desired, state = case(tmp_path, [("observed.yaml", "    mode: node_majority\n", odd)])
+        code, out = plan(desired, state, "--json")
+        assert code == 2, out
+        [update] = [a for a in json.loads(out)["actions"] if a["type"] == "update_quorum"]
+        assert update["changes"]["spec.quorum.mode"] == {
+            "before": "node_and_disk_majority",
+            "after": "node_majority",
+        }

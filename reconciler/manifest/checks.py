@@ -299,6 +299,8 @@ def _check_cluster(estate: Estate, cluster: Cluster, report: Report, world: bool
             f"at most {profile.max_vms_per_cluster} VMs",
         )
     problem = quorum_problem(cluster.quorum, count, profile.cloud_witness)
+    if problem and world and _windows_allows(cluster, count):
+        problem = None  # a real cluster can be so: observed as it is; the planner advises
     if problem:
         if problem.startswith("cloud_witness is not available"):
             problem = f"cloud_witness is not available on platform {cluster.platform}"
@@ -404,6 +406,15 @@ def _witness_choices(cluster: Cluster) -> str:
     if platform(cluster.platform).cloud_witness:
         fields.append("witness.cloud_account")
     return ", ".join(fields[:-1]) + " or " + fields[-1]
+
+
+def _windows_allows(cluster: Cluster, count: int) -> bool:
+    """A quorum Windows accepts but we would not recommend: node majority on an even count,
+    or a witness mode (with its witness) on an odd count."""
+    mode, needed = cluster.quorum.mode, WITNESS_MODES.get(cluster.quorum.mode)
+    if mode == "node_majority":
+        return count % 2 == 0 and cluster.quorum.witness.kind is None
+    return needed is not None and cluster.quorum.witness.kind == needed and count % 2 == 1
 
 
 def _quorum_advice(cluster: Cluster, count: int) -> str:
