@@ -1114,6 +1114,19 @@ class _ClusterPlanner:
                 )
 
 
+def _refused(
+    actions: Sequence[Action], observed: Estate, refuse: Callable[[str, str], str | None]
+) -> list[PlanViolation]:
+    out: list[PlanViolation] = []
+    for action in actions:
+        cluster = observed.clusters.get(action.cluster)
+        why = refuse(action.type, cluster.platform) if cluster is not None else None
+        if why:
+            fix = "do this step by hand (or with a provider that can), then plan again"
+            out.append(PlanViolation("unsupported", action.target, why, fix, "block", action.id))
+    return out
+
+
 def make_plan(
     desired: Estate,
     observed: Estate,
@@ -1121,11 +1134,13 @@ def make_plan(
     target: str | None = None,
     diffs: Sequence[ObjectDiff] | None = None,
     on_cluster: Callable[[str], None] | None = None,
+    refuse: Callable[[str, str], str | None] | None = None,
 ) -> Plan:
     """Plan every cluster of the desired state against the observed state.
 
     ``diffs``: ``diff_estates(desired, observed)`` when the caller has it already.
     ``on_cluster``: called with each cluster's name once it is planned (progress).
+    ``refuse(action type, platform)``: why the provider cannot do a step (its capabilities).
     """
     desired = adopt_unmanaged(desired, observed)  # a field left out keeps the world's value
     actions: list[Action] = []
@@ -1146,6 +1161,8 @@ def make_plan(
     actions = _ordered(actions)
     if target is not None:
         actions = target_closure(actions, target)
+    if refuse is not None:
+        violations.extend(_refused(actions, observed, refuse))
     projected, replayed = replay(observed, desired, actions)
     known = {(v.rule, v.target) for v in violations}
     # A step already named by a policy rule (never, downtime, delete) needs no second,
