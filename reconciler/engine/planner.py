@@ -64,6 +64,7 @@ class _ClusterPlanner:
     node_ready: dict[str, list[str]] = field(default_factory=dict)  # before a node is a target
     volume_ready: dict[str, list[str]] = field(default_factory=dict)
     migrations: list[str] = field(default_factory=list)
+    leaving: dict[str, list[str]] = field(default_factory=dict)  # source node -> its moves
 
     # --- emitting ---------------------------------------------------------------------------
 
@@ -487,15 +488,13 @@ class _ClusterPlanner:
         )
         if aid:
             self.migrations.append(aid)
+            if vm.node is not None:
+                self.leaving.setdefault(vm.node, []).append(aid)
         return aid
 
     def _moves_out_of(self, node_name: str) -> list[str]:
         """Moves planned so far that leave ``node_name``: they make room there."""
-        return [
-            a.id
-            for a in self.actions
-            if a.type == "migrate_vm" and a.params.get("source") == node_name
-        ]
+        return list(self.leaving.get(node_name, ()))
 
     def _pin_not_ready(self, want: VirtualMachine) -> bool:
         """A running VM pinned to a node that cannot take it yet (memory, hard anti-affinity)."""
@@ -1191,7 +1190,6 @@ def make_plan(
         manifests=tuple(manifests),
         changed_objects=tuple(changed),
         makespan_seconds=actions_makespan(actions, observed),
-        manifests_digest=fingerprint(object_digests(desired)),
     )
 
 

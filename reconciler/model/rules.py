@@ -125,11 +125,16 @@ def disk_from_params(p: Mapping[str, Any]) -> Disk:
 
 
 def volume_used_gib(estate: Estate, volume: str) -> float:
+    memo = estate.memo("volume_used_gib")
+    cached: float | None = memo.get(volume)
+    if cached is not None:
+        return cached
     used = estate.volumes[volume].status.other_used_gib
     for vm in estate.vms.values():
         for disk in vm.disks:
             if disk.volume == volume:
                 used += disk.used_gib()
+    memo[volume] = used
     return used
 
 

@@ -12,14 +12,13 @@ import json
 import os
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from reconciler.engine.plan import (
     Plan,
     PlanRefused,
-    fingerprint,
     first_stale_action,
     object_digests,
     sign,
@@ -37,7 +36,7 @@ from reconciler.runtime.clock import Clock
 from reconciler.runtime.executor import Executor, OnFailure, Progress, RetryPolicy, RunReport
 from reconciler.runtime.journal import LOCK_TTL_SECONDS, LockHeld, LockRecord
 from reconciler.runtime.store.base import StateStore
-from reconciler.runtime.workflow import load_desired
+from reconciler.runtime.workflow import load_desired, manifests_digest
 
 PLAN_KEY_ENV = "RECONCILER_PLAN_KEY"
 PLAN_KEY_FILE_ENV = "RECONCILER_PLAN_KEY_FILE"
@@ -128,6 +127,7 @@ def prepare(
             target=target,
             refuse=provider.capabilities().refusal,  # what the provider cannot do is blocked
         )
+        plan = replace(plan, manifests_digest=manifests_digest(paths))
         if (
             target
             and plan.empty
@@ -197,15 +197,13 @@ def check_saved(
 
 def _manifests_of(plan: Plan, cache_dir: Path | None) -> Estate | None:
     """The desired state the plan was made from, if its manifests are here unchanged."""
-    if not plan.manifests or not plan.manifests_digest:
+    paths = list(plan.manifests)
+    if not paths or not plan.manifests_digest or manifests_digest(paths) != plan.manifests_digest:
         return None
     try:
-        desired = load_desired(list(plan.manifests), cache_dir)
+        return load_desired(paths, cache_dir)
     except (ManifestLoadError, OSError):
         return None
-    if fingerprint(object_digests(desired)) != plan.manifests_digest:
-        return None
-    return desired
 
 
 # --- locks, interrupted runs --------------------------------------------------------------
