@@ -39,6 +39,7 @@ from reconciler.model.records import (
     frozen_map,
 )
 from reconciler.model.rules import disk_to_params, switch_to_params
+from reconciler.model.rules_lifecycle import vm_to_params
 from reconciler.model.vlans import format_vlan_list
 
 REPO = Path(__file__).resolve().parents[1]
@@ -181,6 +182,15 @@ def trunk(
 
 def match_switch(node: str, switch: str, cfg: SwitchConfig, cluster: str = "lab") -> Action:
     return act("match_vswitch", cluster, node=node, switch=switch, config=switch_to_params(cfg))
+
+
+def new_vm(name: str = "C", memory_mib: int = 1024, vlan: int = 10, *disks: Disk) -> VirtualMachine:
+    """A VM for create_vm in the lab: VLAN 10 on ``vs``, a new 20 GiB fixed os disk on V1."""
+    return _vm(name, "", memory_mib, vlan, *(disks or (os_disk(),)))
+
+
+def create(vm: VirtualMachine, node: str, cluster: str = "lab") -> Action:
+    return act("create_vm", cluster, **vm_to_params(vm, node))
 
 
 # --- Hypothesis: random action sequences -------------------------------------------------------

@@ -141,10 +141,18 @@ class TestCaseBehaviour:
         assert ("never_live_migrate", "block") in rules("never_live_migrate")
         assert all(v.action == "migrate_vm:EXCH01" for v in plan.violations)
 
-    def test_never_policy_with_downtime_moves_quick(self) -> None:
+    def test_never_policy_with_downtime_moves_offline(self) -> None:
+        """Shut down, moved while off, started there: never saved (no quick migration)."""
         plan = plan_of("never_with_downtime")
-        (move,) = actions("never_with_downtime")
-        assert (move["method"], move["disruption"]) == ("quick", "downtime")
+        stop, move, start = actions("never_with_downtime")
+        assert [stop["type"], move["type"], start["type"]] == ["stop_vm", "migrate_vm", "start_vm"]
+        assert (stop["disruption"], move["method"], move["destination"]) == (
+            "downtime",
+            "offline",
+            "hv3",
+        )
+        assert move["estimate_bytes"] == 0, "nothing is saved to disk or copied"
+        assert stop["id"] in move["depends_on"] and move["id"] in start["depends_on"]
         assert not plan.violations
 
     def test_offline_policy_without_downtime_is_blocked(self) -> None:
@@ -238,6 +246,89 @@ class TestCaseBehaviour:
         assert (first["vm"], second["vm"]) == ("SQL02", "SQL01")
         assert first["id"] in second["depends_on"]
         assert not plan_of("pinned_move_waits_for_peer").violations
+
+
+class TestLifecycleCaseBehaviour:
+    """What the create, evict and removal cases show, checked on the plan itself."""
+
+    def test_new_vms_are_placed_built_and_started_as_declared(self) -> None:
+        steps = by_id("create_vm")
+        assert list(steps) == ["create_vm:NEW01", "start_vm:NEW01", "create_vm:NEW02"]
+        # No web VM on hv3 and the most free memory there: where a migration would go.
+        assert steps["create_vm:NEW01"]["params"]["node"] == "hv3"
+        assert steps["start_vm:NEW01"]["depends_on"] == ["create_vm:NEW01"]
+        new02 = steps["create_vm:NEW02"]["params"]
+        assert (new02["node"], new02["disks"][0]["file"]) == ("hv2", "OLD01/os.vhd")
+        assert "start_vm:NEW02" not in steps, "power_state: off"
+        assert {a["disruption"] for a in actions("create_vm")} == {"online"}
+        # 60 s of configuration plus the 40 GiB fixed disk written at 200 MiB/s.
+        assert steps["create_vm:NEW01"]["estimate_seconds"] == 60.0 + 40 * 1024 / 200
+        assert not plan_of("create_vm").violations
+
+    def test_a_new_vm_that_fits_nowhere_is_not_created(self) -> None:
+        plan = plan_of("create_vm_no_room")
+        assert plan.empty
+        assert [(v.rule, v.target) for v in plan.violations] == [
+            ("no_placement", "VirtualMachine/BIG01")
+        ]
+
+    def test_eviction_is_the_mirror_of_add_node(self) -> None:
+        assert [a["id"] for a in actions("evict_node")] == [
+            "begin_monitoring_maintenance:lab",
+            "migrate_vm:DB01",
+            "drain_node:hv3",
+            "evict_node:hv3",
+            "update_quorum:lab",
+            "end_monitoring_maintenance:lab",
+        ]
+        steps = by_id("evict_node")
+        assert (steps["migrate_vm:DB01"]["source"], steps["migrate_vm:DB01"]["method"]) == (
+            "hv3",
+            "live",
+        )
+        assert {"drain_node:hv3", "migrate_vm:DB01"} <= set(steps["evict_node:hv3"]["depends_on"])
+        assert steps["update_quorum:lab"]["params"]["mode"] == "node_majority"
+        assert steps["update_quorum:lab"]["depends_on"] == ["evict_node:hv3"]
+        assert not plan_of("evict_node").violations
+
+    def test_eviction_that_breaks_n_plus_1_is_refused_whatever_the_reserve_policy(self) -> None:
+        plan = plan_of("evict_node_reserve")
+        assert plan.blocked
+        blocking = [(v.rule, v.action) for v in plan.violations if v.severity == "block"]
+        assert blocking == [("failover_reserve", "evict_node:hv3")]
+
+    def test_eviction_whose_vms_fit_nowhere_plans_nothing_for_the_node(self) -> None:
+        plan = plan_of("evict_node_no_room")
+        assert plan.empty and plan.blocked
+        ((rule, message),) = [(v.rule, v.message) for v in plan.violations]
+        assert rule == "evict_node" and "DB02" in message
+
+    def test_eviction_that_loses_quorum_is_refused(self) -> None:
+        plan = plan_of("evict_node_quorum")
+        (refusal,) = [v for v in plan.violations if v.severity == "block"]
+        assert (refusal.rule, refusal.action) == ("precondition", "evict_node:hv3")
+        assert "would lose quorum" in refusal.message
+        assert "update_quorum" not in types("evict_node_quorum")
+
+    def test_unmanaged_vm_is_reported_and_left_alone(self) -> None:
+        plan = plan_of("unmanaged_vm")
+        assert plan.empty and not plan.violations
+        assert plan.unmanaged == ("VirtualMachine/OLD01",)
+        assert plan.to_json()["unmanaged"] == ["VirtualMachine/OLD01"]
+
+    @pytest.mark.parametrize(
+        ("case", "delete"), [("prune_remove_vm", False), ("prune_delete_disks", True)]
+    )
+    def test_prune_removes_last_and_deletes_files_only_when_told(
+        self, case: str, delete: bool
+    ) -> None:
+        assert types(case) == ["migrate_vm", "remove_vm"]
+        removal = actions(case)[-1]
+        assert (removal["target"], removal["disruption"]) == ("VirtualMachine/OLD01", "destructive")
+        assert removal["params"]["delete_disks"] is delete
+        assert removal["params"]["files"] == ["OLD01/os.vhd"]
+        assert plan_of(case).unmanaged == ()
+        assert not plan_of(case).violations
 
 
 def _patched_order(case: str) -> list[str]:

@@ -51,6 +51,8 @@ class Plan:
     notes: tuple[str, ...] = ()
     manifests: tuple[str, ...] = ()
     changed_objects: tuple[str, ...] = field(default=())
+    # Objects in the world that no manifest declares ("Kind/name"): reported, left alone.
+    unmanaged: tuple[str, ...] = ()
 
     @property
     def blocked(self) -> bool:
@@ -93,6 +95,9 @@ class Plan:
             "violations": [v.as_json() for v in self.violations],
             "notes": list(self.notes),
             "changed_objects": list(self.changed_objects),
+            # Written only when there are some, so plans of fully managed estates keep
+            # the bytes they always had.
+            **({"unmanaged": list(self.unmanaged)} if self.unmanaged else {}),
         }
 
     def dumps(self) -> str:
@@ -157,6 +162,7 @@ def plan_from_json(d: Mapping[str, Any]) -> Plan:
         notes=tuple(d.get("notes") or ()),
         manifests=tuple(d.get("manifests") or ()),
         changed_objects=tuple(d.get("changed_objects") or ()),
+        unmanaged=tuple(d.get("unmanaged") or ()),
     )
 
 

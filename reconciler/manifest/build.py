@@ -24,6 +24,7 @@ from reconciler.model.records import (
     NodeStatus,
     Offloads,
     PlacementPolicy,
+    Prune,
     Quorum,
     Record,
     RollingUpdate,
@@ -128,6 +129,10 @@ def build_cluster(data: Data) -> Cluster:
             )
             for w in spec.get("maintenance_windows") or ()
         ),
+        prune=Prune(
+            enabled=bool((spec.get("prune") or {}).get("enabled", False)),
+            delete_disks=bool((spec.get("prune") or {}).get("delete_disks", False)),
+        ),
         labels=_labels(data),
         status=ClusterStatus(
             monitoring_maintenance=bool(status.get("monitoring_maintenance", False)),
@@ -197,6 +202,7 @@ def build_volume(data: Data) -> ClusterSharedVolume:
         status=VolumeStatus(
             coordinator=status.get("coordinator"),
             other_used_gib=float(status.get("other_used_gib", 0.0)),
+            files=frozen_map({str(k): float(v) for k, v in (status.get("files") or {}).items()}),
         ),
     )
 

@@ -122,6 +122,8 @@ def _cluster(c: Cluster, status: bool) -> tuple[dict[str, Any], dict[str, Any]]:
             }
             for w in c.maintenance_windows
         ]
+    if c.prune.enabled or c.prune.delete_disks:
+        spec["prune"] = {"enabled": c.prune.enabled, "delete_disks": c.prune.delete_disks}
     st: dict[str, Any] = {}
     if status and c.status.monitoring_maintenance:
         st["monitoring_maintenance"] = True
@@ -204,6 +206,8 @@ def _volume(v: ClusterSharedVolume, status: bool) -> tuple[dict[str, Any], dict[
             st["coordinator"] = v.status.coordinator
         if v.status.other_used_gib:
             st["other_used_gib"] = v.status.other_used_gib
+        if v.status.files:
+            st["files"] = dict(sorted(v.status.files.items()))
     return spec, st
 
 
@@ -243,6 +247,7 @@ def _vm(vm: VirtualMachine, status: bool) -> tuple[dict[str, Any], dict[str, Any
                 "volume": d.volume,
                 **({"boot": True} if d.boot else {}),
                 **({"parent": d.parent} if d.parent else {}),
+                **({"file": d.file} if d.file else {}),
                 **({"allow_delete": True} if d.allow_delete else {}),
             }
             for d in vm.disks

@@ -48,6 +48,11 @@ def frozen_map(items: Mapping[K, V] | None = None) -> Mapping[K, V]:
 # Not a real field: not in __init__, equality or repr, and dropped by dataclasses.replace.
 DIGEST_SLOT: Any = field(default=None, init=False, repr=False, compare=False)
 
+# Fields added after records were first stored are left out of the canonical text while they
+# hold their default (see codec), so digests, and the plans and journals keyed by them, stay
+# as they were for every record that does not use the new field.
+LATER: Mapping[str, bool] = MappingProxyType({"omit_default": True})
+
 
 # --- cluster ---------------------------------------------------------------------------------
 
@@ -134,6 +139,14 @@ class MaintenanceWindow:
 
 
 @dataclass(frozen=True, slots=True)
+class Prune:
+    """Consent to remove what has left the manifests; without it, such objects are left alone."""
+
+    enabled: bool = False  # VMs in the world but in no manifest are removed
+    delete_disks: bool = False  # and their disk files deleted (otherwise kept on the volume)
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterStatus:
     """Observed only."""
 
@@ -159,6 +172,7 @@ class Cluster:
     rolling_update: RollingUpdate | None = None
     balance: Balance | None = None
     maintenance_windows: tuple[MaintenanceWindow, ...] = ()
+    prune: Prune = field(default_factory=Prune, metadata=LATER)
     labels: Mapping[str, str] = field(default_factory=frozen_map)
     status: ClusterStatus = field(default_factory=ClusterStatus)
     _digest: str | None = DIGEST_SLOT
@@ -247,6 +261,8 @@ class VirtualSwitch:
 class VolumeStatus:
     coordinator: str | None = None
     other_used_gib: float = 0.0  # space used by files the reconciler does not manage
+    # Disk files no VM uses (kept when a disk was detached or a VM removed): path -> GiB.
+    files: Mapping[str, float] = field(default_factory=frozen_map, metadata=LATER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +299,14 @@ class Disk:
     allow_delete: bool = False
     boot: bool = False
     parent: str | None = None
+    file: str | None = field(
+        default=None, metadata=LATER
+    )  # an existing file on the volume to attach; None: a new file
     file_size_gib: float | None = None  # observed: space the file takes on its volume
+
+    def file_path(self, vm_name: str) -> str:
+        """The file on its volume: the one named in the manifest, or <vm>/<disk>.<format>."""
+        return self.file or f"{vm_name}/{self.name}.{self.format}"
 
     def used_gib(self) -> float:
         """Space on the volume: a fixed disk takes its size, others what they have grown to."""

@@ -40,7 +40,9 @@ log = structlog.get_logger("reconciler.reconcile")
 
 Mode = Literal["monitor", "autocorrect"]
 MODES: tuple[Mode, ...] = ("monitor", "autocorrect")
-DISRUPTIVE: frozenset[Disruption] = frozenset({"live-migration", "downtime", "reboot"})
+DISRUPTIVE: frozenset[Disruption] = frozenset(
+    {"live-migration", "downtime", "reboot", "destructive"}
+)
 EXIT_OK, EXIT_ERROR, EXIT_DRIFT, EXIT_BLOCKED = 0, 1, 2, 3
 # Errors that end a tick with outcome "error"; the loop goes on to the next tick.
 TICK_ERRORS = (ManifestLoadError, GitSourceError, ProviderError, OSError)

@@ -19,7 +19,7 @@ from reconciler.model.actions import ACTION_TYPES, Action
 from reconciler.model.capacity import free_memory_mib, vm_cost_mib
 from reconciler.model.migration import ConcurrentMigration, MigrationEstimate, simulate_concurrent
 from reconciler.model.physics import (
-    ACTION_SECONDS,
+    action_seconds,
     estimate_move,
     live_inputs,
     max_parallel_migrations,
@@ -136,7 +136,7 @@ class SimProvider:
                     factor = self.store.link_factor(conn, action.cluster)
                     details["pass_seconds"] = self._pass_seconds(before, action, factor)
             else:
-                seconds = ACTION_SECONDS.get(action.type, 10.0)
+                seconds = action_seconds(action, before.clusters.get(action.cluster), None)
                 details = {}
             self.store.save_changes(conn, before, result.estate)
             self._maybe_die_mid_action()
