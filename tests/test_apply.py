@@ -102,28 +102,30 @@ class TestConverge:
 
 
 class TestCrashAndResume:
-    """A crash right after action N starts, then a normal apply: converges, nothing done twice."""
+    """The simulator ends the process right after action N took effect, before the journal
+    records it (a power loss); a normal apply then converges and does nothing twice."""
 
     @pytest.mark.parametrize("position", range(1, len(demo_plan_ids()) + 1))
     def test_crash_after_action_n(self, state: Path, position: int) -> None:
-        proc = run_process(
-            state,
-            "apply",
-            "--auto-approve",
-            DEMO,
-            env={"RECONCILER_FAULT_KILL_AFTER": str(position)},
-        )
+        code, out = run(state, "sim", "fault", "crash-after", str(position))
+        assert code == 0, out
+        proc = run_process(state, "apply", "--auto-approve", DEMO)
         assert proc.returncode == 137, proc.stdout + proc.stderr
         crashed = world(state)
         assert invariants(crashed) == []  # type: ignore[arg-type]
+        # Action N took effect in the world: a plan now lacks it.
+        desired = require(load_paths([DEMO]))
+        left = [a.id for a in make_plan(desired, crashed).actions]  # type: ignore[arg-type]
+        assert demo_plan_ids()[position - 1] not in left
 
         journal = Journal(state, ManualClock().now)
         (first,) = journal.runs()
         assert first.outcome == "running"
         first_actions = journal.actions(first.id)
         assert len(first_actions) == position
-        assert first_actions[-1].status == "started"
+        assert first_actions[-1].status == "started", "the journal never heard it finish"
         done_before = {a.action_id for a in first_actions if a.status == "done"}
+        assert len(done_before) == position - 1
         journal.close()
 
         code, out = run(state, "apply", "--auto-approve", DEMO)
@@ -131,15 +133,32 @@ class TestCrashAndResume:
         assert f"Run {first.id} was interrupted after {position - 1} of" in out
 
         journal = Journal(state, ManualClock().now)
+        if position == len(demo_plan_ids()):
+            # The last action took effect: nothing is left to do, and no run is started.
+            assert "No changes" in out
+            (interrupted,) = journal.runs()
+            assert (interrupted.id, interrupted.outcome) == (first.id, "interrupted")
+            journal.close()
+            return
         second, interrupted = journal.runs()
         assert interrupted.id == first.id and interrupted.outcome == "interrupted"
         assert second.outcome == "succeeded"
         redone = {a.action_id for a in journal.actions(second.id) if a.status == "done"}
         assert not done_before & redone, "a completed action ran again"
+        assert demo_plan_ids()[position - 1] not in redone, "the crashed action ran twice"
         journal.close()
         assert invariants(world(state)) == []  # type: ignore[arg-type]
         code, _ = run(state, "plan", "--detailed-exitcode", DEMO)
         assert code == 0
+
+    def test_no_environment_variable_changes_how_the_executor_runs(self, state: Path) -> None:
+        """The old test hook is gone: setting it does not end an apply."""
+        proc = run_process(
+            state, "apply", "--auto-approve", DEMO, env={"RECONCILER_FAULT_KILL_AFTER": "1"}
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        executor = (ROOT / "reconciler" / "runtime" / "executor.py").read_text()
+        assert "environ" not in executor and "_exit" not in executor
 
 
 class TestSavedPlan:

@@ -25,7 +25,6 @@ WORLD = ROOT / "manifests" / "worlds" / "demo.yaml"
 SCHEMA = json.loads((ROOT / "schemas" / "plan.schema.json").read_text())
 PLAN_KEYS = {
     "format_version",
-    "generated_by",
     "fingerprint",
     "manifests",
     "prior_state",

@@ -30,7 +30,7 @@ from reconciler.model.physics import (
 from reconciler.model.records import Estate, LiveMigrationSettings
 from reconciler.model.rules import invariants, placement_problems
 from reconciler.providers.sim.drift import DRIFT_KINDS, make_drift
-from reconciler.providers.sim.provider import KILL_MID_ACTION_ENV, SimProvider
+from reconciler.providers.sim.provider import CRASH_DURING, SimProvider
 from reconciler.providers.sim.store import WORLD_FILE
 
 TABLES = ("objects", "meta", "migrations", "faults", "events")
@@ -359,11 +359,19 @@ def results(run: subprocess.CompletedProcess[str]) -> list[str]:
     return [line[7:] for line in run.stdout.splitlines() if line.startswith("RESULT ")]
 
 
+def arm(state_dir: Path, kill_at: int) -> None:
+    sim = SimProvider(state_dir=state_dir)
+    sim.arm_crash(CRASH_DURING, kill_at)
+    sim.close()
+
+
 def run_killed(state_dir: Path, kill_at: int, *actions: str) -> subprocess.CompletedProcess[str]:
     """Apply ``actions`` in a child process that dies inside the ``kill_at``-th one."""
+    if not SimProvider(state_dir=state_dir).store.has_fault(CRASH_DURING):
+        arm(state_dir, kill_at)
     return subprocess.run(
         [sys.executable, "-c", KILL_SCRIPT, str(state_dir), *actions],
-        env={**os.environ, KILL_MID_ACTION_ENV: str(kill_at)},
+        env=dict(os.environ),
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -377,6 +385,7 @@ class TestCrashMidAction:
 
     def test_a_killed_migration_leaves_the_world_byte_for_byte(self, tmp_path: Path) -> None:
         sim = open_world(tmp_path)
+        arm(tmp_path, 1)
         world_before, rows_before = sim.observe(), snapshot(tmp_path)
         sim.close()
         killed = run_killed(tmp_path, 1, "move")
@@ -384,7 +393,9 @@ class TestCrashMidAction:
         assert results(killed) == []
         reopened = SimProvider(state_dir=tmp_path)
         assert reopened.observe() == world_before
-        assert snapshot(tmp_path) == rows_before
+        after = snapshot(tmp_path)
+        assert after.pop("faults") != rows_before.pop("faults"), "the fault was used up"
+        assert after == rows_before
         assert reopened.clock() == 0.0
         assert reopened.store.migrations() == []
         # The reopened world works: the same migration now runs.

@@ -19,6 +19,7 @@ from reconciler.cli.logs import configure as configure_logs
 from reconciler.cli.reconcile_commands import drift, reconcile
 from reconciler.cli.render import plan_lines, review_lines
 from reconciler.cli.render_markdown import plan_dot, plan_markdown
+from reconciler.cli.resource_commands import demo, schema
 from reconciler.cli.sim_commands import sim
 from reconciler.manifest.errors import ManifestLoadError
 from reconciler.manifest.gitsource import GitSourceError
@@ -28,8 +29,24 @@ from reconciler.runtime.review import GitReview, plan_git
 from reconciler.runtime.workflow import plan_paths
 
 
+def _print_version(ctx: click.Context) -> None:
+    from reconciler.providers.registry import versions
+
+    click.echo(f"reconciler {__version__}")
+    for name, version in versions().items():
+        click.echo(f"provider {name} {version}")
+    ctx.exit(EXIT_OK)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="reconciler")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, _param, value: _print_version(ctx) if value else None,
+    help="Show the version of reconciler and of each installed provider, and exit.",
+)
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -72,7 +89,7 @@ def cli(ctx: click.Context, state_dir: Path, provider: str, log_format: str) -> 
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True)
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
@@ -143,7 +160,7 @@ def observe(obj: Context, fmt: str, status: bool) -> None:
 
 
 @cli.command()
-@click.argument("paths", nargs=-1)
+@click.argument("paths", nargs=-1, type=click.Path())
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the plan as JSON (same as --format json)."
 )
@@ -254,6 +271,8 @@ cli.add_command(show_run)
 cli.add_command(force_unlock)
 cli.add_command(reconcile)
 cli.add_command(drift)
+cli.add_command(schema)
+cli.add_command(demo)
 
 
 def main(argv: list[str] | None = None) -> None:

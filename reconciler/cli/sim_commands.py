@@ -23,7 +23,7 @@ from reconciler.model.rules import volume_used_gib
 from reconciler.model.vlans import format_vlan_list
 from reconciler.providers.base import ProviderError
 from reconciler.providers.sim.drift import DRIFT_KINDS, DriftError, make_drift
-from reconciler.providers.sim.provider import SimProvider
+from reconciler.providers.sim.provider import CRASH_AFTER, CRASH_DURING, SimProvider
 
 if TYPE_CHECKING:
     from reconciler.cli.context import Context
@@ -232,7 +232,7 @@ def estimate_migration(
 
 @sim.group("fault")
 def fault() -> None:
-    """Inject faults: node crash, failing migrations, a slow link, drift."""
+    """Inject faults: node crash, failing migrations, a slow link, a process crash, drift."""
 
 
 def _report(lines: list[str]) -> None:
@@ -272,6 +272,24 @@ def fault_fail_migrations(obj: Context, count: int, cluster: str | None) -> None
 def fault_slow_link(obj: Context, factor: float, cluster: str | None) -> None:
     """The live-migration link runs at FACTOR of its bandwidth (e.g. 0.25)."""
     _run_fault(obj, lambda p: p.slow_link(factor, cluster))
+
+
+@fault.command("crash-after")
+@click.argument("count", type=click.IntRange(min=1))
+@click.pass_obj
+def fault_crash_after(obj: Context, count: int) -> None:
+    """The process applying the COUNT-th action from now ends abruptly (exit 137), as a power
+    loss would: right after that action took effect in the world, before it is journaled."""
+    _run_fault(obj, lambda p: p.arm_crash(CRASH_AFTER, count))
+
+
+@fault.command("crash-during")
+@click.argument("count", type=click.IntRange(min=1))
+@click.pass_obj
+def fault_crash_during(obj: Context, count: int) -> None:
+    """The process ends abruptly (exit 137) inside the COUNT-th action from now, before the
+    world commits it: the world keeps none of that action."""
+    _run_fault(obj, lambda p: p.arm_crash(CRASH_DURING, count))
 
 
 @fault.command("drift")

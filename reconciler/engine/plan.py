@@ -1,6 +1,7 @@
 """The plan as an artifact: ordered actions, the prior state they were computed from, violations.
 
-Serialised deterministically (same inputs, same bytes): no timestamps, sorted keys. ``reason``
+Serialised deterministically (same inputs, same bytes): no timestamps, no program version
+(``format_version`` says what apply can read), sorted keys. ``reason``
 is for display only; apply acts on ``type``, ``target`` and ``params``.
 """
 
@@ -13,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from reconciler import __version__
 from reconciler.model.actions import Action
 from reconciler.model.codec import record_digest
 from reconciler.model.records import Estate, kind_of
@@ -86,7 +86,6 @@ class Plan:
     def to_json(self) -> dict[str, Any]:
         return {
             "format_version": FORMAT_VERSION,
-            "generated_by": f"reconciler {__version__}",
             "fingerprint": self.fingerprint,
             "manifests": list(self.manifests),
             "prior_state": dict(sorted(self.prior_state.items())),

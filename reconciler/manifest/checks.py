@@ -6,7 +6,8 @@ Each check reads the built records and reports against the document and field it
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Set
+from dataclasses import replace
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from reconciler.manifest.documents import Document
@@ -45,19 +46,31 @@ WITNESS_FIELDS = {
 }
 
 
-def check_estate(estate: Estate, sources: Sources, world: bool = False) -> list[ManifestError]:
-    """Every cross-object problem in the estate; ``world`` relaxes rules about intent."""
+def check_estate(
+    estate: Estate,
+    sources: Sources,
+    world: bool = False,
+    unchecked: Set[str] = frozenset(),
+) -> list[ManifestError]:
+    """Every cross-object problem in the estate; ``world`` relaxes rules about intent.
+
+    A reference to a name in ``unchecked`` (declared by a document that failed an earlier
+    layer) is not reported: that document's own error is the root cause.
+    """
     errors: list[ManifestError] = []
 
     def report(record: Record, path: tuple[str | int, ...], message: str, allowed: str) -> None:
         doc = sources[(kind_of(record), record.name)]
         errors.append(doc.error(path, message, allowed))
 
+    references = _UnknownReferences(sources, unchecked)
+
     def warn(record: Record, path: tuple[str | int, ...], message: str, allowed: str) -> None:
         doc = sources[(kind_of(record), record.name)]
         errors.append(doc.warning(path, message, allowed))
 
-    _check_references(estate, report)
+    _check_references(estate, report, references)
+    errors.extend(references.errors())
     for cluster in estate.clusters.values():
         _check_cluster(estate, cluster, report, world)
         if not world:
@@ -76,25 +89,48 @@ def check_estate(estate: Estate, sources: Sources, world: bool = False) -> list[
     return errors
 
 
-def _ref(
-    report: Report,
-    record: Record,
-    path: tuple[str | int, ...],
-    what: str,
-    name: str,
-    candidates: list[str],
-    scope: str = "",
-    elsewhere: str | None = None,
-) -> None:
-    """An unknown reference; ``elsewhere`` is the cluster that does have an object of that name."""
-    where = f" in cluster '{scope}'" if scope else ""
-    allowed = one_of(sorted(candidates)) if candidates else f"no {what}{where} is declared"
-    if elsewhere is not None:
-        message = f"{what} '{name}' belongs to cluster '{elsewhere}', not '{scope}'"
-    else:
-        hint = did_you_mean(name, candidates)
-        message = f"unknown {what} '{name}'{where}; {hint}".rstrip("; ")
-    report(record, path, message, allowed)
+class _UnknownReferences:
+    """Unknown references, one error per name: a misspelt switch used by 19 VMs is one mistake,
+    reported at its first use with the count of the others."""
+
+    def __init__(self, sources: Sources, unchecked: Set[str]) -> None:
+        self.sources = sources
+        self.unchecked = unchecked
+        self.found: dict[tuple[str, str, str], list[tuple[ManifestError, str]]] = {}
+
+    def __call__(
+        self,
+        record: Record,
+        path: tuple[str | int, ...],
+        what: str,
+        name: str,
+        candidates: list[str],
+        scope: str = "",
+        elsewhere: str | None = None,
+    ) -> None:
+        """``elsewhere`` is the cluster that does have an object of that name."""
+        if elsewhere is None and name in self.unchecked:
+            return
+        where = f" in cluster '{scope}'" if scope else ""
+        allowed = one_of(sorted(candidates)) if candidates else f"no {what}{where} is declared"
+        if elsewhere is not None:
+            message = f"{what} '{name}' belongs to cluster '{elsewhere}', not '{scope}'"
+        else:
+            hint = did_you_mean(name, candidates)
+            message = f"unknown {what} '{name}'{where}; {hint}".rstrip("; ")
+        doc = self.sources[(kind_of(record), record.name)]
+        key = (what, name, scope)
+        self.found.setdefault(key, []).append((doc.error(path, message, allowed), message))
+
+    def errors(self) -> list[ManifestError]:
+        out = []
+        for uses in self.found.values():
+            uses.sort(key=lambda use: (use[0].file, use[0].line, use[0].col))
+            first, message = uses[0]
+            if len(uses) > 1:
+                first = replace(first, message=f"{message}; used {len(uses) - 1} more time(s)")
+            out.append(first)
+        return out
 
 
 def _cluster_of(
@@ -104,7 +140,7 @@ def _cluster_of(
     return found.cluster if found is not None else None
 
 
-def _check_references(estate: Estate, report: Report) -> None:
+def _check_references(estate: Estate, report: Report, ref: _UnknownReferences) -> None:
     clusters = sorted(estate.clusters)
     owned: list[Node | VirtualSwitch | ClusterSharedVolume | VirtualMachine] = [
         *estate.nodes.values(),
@@ -114,13 +150,13 @@ def _check_references(estate: Estate, report: Report) -> None:
     ]
     for record in owned:
         if record.cluster not in estate.clusters:
-            _ref(report, record, ("spec", "cluster"), "cluster", record.cluster, clusters)
+            ref(record, ("spec", "cluster"), "cluster", record.cluster, clusters)
     for cluster in estate.clusters.values():
         own = sorted(n.name for n in estate.nodes_of(cluster.name))
         for i, node_name in enumerate(cluster.nodes):
             node = estate.nodes.get(node_name)
             if node is None:
-                _ref(report, cluster, ("spec", "nodes", i), "node", node_name, own)
+                ref(cluster, ("spec", "nodes", i), "node", node_name, own)
             elif node.cluster != cluster.name:
                 report(
                     cluster,
@@ -131,8 +167,7 @@ def _check_references(estate: Estate, report: Report) -> None:
         network_names = [n.name for n in cluster.networks]
         lm = cluster.live_migration.network
         if lm is not None and lm not in network_names:
-            _ref(
-                report,
+            ref(
                 cluster,
                 ("spec", "live_migration", "network"),
                 "cluster network",
@@ -143,8 +178,7 @@ def _check_references(estate: Estate, report: Report) -> None:
             test_vm = estate.vms.get(cluster.test_vm)
             if test_vm is None or test_vm.cluster != cluster.name:
                 cluster_vms = [v.name for v in estate.vms.values() if v.cluster == cluster.name]
-                _ref(
-                    report,
+                ref(
                     cluster,
                     ("spec", "test_vm"),
                     "VM",
@@ -160,8 +194,7 @@ def _check_references(estate: Estate, report: Report) -> None:
         network_names = [n.name for n in node_cluster.networks]
         for i, nic in enumerate(node.nics):
             if nic.network is not None and nic.network not in network_names:
-                _ref(
-                    report,
+                ref(
                     node,
                     ("spec", "nics", i, "network"),
                     "cluster network",
@@ -201,8 +234,7 @@ def _check_references(estate: Estate, report: Report) -> None:
             node = estate.nodes.get(vm.node)
             members = sorted(estate.clusters[vm.cluster].nodes)
             if node is None or vm.node not in members:
-                _ref(
-                    report,
+                ref(
                     vm,
                     ("spec", "node"),
                     "node",
@@ -214,8 +246,7 @@ def _check_references(estate: Estate, report: Report) -> None:
         switches = sorted(s.name for s in estate.switches_of(vm.cluster))
         for i, vm_nic in enumerate(vm.nics):
             if vm_nic.switch not in switches:
-                _ref(
-                    report,
+                ref(
                     vm,
                     ("spec", "nics", i, "switch"),
                     "switch",
@@ -227,8 +258,7 @@ def _check_references(estate: Estate, report: Report) -> None:
         volumes = sorted(v.name for v in estate.volumes_of(vm.cluster))
         for i, disk in enumerate(vm.disks):
             if disk.volume not in volumes:
-                _ref(
-                    report,
+                ref(
                     vm,
                     ("spec", "disks", i, "volume"),
                     "volume",

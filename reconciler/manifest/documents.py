@@ -1,25 +1,24 @@
-"""Multi-document YAML read into plain data while keeping the line and column of every field.
+"""Manifest files as documents: plain data, the line and column of every field, and the file.
 
-Uses libyaml's C loader when PyYAML was built with it (much faster on large estates).
+Reading itself (encodings, YAML events, limits) is in ``yamlread``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from reconciler.manifest.errors import ManifestError, format_path
-
-try:
-    _Loader: type[Any] = yaml.CSafeLoader
-except AttributeError:  # PyYAML without libyaml
-    _Loader = yaml.SafeLoader
-
-Path_ = tuple[str | int, ...]
+from reconciler.manifest.yamlread import (
+    MAX_FILE_BYTES,
+    Path_,
+    ReadError,
+    decode,
+    read_documents,
+)
 
 
 @dataclass(slots=True)
@@ -34,6 +33,10 @@ class Document:
     # None when the document came from the cache: read again from the file if an error needs it.
     positions: dict[Path_, tuple[int, int]] | None = field(default_factory=dict)
     checked: bool = False  # passed the schema layer already (cached)
+    # From reading (see yamlread.RawDocument): keys kept out of data, booleans spelled yes/on.
+    bad_keys: list[tuple[Path_, str, str]] = field(default_factory=list)
+    spelled: dict[Path_, str] = field(default_factory=dict)
+    has_float: bool = False
 
     @property
     def kind(self) -> str:
@@ -74,93 +77,71 @@ class Document:
         )
 
 
-Duplicate = tuple[int, int, Path_]
+def read_bytes(content: bytes, file: str) -> tuple[list[Document], list[ManifestError]]:
+    """Decode a manifest file (UTF-8, or UTF-16 with a BOM), then read its documents."""
+    try:
+        text = decode(content)
+    except ReadError as exc:
+        return [], [_read_error(file, exc)]
+    return read_text(text, file)
 
 
-def _index(
-    node: yaml.Node,
-    path: Path_,
-    positions: dict[Path_, tuple[int, int]],
-    duplicates: list[Duplicate],
-) -> None:
-    if isinstance(node, yaml.MappingNode):
-        seen: set[Any] = set()
-        for key_node, value_node in node.value:
-            key = key_node.value
-            if key in seen:
-                mark = key_node.start_mark
-                duplicates.append((mark.line + 1, mark.column + 1, (*path, key)))
-            seen.add(key)
-            child = (*path, key)
-            positions[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            _index(value_node, child, positions, duplicates)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            child = (*path, i)
-            positions[child] = (item.start_mark.line + 1, item.start_mark.column + 1)
-            _index(item, child, positions, duplicates)
+def _read_error(file: str, exc: ReadError) -> ManifestError:
+    return ManifestError(file, exc.line, exc.col, "-", "-", exc.message, exc.allowed)
 
 
 def read_text(text: str, file: str) -> tuple[list[Document], list[ManifestError]]:
-    """Parse every document of a YAML stream; a syntax error ends the file, with its position."""
+    """Parse every document of a YAML stream. A problem that ends the file (syntax, limits)
+    is reported at its position and none of the file's objects are checked: half a file
+    would only cascade into errors about the objects it no longer declares."""
+    raws, failure = read_documents(text)
+    if failure is not None:
+        error = _read_error(file, failure)
+        return [], [replace(error, message=error.message + NOT_CHECKED)]
     docs: list[Document] = []
     errors: list[ManifestError] = []
-    loader = _Loader(text)
-    try:
-        index = 0
-        while loader.check_node():
-            node = loader.get_node()
-            if node is None:
-                continue
-            data = loader.construct_document(node)
-            if data is None:  # an empty document between two '---'
-                continue
-            positions: dict[Path_, tuple[int, int]] = {}
-            duplicates: list[Duplicate] = []
-            _index(node, (), positions, duplicates)
-            doc = Document(
-                file, index, data, node.start_mark.line + 1, node.start_mark.column + 1, positions
-            )
-            for line, col, dup_path in duplicates:
-                errors.append(
-                    ManifestError(
-                        file,
-                        line,
-                        col,
-                        doc.ident,
-                        format_path(dup_path),
-                        "duplicate key: the later value would silently replace the earlier one",
-                        "each key once per mapping",
-                    )
-                )
-            docs.append(doc)
-            index += 1
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problem = exc.problem or "invalid YAML"
-        context = f" {exc.context}" if exc.context else ""
-        errors.append(
-            ManifestError(
-                file,
-                line,
-                col,
-                "-",
-                "-",
-                f"YAML syntax error: {problem}{context}",
-                "valid YAML: check indentation, quotes and ':' after keys",
-            )
+    for index, raw in enumerate(raws):
+        doc = Document(
+            file,
+            index,
+            raw.data,
+            raw.line,
+            raw.col,
+            raw.positions,
+            bad_keys=raw.bad_keys,
+            spelled=raw.spelled,
+            has_float=raw.has_float,
         )
-    except yaml.YAMLError as exc:
-        errors.append(ManifestError(file, 1, 1, "-", "-", f"YAML error: {exc}", "valid YAML"))
-    finally:
-        loader.dispose()
+        for line, col, dup_path in raw.duplicates:
+            errors.append(
+                ManifestError(
+                    file,
+                    line,
+                    col,
+                    doc.ident,
+                    format_path(dup_path),
+                    "duplicate key: the later value would silently replace the earlier one",
+                    "each key once per mapping",
+                )
+            )
+        docs.append(doc)
     return docs, errors
+
+
+NOT_CHECKED = "; the objects in this file were not checked"
+
+_NAME_LINE = re.compile(r"^\s*name:\s*['\"]?([A-Za-z0-9][A-Za-z0-9._-]*)", re.MULTILINE)
+
+
+def declared_names(text: str) -> set[str]:
+    """Names that a file seems to declare, read without YAML: for a file that does not parse,
+    so that references to its objects are not reported as unknown."""
+    return set(_NAME_LINE.findall(text[:MAX_FILE_BYTES]))
 
 
 def _positions_from_file(file: str, index: int) -> dict[Path_, tuple[int, int]]:
     try:
-        docs, _ = read_text(Path(file).read_text(encoding="utf-8"), file)
+        docs, _ = read_bytes(Path(file).read_bytes(), file)
     except OSError:
         return {}
     found = docs[index].positions if index < len(docs) else None

@@ -10,7 +10,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.manifest.documents import Document, is_manifest_path, read_text
+from reconciler.manifest.documents import Document, is_manifest_path, read_bytes
 from reconciler.manifest.errors import ManifestError
 from reconciler.manifest.load import LoadResult, load_documents
 
@@ -71,7 +71,7 @@ def load_at(repo: str | Path, ref: str, paths: list[str], world: bool = False) -
     for name in files:
         blob = _git(repo, "cat-file", "blob", f"{commit}:{name}")
         label = f"{name}@{commit[:10]}"
-        file_docs, file_errors = read_text(blob.decode("utf-8"), label)
+        file_docs, file_errors = read_bytes(blob, label)
         docs.extend(file_docs)
         errors.extend(file_errors)
     if not files:

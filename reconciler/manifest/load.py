@@ -13,7 +13,14 @@ from typing import Any
 from reconciler.manifest.build import build_record, switch_config
 from reconciler.manifest.cache import ManifestCache, content_key
 from reconciler.manifest.checks import check_estate
-from reconciler.manifest.documents import Document, manifest_files, read_text
+from reconciler.manifest.documents import (
+    NOT_CHECKED,
+    Document,
+    declared_names,
+    manifest_files,
+    read_bytes,
+    read_text,
+)
 from reconciler.manifest.errors import ManifestError, ManifestLoadError
 from reconciler.manifest.schema import check_document
 from reconciler.model.records import (
@@ -51,6 +58,8 @@ def load_paths(paths: list[str], world: bool = False, cache_dir: Path | None = N
     files: list[str] = []
     cache = ManifestCache(cache_dir) if cache_dir is not None else None
     keys: dict[str, str] = {}
+    unchecked: set[str] = set()
+    empty: list[str] = []
     for name, path in manifest_files(paths):
         if path is None:
             errors.append(
@@ -65,8 +74,16 @@ def load_paths(paths: list[str], world: bool = False, cache_dir: Path | None = N
                 )
             )
             continue
+        try:
+            content = path.read_bytes()
+        except OSError as exc:
+            errors.append(
+                ManifestError(
+                    name, 0, 0, "-", "-", f"cannot read the file: {exc.strerror}", "a readable file"
+                )
+            )
+            continue
         files.append(name)
-        content = path.read_bytes()
         if cache is not None:
             key = keys[name] = content_key(content, world)
             cached = cache.get(key)
@@ -76,9 +93,14 @@ def load_paths(paths: list[str], world: bool = False, cache_dir: Path | None = N
                     for i, (data, line, col) in enumerate(cached)
                 )
                 continue
-        file_docs, file_errors = read_text(content.decode("utf-8"), name)
+        file_docs, file_errors = read_bytes(content, name)
+        if any(e.message.endswith(NOT_CHECKED) for e in file_errors):
+            unchecked |= declared_names(content.decode("utf-8", errors="replace"))
+        elif not file_docs and not file_errors:
+            empty.append(name)
         docs.extend(file_docs)
         errors.extend(file_errors)
+    errors.extend(_empty_files(empty, no_manifests=not docs and not errors))
     if not files and not errors:
         errors.append(
             ManifestError(
@@ -91,10 +113,39 @@ def load_paths(paths: list[str], world: bool = False, cache_dir: Path | None = N
                 "files ending in .yaml or .yml",
             )
         )
-    result = load_documents(docs, errors, files, world)
+    result = load_documents(docs, errors, files, world, unchecked)
     if cache is not None:
         _fill_cache(cache, keys, docs, errors)
     return result
+
+
+def _empty_files(empty: list[str], no_manifests: bool) -> list[ManifestError]:
+    """An empty file is a warning; when every file is empty, there are no manifests: an error."""
+    if no_manifests and empty:
+        return [
+            ManifestError(
+                empty[0],
+                1,
+                1,
+                "-",
+                "-",
+                f"no manifests found: {len(empty)} file(s), all empty",
+                "apiVersion, kind, metadata, spec in each document",
+            )
+        ]
+    return [
+        ManifestError(
+            name,
+            1,
+            1,
+            "-",
+            "-",
+            "the file is empty: it declares no objects",
+            "delete it, or add manifests",
+            "warning",
+        )
+        for name in empty
+    ]
 
 
 def _fill_cache(
@@ -124,8 +175,15 @@ def require(result: LoadResult) -> Estate:
 
 
 def load_documents(
-    docs: list[Document], errors: list[ManifestError], files: list[str], world: bool
+    docs: list[Document],
+    errors: list[ManifestError],
+    files: list[str],
+    world: bool,
+    unchecked: set[str] | None = None,
 ) -> LoadResult:
+    """Schema and cross-object layers; ``unchecked`` holds names declared in files that could
+    not be read, so that references to them are not reported a second time."""
+    unchecked = set(unchecked or ())
     records: list[Record] = []
     sources: dict[tuple[str, str], Document] = {}
     statuses: dict[tuple[str, str], dict[str, Any]] = {}
@@ -142,6 +200,8 @@ def load_documents(
             )
         errors.extend(doc_errors)
         if doc_errors:
+            if doc.name != "?":
+                unchecked.add(doc.name)
             continue
         key = (doc.kind, doc.name)
         if key in sources:
@@ -170,7 +230,7 @@ def load_documents(
         statuses[key] = doc.data.get("status") or {}
         records.append(record)
     estate = _assemble(records, statuses, world, errors, sources)
-    errors.extend(check_estate(estate, sources, world))
+    errors.extend(check_estate(estate, sources, world, unchecked))
     errors.sort(key=lambda e: (e.file, e.line, e.col, e.message))
     ok = not any(e.severity == "error" for e in errors)
     return LoadResult(estate if ok else None, errors, sources, files)

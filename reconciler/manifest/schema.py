@@ -1,4 +1,4 @@
-"""Schema layer: each document checked against its kind's JSON Schema in ``schemas/``.
+"""Schema layer: each document checked against its kind's JSON Schema (``schemas/``, packaged).
 
 jsonschema's messages are rewritten into ours: the field that is wrong (an unknown key points
 at the key itself), what is wrong, and what is allowed, with a did-you-mean for typos.
@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import fastjsonschema
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from reconciler import resources
 from reconciler.manifest.documents import Document
 from reconciler.manifest.errors import (
     ManifestError,
@@ -26,13 +26,12 @@ from reconciler.manifest.errors import (
 from reconciler.model.records import KINDS
 
 API_VERSION = "reconciler/v1"
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 SCHEMA_FILES = {kind: f"{kind.lower()}.schema.json" for kind in KINDS}
 
 
 @cache
 def schema_for(kind: str) -> dict[str, Any]:
-    schema: dict[str, Any] = json.loads((SCHEMA_DIR / SCHEMA_FILES[kind]).read_text())
+    schema: dict[str, Any] = json.loads((resources.schemas() / SCHEMA_FILES[kind]).read_text())
     return schema
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
+from importlib.resources import files
 
 import yaml
 
@@ -40,7 +40,7 @@ class Platform:
 
 @cache
 def profiles() -> dict[str, Platform]:
-    raw = yaml.safe_load(Path(__file__).with_name("platforms.yaml").read_text())
+    raw = yaml.safe_load((files("reconciler.model") / "platforms.yaml").read_text())
     return {name: Platform(name=name, **fields) for name, fields in raw.items()}
 
 

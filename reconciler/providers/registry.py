@@ -30,3 +30,17 @@ def open_provider(name: str, state_dir: Path, **options: Any) -> Provider:
     factory = target.load() if hasattr(target, "load") else target
     provider: Provider = factory(state_dir=state_dir, **options)
     return provider
+
+
+def versions() -> dict[str, str]:
+    """Each installed provider and the version of the distribution that brings it."""
+    out: dict[str, str] = {}
+    for name, target in sorted(available().items()):
+        dist = getattr(target, "dist", None)
+        if dist is not None:
+            out[name] = f"{dist.version} ({dist.name})"
+        else:  # the built-in fallback: part of reconciler itself
+            from reconciler import __version__
+
+            out[name] = f"{__version__} (reconciler)"
+    return out

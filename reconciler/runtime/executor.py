@@ -7,7 +7,6 @@ skipped); apply with retries for transient errors; verify the effect; record the
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -25,7 +24,6 @@ from reconciler.runtime.journal import Journal
 
 log = structlog.get_logger("reconciler.apply")
 
-KILL_AFTER_ENV = "RECONCILER_FAULT_KILL_AFTER"
 OnFailure = Literal["stop", "continue"]
 # Actions whose effect cannot be read back from the world after the fact.
 UNVERIFIABLE = frozenset({"test_live_migration", "verify_node"})
@@ -119,8 +117,6 @@ class Executor:
         # Left for a later run without stopping this one (e.g. waiting for a window); the
         # caller defers an action's dependents too and checks the rest is safe without it.
         self.defer = defer
-        kill_after = os.environ.get(KILL_AFTER_ENV)
-        self.kill_after = int(kill_after) if kill_after else None
 
     def run(self, plan: Plan, run_id: str) -> RunReport:
         report = RunReport(run_id)
@@ -205,10 +201,8 @@ class Executor:
         return report
 
     def _start(self, run_id: str, seq: int, action: Action) -> None:
-        """Recorded (and on disk) before the action starts; crash tests end the process here."""
+        """Recorded (and on disk) before the action starts, so a crash leaves a trace."""
         self.journal.action_started(run_id, seq, action_to_json(action))
-        if self.kill_after is not None and seq == self.kill_after:
-            os._exit(137)  # crash test: end at once, no cleanup
         self.progress.action_started(seq, action)
 
     def _migration_group(

@@ -34,9 +34,12 @@ from reconciler.providers.sim.store import MigrationRecord, WorldStore
 
 log = structlog.get_logger("reconciler.sim")
 
-# Test hook: end the process inside the N-th action's transaction, after its writes and
-# before its commit, to prove a crash never leaves half an action in the world.
-KILL_MID_ACTION_ENV = "RECONCILER_SIM_KILL_MID_ACTION"
+# Faults that end the process as a power loss would (no cleanup, exit 137), armed in the
+# world by 'sim fault crash-after N' / 'crash-during N': after the N-th action has taken
+# effect (and before the caller can record it), or inside the N-th action's transaction.
+CRASH_AFTER = "crash_after"
+CRASH_DURING = "crash_during"
+CRASH_EXIT_CODE = 137
 
 
 def _share_link(
@@ -83,7 +86,6 @@ class SimProvider:
 
     def __init__(self, state_dir: Path, **_options: Any) -> None:
         self.store = WorldStore(Path(state_dir))
-        self._applied = 0
 
     # --- protocol ---------------------------------------------------------------------------
 
@@ -108,7 +110,7 @@ class SimProvider:
 
     def apply(self, action: Action) -> Outcome:
         self._require_world()
-        self._applied += 1
+        dies_inside = self._arm_crash_during(1)
         if action.type not in ACTION_TYPES:
             # Not a state of the world: no retry and no change of the world will make it run.
             return Outcome("permanent_error", f"the simulator has no action type {action.type}")
@@ -139,8 +141,12 @@ class SimProvider:
                 seconds = action_seconds(action, before.clusters.get(action.cluster), None)
                 details = {}
             self.store.save_changes(conn, before, result.estate)
-            self._maybe_die_mid_action()
+            if dies_inside:
+                os._exit(CRASH_EXIT_CODE)  # the transaction never commits
             self.store.advance_clock(conn, seconds)
+            dies_after = self.store.count_toward_crash(conn, CRASH_AFTER)
+        if dies_after:
+            os._exit(CRASH_EXIT_CODE)  # the effect is committed; the caller never hears of it
         log.debug("sim.apply", action=action.id, type=action.type, seconds=round(seconds, 3))
         return Outcome("done", f"{action.type} {action.target}", seconds, details)
 
@@ -156,7 +162,7 @@ class SimProvider:
             a.type != "migrate_vm" or a.params.get("method") != "live" for a in actions
         ):
             return [self.apply(a) for a in actions]
-        self._applied += len(actions)
+        dies_inside = self._arm_crash_during(len(actions))
         cluster_name = actions[0].cluster
         outcomes: dict[int, Outcome] = {}
         with self.store.transaction() as conn:
@@ -217,8 +223,14 @@ class SimProvider:
                 (s + e.total_seconds for s, e in zip(starts, estimates, strict=True)), default=0.0
             )
             self.store.save_changes(conn, before, state)
-            self._maybe_die_mid_action()
+            if dies_inside:
+                os._exit(CRASH_EXIT_CODE)
             self.store.advance_clock(conn, makespan)
+            dies_after = bool(accepted) and self.store.count_toward_crash(
+                conn, CRASH_AFTER, len(accepted)
+            )
+        if dies_after:
+            os._exit(CRASH_EXIT_CODE)
         return [outcomes[i] for i in range(len(actions))]
 
     # --- physics ----------------------------------------------------------------------------
@@ -289,10 +301,13 @@ class SimProvider:
             size = min(inputs.memory_mib, inputs.dirty_mib_s * out[-1])
         return out
 
-    def _maybe_die_mid_action(self) -> None:
-        target = os.environ.get(KILL_MID_ACTION_ENV)
-        if target and int(target) == self._applied:
-            os._exit(137)
+    def _arm_crash_during(self, actions: int) -> bool:
+        """Count actions toward a crash-during fault, committed before the action's own
+        transaction (which the crash rolls back); True when this action is to die inside."""
+        if not self.store.has_fault(CRASH_DURING):
+            return False
+        with self.store.transaction() as conn:
+            return self.store.count_toward_crash(conn, CRASH_DURING, actions)
 
     def _require_world(self) -> None:
         if not self.store.exists:
@@ -388,6 +403,19 @@ class SimProvider:
             self.store.add_fault(conn, "slow_link", cluster, factor=factor)
             self.store.log_event(conn, "fault", f"live-migration link at {factor:.0%}")
         return [f"live-migration bandwidth now {factor:.0%} of nominal"]
+
+    def arm_crash(self, kind: str, count: int) -> list[str]:
+        """The process applying the ``count``-th action from now ends abruptly (exit 137)."""
+        self._require_world()
+        when = "after" if kind == CRASH_AFTER else "during"
+        with self.store.transaction() as conn:
+            conn.execute("DELETE FROM faults WHERE kind = ?", (kind,))
+            self.store.add_fault(conn, kind, None, remaining=count)
+            self.store.log_event(conn, "fault", f"crash {when} action {count}")
+        return [
+            f"the process applying action {count} from now will end abruptly {when} it "
+            + ("takes effect" if kind == CRASH_AFTER else "is committed")
+        ]
 
     def change_behind_back(self, before: Estate, after: Estate, message: str) -> None:
         """Write a drifted world (made by ``drift``) in one transaction, with an event."""

@@ -228,6 +228,26 @@ class WorldStore:
         conn.execute("UPDATE faults SET remaining = remaining - 1 WHERE id = ?", (row[0],))
         return True
 
+    def count_toward_crash(self, conn: sqlite3.Connection, kind: str, actions: int = 1) -> bool:
+        """Count ``actions`` against the pending crash fault of ``kind``; True when it fires."""
+        row = conn.execute(
+            "SELECT id, remaining FROM faults WHERE kind = ? AND remaining > 0 ORDER BY id LIMIT 1",
+            (kind,),
+        ).fetchone()
+        if row is None:
+            return False
+        left = int(row[1]) - actions
+        conn.execute("UPDATE faults SET remaining = ? WHERE id = ?", (max(0, left), row[0]))
+        return left <= 0
+
+    def has_fault(self, kind: str) -> bool:
+        row = (
+            self.open()
+            .execute("SELECT 1 FROM faults WHERE kind = ? AND remaining > 0 LIMIT 1", (kind,))
+            .fetchone()
+        )
+        return row is not None
+
     def link_factor(self, conn: sqlite3.Connection, cluster: str) -> float:
         row = conn.execute(
             "SELECT factor FROM faults WHERE kind = 'slow_link' "
