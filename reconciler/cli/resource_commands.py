@@ -68,9 +68,7 @@ def schema(kind: str | None, out_dir: Path | None) -> None:
 
 
 @click.command()
-@click.argument(
-    "directory", default="manifests", type=click.Path(file_okay=False, path_type=Path)
-)
+@click.argument("directory", default="manifests", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Overwrite files that are already there.")
 def demo(directory: Path, force: bool) -> None:
     """Write the demo estate into DIRECTORY (default: manifests).
@@ -116,4 +114,3 @@ def _write(directory: Path, files: list[tuple[str, Traversable]]) -> None:
     except OSError as exc:
         click.echo(f"error: cannot write to {directory}: {exc.strerror or exc}", err=True)
         raise SystemExit(EXIT_ERROR) from exc
-

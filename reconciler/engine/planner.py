@@ -1162,6 +1162,10 @@ def make_plan(
         violations.extend(planner.violations)
         notes.extend(planner.notes)
         unmanaged.extend(planner.unmanaged)
+    # Removals last in the whole plan, after every cluster's other work (nothing needs them).
+    actions = [a for a in actions if a.disruption != "destructive"] + [
+        a for a in actions if a.disruption == "destructive"
+    ]
     actions = _ordered(actions)
     if target is not None:
         actions = _limit_to(actions, target)
