@@ -18,7 +18,8 @@ from test_plan_properties import VALIDATOR, Case, estates, examples
 from reconciler.engine.plan import Plan
 from reconciler.engine.planner import make_plan
 from reconciler.engine.safety import replay
-from reconciler.model.records import Estate, Prune
+from reconciler.model.platforms import platform
+from reconciler.model.records import Estate, Prune, VmNic
 from reconciler.model.rules import invariants
 
 # Violations that explain why an eviction (or creation) is not carried out.
@@ -197,3 +198,46 @@ class TestRemovalNeedsConsent:
             ]
             disks = case.observed.vms[name].disks
             assert len(files) == (0 if delete else len(disks))
+
+
+class TestAdapters:
+    """Adapter changes: a VLAN change is online; an added adapter is online only where
+    Hyper-V hot-adds, else the VM is stopped for it (or the plan is refused without
+    allow_downtime); either way the plan converges."""
+
+    @examples
+    @given(estates(behind_the_back=False), st.data())
+    def test_adapter_changes_converge(self, case: Case, data: st.DataObject) -> None:
+        names = sorted(n for n, vm in case.desired.vms.items() if vm.nics)
+        if not names:
+            return
+        name = data.draw(st.sampled_from(names))
+        want = case.desired.vms[name]
+        switch = case.desired.switches[want.nics[0].switch]
+        vlans = sorted(switch.config.allowed_vlans) or [10]
+        vlan = data.draw(st.sampled_from(vlans))
+        add = data.draw(st.booleans(), label="add an adapter")
+        nics = (replace(want.nics[0], vlan=vlan), *want.nics[1:])
+        if add:
+            nics = (*nics, VmNic("extra", switch.name, vlan))
+        desired = case.desired.with_record(replace(want, nics=nics))
+        plan = make_plan(desired, case.observed)
+        assert list(VALIDATOR.iter_errors(plan.to_json())) == []
+        mine = [a for a in plan.actions if a.params.get("vm") == name]
+        hot = (
+            want.generation == 2
+            and platform(case.desired.clusters[want.cluster].platform).nic_hot_add
+        )
+        if add and not hot and not want.allow_downtime and want.power_state == "running":
+            assert ("downtime_not_allowed", f"VirtualMachine/{name}") in {
+                (v.rule, v.target) for v in plan.violations
+            }
+            return
+        if not add or hot:
+            # The generated drift is fixed online (moves included); the adapters add no stop.
+            assert "stop_vm" not in {a.type for a in mine}, [a.id for a in mine]
+            adapters = [a for a in mine if a.type in ("set_vm_nic", "add_vm_nic")]
+            assert {a.disruption for a in adapters} <= {"online"}
+        assert not plan.blocked, plan.violations
+        after = assert_converges(desired, case.observed, plan)
+        assert sorted(n.name for n in after.vms[name].nics) == sorted(n.name for n in nics)

@@ -342,6 +342,41 @@ class TestLifecycleCaseBehaviour:
         assert not plan_of(case).violations
 
 
+class TestAdapterCaseBehaviour:
+    """VM network adapters: online where Hyper-V allows it, else stop, change, start."""
+
+    def test_generation_1_adds_with_the_vm_off_and_changes_a_vlan_online(self) -> None:
+        case = "vm_adapters_offline_2008r2"
+        assert [a["id"] for a in actions(case)] == [
+            "set_vm_nic:WEB01",
+            "stop_vm:APP01",
+            "add_vm_nic:APP01",
+            "start_vm:APP01",
+        ]
+        steps = by_id(case)
+        assert steps["set_vm_nic:WEB01"]["params"]["nic"] == {
+            "name": "nic1",
+            "switch": "vSwitch-VM",
+            "vlan": 10,
+        }
+        assert steps["add_vm_nic:APP01"]["depends_on"] == ["stop_vm:APP01"]
+        assert not plan_of(case).violations
+
+    def test_an_adapter_that_needs_downtime_is_blocked_without_it(self) -> None:
+        assert ("downtime_not_allowed", "block") in rules("vm_adapters_blocked_2008r2")
+        assert "stop_vm" not in types("vm_adapters_blocked_2008r2")
+
+    def test_generation_2_on_2019_hot_adds_and_sets_a_mac_with_the_vm_off(self) -> None:
+        case = "vm_adapters_hot_2019"
+        steps = by_id(case)
+        assert steps["add_vm_nic:WEB01"]["depends_on"] == []
+        assert steps["set_vm_nic:WEB02"]["params"]["nic"]["trunk"] == "10,20"
+        assert steps["set_vm_nic:TEST01"]["params"]["nic"]["mac"] == "00155D0A0102"
+        assert steps["set_vm_nic:TEST01"]["depends_on"] == ["stop_vm:TEST01"]
+        assert "stop_vm:WEB01" not in steps and "stop_vm:WEB02" not in steps
+        assert not plan_of(case).violations
+
+
 def _patched_order(case: str) -> list[str]:
     return [a["params"]["node"] for a in actions(case) if a["type"] == "patch_node"]
 

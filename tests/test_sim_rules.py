@@ -747,6 +747,17 @@ ONCE_THEN_DONE: dict[str, tuple[Callable[[], Estate], tuple[Action, ...], Action
         (migrate("B", "n1"), act("drain_node", node="n2")),
         act("evict_node", node="n2"),
     ),
+    "add_vm_nic": (
+        lab_world,
+        (STOP_A,),
+        act("add_vm_nic", vm="A", nic={"name": "nic2", "switch": "vs", "vlan": 20}),
+    ),
+    "remove_vm_nic": (lab_world, (STOP_A,), act("remove_vm_nic", vm="A", nic="nic1")),
+    "set_vm_nic": (
+        lab_world,
+        (),
+        act("set_vm_nic", vm="A", nic={"name": "nic1", "switch": "vs", "vlan": 20}),
+    ),
 }
 
 

@@ -19,6 +19,7 @@ from reconciler.model.records import (
     VirtualMachine,
     VirtualSwitch,
 )
+from reconciler.model.rules_adapters import nic_text
 from reconciler.model.vlans import format_vlan_list
 
 Op = Literal["add", "change", "remove"]
@@ -147,12 +148,15 @@ def vm_fields(desired: VirtualMachine, observed: VirtualMachine) -> list[FieldCh
                 out.append(FieldChange(f"{path}.{attr}", a, b))
     for name, disk in sorted(have.items()):
         out.append(FieldChange(f"spec.disks[{name}]", _disk_text(disk), None))
-    if tuple(observed.nics) != tuple(desired.nics):
+    # Adapters by name: the order Hyper-V lists them in is not a difference.
+    have_nics = sorted(observed.nics, key=lambda n: n.name)
+    want_nics = sorted(desired.nics, key=lambda n: n.name)
+    if have_nics != want_nics:
         out.append(
             FieldChange(
                 "spec.nics",
-                [f"{n.switch}/{n.vlan or 'untagged'}" for n in observed.nics],
-                [f"{n.switch}/{n.vlan or 'untagged'}" for n in desired.nics],
+                [nic_text(n) for n in have_nics],
+                [nic_text(n) for n in want_nics],
             )
         )
     return out

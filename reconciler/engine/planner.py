@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
+from reconciler.engine.adapters import adapter_steps
 from reconciler.engine.diff import ObjectDiff, diff_estates
 from reconciler.engine.lifecycle import (
     create_vms,
@@ -622,14 +623,9 @@ class _ClusterPlanner:
                 ("set_vm", params, "memory or vCPUs differ from the manifest", changes, [])
             )
         if want.nics != have.nics:
-            self.block(
-                "unsupported",
-                target,
-                "VM network adapters differ from the manifest; "
-                "changing adapters is not supported yet",
-                "change them by hand",
-                "warn",
-            )
+            nic_steps, nic_off = adapter_steps(self.state, want, have)
+            steps.extend(nic_steps)
+            needs_off.extend(nic_off)
         if want.generation != have.generation:
             self.block(
                 "unsupported",

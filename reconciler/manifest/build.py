@@ -207,6 +207,20 @@ def build_volume(data: Data) -> ClusterSharedVolume:
     )
 
 
+def _vm_nic(n: Data) -> VmNic:
+    trunk = n.get("trunk") or {}
+    mac = n.get("mac")
+    return VmNic(
+        name=n["name"],
+        switch=n["switch"],
+        vlan=n.get("vlan"),
+        trunk=parse_vlan_list(trunk["allowed"]) if "allowed" in trunk else frozenset(),
+        native_vlan=trunk.get("native_vlan"),
+        # One spelling of a MAC address: 12 upper-case hex digits, no separators.
+        mac="".join(c for c in str(mac) if c not in "-:").upper() if mac else None,
+    )
+
+
 def build_vm(data: Data) -> VirtualMachine:
     spec = data["spec"]
     status = data.get("status") or {}
@@ -225,10 +239,7 @@ def build_vm(data: Data) -> VirtualMachine:
         anti_affinity_group=spec.get("anti_affinity_group"),
         anti_affinity_mode=spec.get("anti_affinity_mode", "soft"),
         allow_downtime=spec.get("allow_downtime", False),
-        nics=tuple(
-            VmNic(name=n["name"], switch=n["switch"], vlan=n.get("vlan"))
-            for n in spec.get("nics") or ()
-        ),
+        nics=tuple(_vm_nic(n) for n in spec.get("nics") or ()),
         disks=tuple(
             replace(disk_from_params(d), file_size_gib=file_sizes.get(d["name"]))
             for d in spec.get("disks") or ()

@@ -19,6 +19,7 @@ from reconciler.model.records import (
     SwitchConfig,
     VirtualMachine,
     VirtualSwitch,
+    VmNic,
     kind_of,
 )
 from reconciler.model.vlans import format_vlan_list
@@ -211,6 +212,20 @@ def _volume(v: ClusterSharedVolume, status: bool) -> tuple[dict[str, Any], dict[
     return spec, st
 
 
+def _vm_nic(n: VmNic) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": n.name, "switch": n.switch}
+    if n.vlan:
+        out["vlan"] = n.vlan
+    if n.trunk:
+        trunk: dict[str, Any] = {"allowed": format_vlan_list(n.trunk)}
+        if n.native_vlan is not None:
+            trunk["native_vlan"] = n.native_vlan
+        out["trunk"] = trunk
+    if n.mac:
+        out["mac"] = "-".join(n.mac[i : i + 2] for i in range(0, 12, 2))
+    return out
+
+
 def _vm(vm: VirtualMachine, status: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     spec: dict[str, Any] = {"cluster": vm.cluster}
     if vm.node and not status:
@@ -230,10 +245,7 @@ def _vm(vm: VirtualMachine, status: bool) -> tuple[dict[str, Any], dict[str, Any
         spec["anti_affinity_mode"] = vm.anti_affinity_mode
     spec["allow_downtime"] = vm.allow_downtime
     if vm.nics:
-        spec["nics"] = [
-            {"name": n.name, "switch": n.switch, **({"vlan": n.vlan} if n.vlan else {})}
-            for n in vm.nics
-        ]
+        spec["nics"] = [_vm_nic(n) for n in vm.nics]
     if vm.disks:
         spec["disks"] = [
             {

@@ -38,6 +38,9 @@ ActionType = Literal[
     "create_vm",
     "remove_vm",
     "evict_node",
+    "add_vm_nic",
+    "remove_vm_nic",
+    "set_vm_nic",
 ]
 ACTION_TYPES: tuple[str, ...] = ActionType.__args__  # type: ignore[attr-defined]
 
@@ -81,6 +84,9 @@ DISRUPTION: dict[str, Disruption] = {
     "create_vm": "online",
     "remove_vm": "destructive",
     "evict_node": "online",
+    "add_vm_nic": "online",
+    "remove_vm_nic": "online",
+    "set_vm_nic": "online",
 }
 
 

@@ -51,6 +51,9 @@ ACTION_SECONDS: dict[str, float] = {
     "create_vm": 60.0,  # New-VM, adapters, Add-ClusterVirtualMachineRole; new files on top
     "remove_vm": 60.0,  # stop, Remove-ClusterGroup, Remove-VM (files deleted on top)
     "evict_node": 120.0,  # Remove-ClusterNode
+    "add_vm_nic": 10.0,
+    "remove_vm_nic": 10.0,
+    "set_vm_nic": 5.0,
 }
 
 

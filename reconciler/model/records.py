@@ -283,7 +283,19 @@ class ClusterSharedVolume:
 class VmNic:
     name: str
     switch: str
-    vlan: int | None = None  # None: untagged
+    vlan: int | None = None  # access VLAN; None: untagged (or trunk, below)
+    # A trunk adapter carries these VLANs tagged, and native_vlan untagged.
+    trunk: frozenset[int] = field(default=frozenset(), metadata=LATER)
+    native_vlan: int | None = field(default=None, metadata=LATER)
+    mac: str | None = field(
+        default=None, metadata=LATER
+    )  # static MAC (12 hex digits); None: dynamic
+
+    def vlans(self) -> frozenset[int]:
+        """Every VLAN the adapter needs its host's switch to carry."""
+        if self.trunk:
+            return self.trunk | ({self.native_vlan} if self.native_vlan else frozenset())
+        return frozenset({self.vlan}) if self.vlan is not None else frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from reconciler.model.records import (
     Witness,
     frozen_map,
 )
+from reconciler.model.rules_adapters import ADAPTER_RULES
 from reconciler.model.rules_base import (
     RuleResult,
     Violation,
@@ -125,16 +126,15 @@ def _match_vswitch(estate: Estate, action: Action) -> RuleResult:
             if vm.power_state != "running":
                 continue
             for nic in vm.nics:
-                if (
-                    nic.switch == name
-                    and _carries(current, nic.vlan)
-                    and not _carries(cfg, nic.vlan)
-                ):
-                    return fail(
-                        estate,
-                        f"VLAN {nic.vlan} is in use by {vm.name} on {node.name}: "
-                        f"the new {name} config would cut it off",
-                    )
+                if nic.switch != name:
+                    continue
+                for vlan in sorted(nic.vlans()):
+                    if _carries(current, vlan) and not _carries(cfg, vlan):
+                        return fail(
+                            estate,
+                            f"VLAN {vlan} is in use by {vm.name} on {node.name}: "
+                            f"the new {name} config would cut it off",
+                        )
     return RuleResult(estate.with_record(set_switch(node, name, cfg)))
 
 
@@ -164,13 +164,15 @@ def _set_vlan_trunk(estate: Estate, action: Action) -> RuleResult:
         if vm.power_state != "running":
             continue
         for nic in vm.nics:
-            cut_off = nic.vlan is not None and nic.vlan not in allowed and nic.vlan != native
-            if nic.switch == name and cut_off:
-                return fail(
-                    estate,
-                    f"VLAN {nic.vlan} is in use by {vm.name} on {node.name}: "
-                    "removing it from the trunk would cut it off",
-                )
+            if nic.switch != name:
+                continue
+            for vlan in sorted(nic.vlans()):
+                if vlan not in allowed and vlan != native:
+                    return fail(
+                        estate,
+                        f"VLAN {vlan} is in use by {vm.name} on {node.name}: "
+                        "removing it from the trunk would cut it off",
+                    )
     cfg = replace(current, allowed_vlans=allowed, native_vlan=native)
     return RuleResult(estate.with_record(set_switch(node, name, cfg)))
 
@@ -693,6 +695,7 @@ RULES: dict[str, Callable[[Estate, Action], RuleResult]] = {
     "stop_vm": _stop_vm,
     "start_vm": _start_vm,
     **LIFECYCLE_RULES,
+    **ADAPTER_RULES,
 }
 
 

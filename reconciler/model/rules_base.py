@@ -18,6 +18,7 @@ from reconciler.model.records import (
     Node,
     SwitchConfig,
     VirtualMachine,
+    VmNic,
     frozen_map,
 )
 from reconciler.model.vlans import format_vlan_list, parse_vlan_list
@@ -65,6 +66,29 @@ def switch_from_params(p: Mapping[str, Any]) -> SwitchConfig:
         management_os=bool(p.get("management_os", False)),
         allowed_vlans=parse_vlan_list(allowed) if allowed else frozenset(),
         native_vlan=p.get("native_vlan"),
+    )
+
+
+def nic_to_params(n: VmNic) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": n.name, "switch": n.switch, "vlan": n.vlan}
+    # Only when used, so plans of access-VLAN adapters read as they always did.
+    if n.trunk:
+        out["trunk"] = format_vlan_list(n.trunk)
+        out["native_vlan"] = n.native_vlan
+    if n.mac is not None:
+        out["mac"] = n.mac
+    return out
+
+
+def nic_from_params(p: Mapping[str, Any]) -> VmNic:
+    trunk = p.get("trunk")
+    return VmNic(
+        name=p["name"],
+        switch=p["switch"],
+        vlan=p.get("vlan"),
+        trunk=parse_vlan_list(trunk) if trunk else frozenset(),
+        native_vlan=p.get("native_vlan"),
+        mac=p.get("mac"),
     )
 
 
@@ -136,6 +160,14 @@ def placement_problems(estate: Estate, vm: VirtualMachine, node_name: str) -> li
             and nic.vlan != host.native_vlan
         ):
             problems.append(f"{node_name}'s switch {nic.switch} does not carry VLAN {nic.vlan}")
+        elif nic.trunk and host.allowed_vlans:
+            carried = host.allowed_vlans | {host.native_vlan}
+            missing = sorted(nic.vlans() - carried)
+            if missing:
+                problems.append(
+                    f"{node_name}'s switch {nic.switch} does not carry VLAN(s) "
+                    f"{', '.join(map(str, missing))} of {nic.name}'s trunk"
+                )
     for volume in sorted(vm.volumes()):
         if volume not in node.status.luns:
             problems.append(f"{node_name} does not see the LUN of {volume}")

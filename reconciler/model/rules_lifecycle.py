@@ -20,7 +20,6 @@ from reconciler.model.records import (
     Disk,
     Estate,
     VirtualMachine,
-    VmNic,
     frozen_map,
 )
 from reconciler.model.rules_base import (
@@ -29,6 +28,8 @@ from reconciler.model.rules_base import (
     disk_from_params,
     disk_to_params,
     fail,
+    nic_from_params,
+    nic_to_params,
     placement_problems,
     slot_problems,
     volume_free_gib,
@@ -50,7 +51,7 @@ def vm_to_params(vm: VirtualMachine, node: str) -> dict[str, Any]:
         "anti_affinity_group": vm.anti_affinity_group,
         "anti_affinity_mode": vm.anti_affinity_mode,
         "allow_downtime": vm.allow_downtime,
-        "nics": [{"name": n.name, "switch": n.switch, "vlan": n.vlan} for n in vm.nics],
+        "nics": [nic_to_params(n) for n in vm.nics],
         "disks": [disk_to_params(d) for d in vm.disks],
     }
 
@@ -70,9 +71,7 @@ def vm_from_params(cluster: str, p: Mapping[str, Any]) -> VirtualMachine:
         anti_affinity_group=p.get("anti_affinity_group"),
         anti_affinity_mode=p.get("anti_affinity_mode", "soft"),
         allow_downtime=bool(p.get("allow_downtime", False)),
-        nics=tuple(
-            VmNic(name=n["name"], switch=n["switch"], vlan=n.get("vlan")) for n in p["nics"]
-        ),
+        nics=tuple(nic_from_params(n) for n in p["nics"]),
         disks=tuple(disk_from_params(d) for d in p["disks"]),
     )
 
