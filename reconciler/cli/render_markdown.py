@@ -142,7 +142,7 @@ def _summary(plan: Plan) -> list[str]:
     elif plan.actions:
         out += ["> **Safe to apply**: no safety rule is broken.", ""]
     if not plan.actions and not plan.violations:
-        return out
+        return out + _unmanaged(plan)
     s = plan.summary()
     by_disruption = Counter(a.disruption for a in plan.actions)
     disruption = ", ".join(f"{by_disruption[d]} {d}" for d in DISRUPTION_ORDER if by_disruption[d])
@@ -190,11 +190,18 @@ def _removals(plan: Plan) -> list[str]:
         out += [f"**Removals** ({len(removals)}, destructive, last in the plan)", ""]
         out += [f"- 🗑️ {code(a.type)} {md(a.target)}: {md(a.reason)}" for a in removals]
         out.append("")
-    if plan.unmanaged:
-        out += ["**Unmanaged** (in the world, in no manifest; left alone)", ""]
-        out.append(f"- {_named(list(plan.unmanaged))}")
-        out.append("")
-    return out
+    return out + _unmanaged(plan)
+
+
+def _unmanaged(plan: Plan) -> list[str]:
+    if not plan.unmanaged:
+        return []
+    return [
+        "**Unmanaged** (in the world, in no manifest; left alone)",
+        "",
+        f"- {_named(list(plan.unmanaged))}",
+        "",
+    ]
 
 
 def _violations(plan: Plan) -> list[str]:

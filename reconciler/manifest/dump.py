@@ -5,16 +5,19 @@ With ``status=True`` the observed-only facts are written too, so the output is a
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import yaml
 
 from reconciler.manifest.schema import API_VERSION
+from reconciler.model.quorum import effective_quorum
 from reconciler.model.records import (
     Cluster,
     ClusterSharedVolume,
     Estate,
     Node,
+    Quorum,
     Record,
     SwitchConfig,
     VirtualMachine,
@@ -274,6 +277,24 @@ def _vm(vm: VirtualMachine, status: bool) -> tuple[dict[str, Any], dict[str, Any
         if sizes:
             st["disk_file_size_gib"] = sizes
     return spec, st
+
+
+def adoptable(observed: Estate) -> Estate:
+    """An observed estate as manifests to adopt it: what is chosen, not what happens to be.
+
+    VMs are not pinned to the node they run on (placement stays free: a pin would make the
+    next drain or failover look like drift), and a quorum that is what ``recommended``
+    gives for the member count is written as ``recommended`` (it follows membership).
+    """
+    estate = observed
+    for vm in observed.vms.values():
+        if vm.node is not None:
+            estate = estate.with_record(replace(vm, node=None))
+    for cluster in observed.clusters.values():
+        recommended = Quorum("recommended", cluster.quorum.witness)
+        if effective_quorum(recommended, len(cluster.nodes)) == cluster.quorum:
+            estate = estate.with_record(replace(cluster, quorum=recommended))
+    return estate
 
 
 def to_document(record: Record, estate: Estate, status: bool = False) -> dict[str, Any]:
