@@ -49,7 +49,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class TestTextOutput:
-    """The text plan: a summary line first, then steps grouped by cluster and node."""
+    """The text plan: a summary line first, then the steps in execution order."""
 
     def test_summary_line_comes_first(self, demo: Path) -> None:
         code, out = run(demo, "plan", DEMO)
@@ -59,18 +59,35 @@ class TestTextOutput:
         assert "estimated 15m 55s" in first
         assert first.endswith("safe to apply.")
 
-    def test_groups_by_cluster_then_node(self, demo: Path) -> None:
+    def test_steps_in_execution_order_with_their_numbers(self, demo: Path) -> None:
         lines = run(demo, "plan", DEMO)[1].splitlines()
-        assert "Cluster prod" in lines
-        groups = [line.strip() for line in lines if line.startswith("  ") and line[2] != " "]
-        assert groups == [
-            "node hv03",
-            "cluster",
-            "node hv05",
-            "storage",
-            "node hv01",
-            "virtual machines",
+        assert lines[1:3] == ["", "Cluster prod"]
+        steps = [line.split()[:3] for line in lines[3:] if line.strip()]
+        assert steps == [
+            ["1.", "~", "set_vlan_trunk"],
+            ["2.", "~", "begin_monitoring_maintenance"],
+            ["3.", "~", "match_vswitch"],
+            ["4.", "+", "present_storage"],
+            ["5.", "+", "add_node"],
+            ["6.", "~", "update_quorum"],
+            ["7.", "→", "test_live_migration"],
+            ["8.", "~", "validate_cluster"],
+            ["9.", "~", "end_monitoring_maintenance"],
+            ["10.", "~", "extend_lun"],
+            ["11.", "~", "extend_volume"],
+            ["12.", "→", "migrate_vm"],
+            ["13.", "+", "add_disk"],
         ]
+
+    def test_values_in_manifest_spelling(self, tmp_path: Path) -> None:
+        for case, change in [
+            ("drain_node", "spec.maintenance: false -> true"),
+            ("resume_node", "spec.maintenance: true -> false"),
+        ]:
+            state = init(tmp_path / case, str(GOLDEN / case / "observed.yaml"))
+            out = run(state, "plan", str(GOLDEN / case / "desired"))[1]
+            assert change in out, out
+            assert "True" not in out and "False" not in out
 
     def test_shows_before_and_after(self, demo: Path) -> None:
         out = flat(run(demo, "plan", DEMO)[1])

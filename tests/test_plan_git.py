@@ -33,6 +33,8 @@ PLAN_KEYS = {
     "violations",
     "notes",
     "changed_objects",
+    "manifests_digest",
+    "digest",
 }
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")

@@ -38,10 +38,9 @@ from reconciler.runtime.reconcile import (
     FolderSource,
     GitSource,
     ManifestSource,
-    Mode,
     Reconciler,
-    TickReport,
 )
+from reconciler.runtime.ticks import Mode, TickReport
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "manifests" / "demo"

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,12 +19,17 @@ from rich.table import Table
 from reconciler.cli.context import EXIT_BLOCKED, EXIT_ERROR, EXIT_OK
 from reconciler.cli.progress import LiveProgress, PlainProgress
 from reconciler.cli.render import duration, plan_lines
-from reconciler.engine.plan import object_digests, plan_from_json, stale_objects
-from reconciler.engine.planner import make_plan
+from reconciler.runtime.apply import (
+    PlanRefused,
+    SigningKeyError,
+    apply_plan,
+    close_interrupted,
+    prepare,
+    signing_key,
+    take_locks,
+)
 from reconciler.runtime.clock import Clock, SystemClock
-from reconciler.runtime.executor import Executor
-from reconciler.runtime.journal import LOCK_TTL_SECONDS, Journal, LockHeld, LockRecord
-from reconciler.runtime.workflow import load_desired
+from reconciler.runtime.journal import Journal, LockHeld
 
 if TYPE_CHECKING:
     from reconciler.cli.context import Context
@@ -49,22 +58,29 @@ def _confirm(obj: Context, auto_approve: bool) -> None:
         raise SystemExit(EXIT_OK)
 
 
-def _acquire(
-    journal: Journal, clusters: list[str], lock_timeout: float, clock: Clock, obj: Context
-) -> list[LockRecord]:
-    deadline = clock.now() + lock_timeout
-    while True:
-        try:
-            locks, notes = journal.try_lock(clusters, LOCK_TTL_SECONDS)
-        except LockHeld as held:
-            if clock.now() >= deadline:
-                obj.out.error(str(held))
-                raise SystemExit(EXIT_ERROR) from held
-            clock.sleep(min(5.0, max(0.1, deadline - clock.now())))
-            continue
-        for note in notes:
-            obj.out.note(f"note: {note}")
-        return locks
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[dict[str, int]]:
+    """SIGTERM / Ctrl-C set ``stop``: the current action finishes, the rest waits. A second
+    signal ends the process at once (the next apply finds the run interrupted)."""
+    received: dict[str, int] = {}
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def handler(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            raise SystemExit(128 + signum)
+        received["signal"] = signum
+        stop.set()
+
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def run_apply(
@@ -76,37 +92,36 @@ def run_apply(
     lock_timeout: float,
     sim_speed: float | None,
     clock: Clock | None = None,
+    target: str | None = None,
 ) -> int:
     clock = clock or SystemClock()
+    try:
+        key = signing_key()
+    except SigningKeyError as exc:
+        obj.out.error(str(exc))
+        return EXIT_ERROR
     journal = Journal(obj.state_dir, clock.now)
     provider = obj.provider_instance()
     try:
-        for run in journal.interrupted_runs():
-            message = journal.mark_interrupted(run)
+        for line in close_interrupted(journal):
             obj.out.note(
-                f"Run {run.id} was {message}. Re-observing and re-planning; "
-                "actions already done will not run again."
+                f"{line}. Re-observing and re-planning; actions already done will not run again."
             )
-        observed = provider.observe()
-        if plan_file is not None:
-            try:
-                plan = plan_from_json(json.loads(plan_file.read_text()))
-            except (OSError, ValueError, KeyError) as exc:
-                obj.out.error(f"cannot read plan {plan_file}: {exc}")
-                return EXIT_ERROR
-            changed = stale_objects(plan, object_digests(observed))
-            if changed:
-                shown = ", ".join(changed[:10]) + (" ..." if len(changed) > 10 else "")
-                obj.out.error(
-                    f"the plan in {plan_file} is stale: {len(changed)} object(s) "
-                    f"changed since it was made: {shown}. Make a new plan."
-                )
-                return EXIT_ERROR
-            source = f"plan:{plan_file}"
-        else:
-            desired = load_desired(paths, obj.cache_dir)
-            plan = make_plan(desired, observed, manifests=paths)
-            source = ",".join(paths)
+        try:
+            prepared = prepare(
+                provider,
+                paths=paths,
+                saved=plan_file,
+                cache_dir=obj.cache_dir,
+                target=target,
+                key=key,
+            )
+        except PlanRefused as refused:
+            obj.out.error(f"refusing the plan in {plan_file}: {refused}; nothing was changed")
+            return EXIT_ERROR
+        plan = prepared.plan
+        for note in prepared.notes:
+            obj.out.note(f"note: {note}")
         for line in plan_lines(plan, colour=obj.out.interactive):
             obj.out.console.print(line, markup=obj.out.interactive, highlight=False)
         if plan.blocked:
@@ -115,42 +130,55 @@ def run_apply(
         if plan.empty:
             return EXIT_OK
         _confirm(obj, auto_approve)
-        clusters = sorted({a.cluster for a in plan.actions})
-        locks = _acquire(journal, clusters, lock_timeout, clock, obj)
-        run_id = journal.start_run(plan.digest(), source, len(plan.actions))
-        journal.attach_run(locks, run_id)
+        try:
+            locks, notes = take_locks(
+                journal, sorted({a.cluster for a in plan.actions}), lock_timeout, clock
+            )
+        except LockHeld as held:
+            obj.out.error(str(held))
+            return EXIT_ERROR
+        for note in notes:
+            obj.out.note(f"note: {note}")
         progress = (
             LiveProgress(obj.out.console, clock, sim_speed)
             if obj.out.interactive
             else PlainProgress(obj.out.console)
         )
-        executor = Executor(
-            provider,
-            journal,
-            clock,
-            progress,
-            on_failure="continue" if on_failure == "continue" else "stop",
-            after_action=lambda: journal.renew(locks, LOCK_TTL_SECONDS),
-        )
+        stop = threading.Event()
         try:
-            report = executor.run(plan, run_id)
+            with _stop_on_signals(stop) as received:
+                applied = apply_plan(
+                    plan,
+                    provider,
+                    journal,
+                    clock,
+                    progress,
+                    locks,
+                    source=prepared.source,
+                    on_failure="continue" if on_failure == "continue" else "stop",
+                    stop=stop,
+                )
         finally:
             journal.unlock(locks)
-        summary = (
-            f"{report.count('done')} done, {report.count('already_done')} already done, "
-            f"{len(report.root_causes)} failed, {report.count('skipped')} skipped"
-        )
-        journal.end_run(run_id, report.outcome, summary)
+            obj.out.console.show_cursor(True)
+        report = applied.report
         obj.out.note("")
         obj.out.note(
-            f"Run {run_id} {report.outcome}: {summary}; simulated time "
+            f"Run {applied.run_id} {applied.outcome}: {applied.summary}; simulated time "
             f"{duration(report.simulated_seconds)}."
         )
         for action_id, message in report.root_causes:
             obj.out.note(f"  failed: {action_id}: {message}")
+        if "signal" in received:
+            signum = received["signal"]
+            obj.out.note(
+                f"Stopped by {signal.Signals(signum).name}: the action under way finished; "
+                "run the same apply again to carry on."
+            )
+            return 128 + signum
         if report.root_causes:
             obj.out.note(
-                f"See 'reconciler show-run {run_id}'. The next apply carries on "
+                f"See 'reconciler show-run {applied.run_id}'. The next apply carries on "
                 "from the estate as it is."
             )
             return EXIT_ERROR
@@ -167,6 +195,10 @@ def run_apply(
     "plan_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Apply exactly this saved plan (refused if the estate changed since).",
+)
+@click.option(
+    "--target",
+    help="Only this object (Kind/name), with what it needs and what must follow it.",
 )
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
 @click.option(
@@ -194,6 +226,7 @@ def apply(
     obj: Context,
     paths: tuple[str, ...],
     plan_file: Path | None,
+    target: str | None,
     auto_approve: bool,
     on_failure: str,
     lock_timeout: float,
@@ -201,12 +234,26 @@ def apply(
 ) -> None:
     """Plan, show the plan, ask, then apply it; or apply a saved plan with --plan.
 
-    A second apply does nothing; an interrupted apply is noticed and carried on.
+    A saved plan runs only as it was reviewed: refused when its digests (or signature, with
+    RECONCILER_PLAN_KEY or RECONCILER_PLAN_KEY_FILE set) do not match, or the estate changed.
+    A second apply does nothing; an interrupted apply is noticed and carried on. SIGTERM or
+    Ctrl-C lets the action under way finish, then stops (exit 143 / 130).
     """
     if bool(paths) == bool(plan_file):
         raise click.UsageError("give manifest PATHS or --plan FILE (one of them)")
+    if target and plan_file:
+        raise click.UsageError("--target plans anew: give it with PATHS, not with --plan")
     raise SystemExit(
-        run_apply(obj, list(paths), plan_file, auto_approve, on_failure, lock_timeout, sim_speed)
+        run_apply(
+            obj,
+            list(paths),
+            plan_file,
+            auto_approve,
+            on_failure,
+            lock_timeout,
+            sim_speed,
+            target=target,
+        )
     )
 
 

@@ -25,6 +25,7 @@ from reconciler.manifest.errors import ManifestLoadError
 from reconciler.manifest.gitsource import GitSourceError
 from reconciler.manifest.load import load_paths
 from reconciler.providers.base import ProviderError
+from reconciler.runtime.apply import SigningKeyError, saved_plan_text, signing_key
 from reconciler.runtime.review import GitReview, plan_git
 from reconciler.runtime.workflow import plan_paths
 
@@ -243,10 +244,12 @@ def plan(
     if target and not result.actions and target not in result.prior_state:
         obj.out.error(f"no object {target} in the observed estate (use Kind/name)")
         raise SystemExit(EXIT_ERROR)
-    saved = result.dumps()
-    if review is not None:
-        saved = json.dumps({**result.to_json(), "git": review.as_json()}, indent=2, sort_keys=True)
-        saved += "\n"
+    try:
+        key = signing_key()
+    except SigningKeyError as exc:
+        obj.out.error(str(exc))
+        raise SystemExit(EXIT_ERROR) from exc
+    saved = saved_plan_text(result, {"git": review.as_json()} if review else None, key)
     if out_file is not None:
         out_file.parent.mkdir(parents=True, exist_ok=True)
         out_file.write_text(saved)

@@ -26,17 +26,13 @@ from reconciler.runtime.clock import Clock, SystemClock
 from reconciler.runtime.journal import DriftRecord, Journal
 from reconciler.runtime.metrics import LoopMetrics, MetricsServer
 from reconciler.runtime.reconcile import (
-    EXIT_ERROR,
-    EXIT_OK,
-    MODES,
     FolderSource,
     GitSource,
     ManifestSource,
-    Mode,
     Reconciler,
-    TickReport,
     drift_fields,
 )
+from reconciler.runtime.ticks import EXIT_ERROR, EXIT_OK, MODES, Mode, TickReport
 
 if TYPE_CHECKING:
     from reconciler.cli.context import Context

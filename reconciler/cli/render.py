@@ -1,8 +1,7 @@
-"""Plans rendered for people: a summary line, then changes grouped by cluster and node."""
+"""Plans rendered for people: a summary line, then the steps in the order apply runs them."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import TYPE_CHECKING
 
 from reconciler.engine.plan import Plan
@@ -86,10 +85,21 @@ def describe(action: Action) -> str:
 
 
 def _value(v: object) -> str:
+    """A value as a manifest spells it: true/false, [a, b], {k: v}; (none) when absent."""
     if v is None:
         return "(none)"
-    if isinstance(v, list):
-        return "[" + ", ".join(str(x) for x in v) + "]"
+    return _spelled(v)
+
+
+def _spelled(v: object) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_spelled(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {_spelled(x)}" for k, x in v.items()) + "}"
     return str(v)
 
 
@@ -117,34 +127,28 @@ def summary_line(plan: Plan) -> str:
 
 
 def plan_lines(plan: Plan, colour: bool = True) -> list[str]:
-    """The plan for a person: what changes where, in which order, at what cost."""
+    """The plan for a person: each step in the order apply runs it, numbered, with its cost.
+
+    A cluster heading starts each run of steps in one cluster, so the numbers always ascend.
+    """
     out = [summary_line(plan)]
     step = {a.id: i + 1 for i, a in enumerate(plan.actions)}
-    by_cluster: dict[str, dict[str, list[Action]]] = defaultdict(lambda: defaultdict(list))
-    for a in plan.actions:
-        by_cluster[a.cluster][group_of(a)].append(a)
     width = len(str(len(plan.actions)))
-    for cluster in sorted(by_cluster):
-        out.append("")
-        out.append(f"Cluster {cluster}")
-        groups = by_cluster[cluster]
-        for group in sorted(groups, key=lambda g: min(step[a.id] for a in groups[g])):
-            out.append(f"  {group}")
-            for a in groups[group]:
-                sym = SYMBOL.get(a.type, "~")
-                mark = f"[{COLOUR[sym]}]{sym}[/]" if colour else sym
-                flagged = any(v.action == a.id and v.severity == "block" for v in plan.violations)
-                flag = (
-                    "  [red]! blocked[/]"
-                    if flagged and colour
-                    else ("  ! blocked" if flagged else "")
-                )
-                out.append(
-                    f"    {step[a.id]:>{width}}. {mark} {a.type:<28} {describe(a)}"
-                    f"  [{a.disruption}, ~{duration(a.estimate_seconds)}]{flag}"
-                )
-                if a.type == "extend_vhd":
-                    out.append(" " * (8 + width) + "then extend the partition inside the guest")
+    cluster: str | None = None
+    for a in plan.actions:
+        if a.cluster != cluster:
+            cluster = a.cluster
+            out += ["", f"Cluster {cluster}"]
+        sym = SYMBOL.get(a.type, "~")
+        mark = f"[{COLOUR[sym]}]{sym}[/]" if colour else sym
+        flagged = any(v.action == a.id and v.severity == "block" for v in plan.violations)
+        flag = "  [red]! blocked[/]" if flagged and colour else ("  ! blocked" if flagged else "")
+        out.append(
+            f"  {step[a.id]:>{width}}. {mark} {a.type:<28} {describe(a)}"
+            f"  [{a.disruption}, ~{duration(a.estimate_seconds)}]{flag}"
+        )
+        if a.type == "extend_vhd":
+            out.append(" " * (6 + width) + "then extend the partition inside the guest")
     if plan.violations:
         out.append("")
         out.append("Safety violations:")

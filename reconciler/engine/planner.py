@@ -26,7 +26,13 @@ from reconciler.engine.placement import (
     destination_problems,
     in_service,
 )
-from reconciler.engine.plan import Plan, PlanViolation, fingerprint, object_digests
+from reconciler.engine.plan import (
+    Plan,
+    PlanViolation,
+    fingerprint,
+    object_digests,
+    prior_state_of,
+)
 from reconciler.engine.safety import replay
 from reconciler.model.actions import DISRUPTION, Action, ActionType, Disruption
 from reconciler.model.capacity import usable_memory_mib, used_memory_mib, vm_cost_mib
@@ -1184,10 +1190,11 @@ def make_plan(
         actions=tuple(actions),
         violations=tuple(violations),
         fingerprint=fingerprint(digests),
-        prior_state=digests,
+        prior_state=prior_state_of(actions, digests),
         notes=tuple(notes),
         manifests=tuple(manifests),
         changed_objects=tuple(changed),
+        manifests_digest=fingerprint(object_digests(desired)),
         unmanaged=tuple(unmanaged),
     )
 

@@ -97,6 +97,12 @@ def hard_affinity_breaches(estate: Estate, cluster_name: str) -> list[str]:
     return out
 
 
+# The rules action_policy draws from the manifests (the rest are the world's own rules).
+MANIFEST_POLICY_RULES = frozenset(
+    {"never_live_migrate", "downtime_not_allowed", "delete_not_allowed"}
+)
+
+
 def _policy(desired: Estate, observed_vm: VirtualMachine) -> VirtualMachine:
     """The manifest is the authority for policy; fall back to what was observed."""
     return desired.vms.get(observed_vm.name, observed_vm)

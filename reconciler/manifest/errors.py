@@ -6,6 +6,7 @@ Rendered as ``FILE:LINE:COL: Kind/name: field.path: what is wrong (what is allow
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -25,9 +26,10 @@ class ManifestError:
     severity: Severity = "error"
 
     def __str__(self) -> str:
+        """One line, whatever the manifest held: control characters are shown as escapes."""
         allowed = f" ({self.allowed})" if self.allowed else ""
         prefix = "warning: " if self.severity == "warning" else ""
-        return (
+        return visible(
             f"{self.file}:{self.line}:{self.col}: {self.target}: {self.field}: "
             f"{prefix}{self.message}{allowed}"
         )
@@ -45,6 +47,22 @@ class ManifestError:
         }
 
 
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators: anything that could
+# break a line, move the cursor or start a terminal escape sequence.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escape(found: re.Match[str]) -> str:
+    char = found.group()
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(text: str) -> str:
+    """``text`` with every control character written as an escape (ESC becomes ``\\x1b``)."""
+    return _CONTROL.sub(_escape, text) if _CONTROL.search(text) else text
+
+
 class ManifestLoadError(Exception):
     """Raised by callers that need a valid estate and got errors instead."""
 
@@ -59,6 +77,8 @@ def one_of(values: Iterable[str]) -> str:
 
 def did_you_mean_target(word: str, candidates: Iterable[str]) -> str | None:
     """The closest spelling of ``word`` among the candidates, or None."""
+    if len(word) > 200:  # no name is that long; difflib's cost grows with the product
+        return None
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return close[0] if close else None
 

@@ -10,6 +10,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler.manifest.discovery import select_manifests
 from reconciler.manifest.documents import Document, is_manifest_path, read_bytes
 from reconciler.manifest.errors import ManifestError
 from reconciler.manifest.load import LoadResult, load_documents
@@ -74,7 +75,12 @@ def load_at(repo: str | Path, ref: str, paths: list[str], world: bool = False) -
         file_docs, file_errors = read_bytes(blob, label)
         docs.extend(file_docs)
         errors.extend(file_errors)
-    if not files:
+    labels = [f"{name}@{commit[:10]}" for name in files]
+    given = {p.strip("/") for p in paths}
+    named = {label for name, label in zip(files, labels, strict=True) if name in given}
+    docs, errors, kept = select_manifests(named, docs, errors, labels, world)
+    files = [name for name, label in zip(files, labels, strict=True) if label in kept]
+    if not files and not any(e.severity == "error" for e in errors):
         errors.append(
             ManifestError(
                 f"{repo}@{ref}",

@@ -13,6 +13,7 @@ from typing import Any
 from reconciler.manifest.build import build_record, switch_config
 from reconciler.manifest.cache import ManifestCache, content_key
 from reconciler.manifest.checks import check_estate
+from reconciler.manifest.discovery import select_manifests
 from reconciler.manifest.documents import (
     NOT_CHECKED,
     Document,
@@ -100,8 +101,9 @@ def load_paths(paths: list[str], world: bool = False, cache_dir: Path | None = N
             empty.append(name)
         docs.extend(file_docs)
         errors.extend(file_errors)
+    docs, errors, files = select_manifests(set(paths), docs, errors, files, world)
     errors.extend(_empty_files(empty, no_manifests=not docs and not errors))
-    if not files and not errors:
+    if not files and not any(e.severity == "error" for e in errors):
         errors.append(
             ManifestError(
                 ",".join(paths),

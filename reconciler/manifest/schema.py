@@ -12,7 +12,7 @@ from functools import cache
 from typing import Any
 
 import fastjsonschema
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
 from reconciler import resources
@@ -51,9 +51,19 @@ def fast_valid(kind: str, data: Any) -> bool:
     return True
 
 
+# JSON Schema counts 40.0 as an integer; a manifest means a whole number, written as one.
+_STRICT_TYPES = Draft202012Validator.TYPE_CHECKER.redefine(
+    "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
+)
+_StrictValidator = validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator, type_checker=_STRICT_TYPES
+)
+
+
 @cache
 def validator_for(kind: str) -> Draft202012Validator:
-    return Draft202012Validator(schema_for(kind))
+    validator: Draft202012Validator = _StrictValidator(schema_for(kind))
+    return validator
 
 
 def _describe(value: Any) -> str:
@@ -125,16 +135,7 @@ def _translate(doc: Document, err: ValidationError) -> list[ManifestError]:
     if kind == "const":
         return [doc.error(path, f"{value!r} is not allowed", f"must be {expected_value}")]
     if kind == "type":
-        expected = expected_value
-        expected_text = " or ".join(expected) if isinstance(expected, list) else str(expected)
-        desc = _allowed_text(schema)
-        return [
-            doc.error(
-                path,
-                f"expected {expected_text}, got {_describe(value)}",
-                f"{expected_text}: {desc}" if desc else expected_text,
-            )
-        ]
+        return [_type_error(doc, path, schema, value, expected_value)]
     if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         low = schema.get("minimum", schema.get("exclusiveMinimum"))
         high = schema.get("maximum", schema.get("exclusiveMaximum"))
@@ -161,6 +162,52 @@ def _translate(doc: Document, err: ValidationError) -> list[ManifestError]:
     return [doc.error(path, err.message, _allowed_text(schema))]
 
 
+def _field_name(path: tuple[str | int, ...]) -> str:
+    names = [p for p in path if isinstance(p, str)]
+    return names[-1] if names else "the document"
+
+
+def _range_text(schema: dict[str, Any]) -> str:
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if low is not None and high is not None:
+        return f" {low}-{high}"
+    if low is not None:
+        return f" of at least {low}"
+    if high is not None:
+        return f" of at most {high}"
+    return ""
+
+
+_TYPE_WORDS = {
+    "integer": "a whole number",
+    "number": "a number",
+    "string": "text",
+    "boolean": "true or false",
+    "object": "a mapping",
+    "array": "a list",
+    "null": "empty",
+}
+
+
+def _type_error(
+    doc: Document, path: tuple[str | int, ...], schema: dict[str, Any], value: Any, expected: Any
+) -> ManifestError:
+    """``vlan must be a whole number 1-4094, got number 40.0``: the field, in manifest terms."""
+    types = expected if isinstance(expected, list) else [expected]
+    wanted = " or ".join(_TYPE_WORDS.get(str(t), str(t)) for t in types)
+    if "integer" in types or "number" in types:
+        wanted += _range_text(schema)
+    message = f"{_field_name(path)} must be {wanted}, got {_describe(value)}"
+    desc = _allowed_text(schema)
+    allowed = desc or wanted
+    spelled = doc.spelled.get(path)
+    if isinstance(value, bool) and spelled is not None and "string" in types:
+        word = str(value).lower()
+        message = f"{_field_name(path)} must be text, got {spelled!r}, which YAML reads as {word}"
+        allowed = f"quote it: '{spelled}'" + (f"; {desc}" if desc else "")
+    return doc.error(path, message, allowed)
+
+
 def check_document(doc: Document) -> list[ManifestError]:
     """apiVersion, kind, then the kind's schema; every problem, not just the first."""
     data = doc.data
@@ -172,6 +219,10 @@ def check_document(doc: Document) -> list[ManifestError]:
                 "apiVersion, kind, metadata, spec",
             )
         ]
+    if doc.bad_keys:
+        # Keys that are not field names were left out of the data: checking the rest of the
+        # document would only report their absence again.
+        return [doc.error(path, problem, allowed) for path, problem, allowed in doc.bad_keys]
     errors: list[ManifestError] = []
     api = data.get("apiVersion")
     if api != API_VERSION:
@@ -185,12 +236,16 @@ def check_document(doc: Document) -> list[ManifestError]:
         return errors
     if errors:
         return errors
-    if fast_valid(kind, data):
+    if not doc.has_float and fast_valid(kind, data):  # floats: see _STRICT_TYPES
         return errors
     found = sorted(
         validator_for(kind).iter_errors(data),
         key=lambda e: (doc.pos(tuple(e.absolute_path)), str(e.validator)),
     )
+    seen: set[ManifestError] = set()
     for err in found:
-        errors.extend(_translate(doc, err))
+        for error in _translate(doc, err):
+            if error not in seen:  # jsonschema says "required" once per missing key
+                seen.add(error)
+                errors.append(error)
     return errors

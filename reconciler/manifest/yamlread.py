@@ -43,6 +43,11 @@ _CONSTRUCT: dict[str, Any] = {
     "tag:yaml.org,2002:float": SafeConstructor.construct_yaml_float,
     "tag:yaml.org,2002:timestamp": SafeConstructor.construct_yaml_timestamp,
 }
+_TAG_WORDS = {
+    "tag:yaml.org,2002:int": "a whole number",
+    "tag:yaml.org,2002:float": "a number",
+    "tag:yaml.org,2002:timestamp": "a date",
+}
 _COLLECTION_TAGS = (None, "!", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
@@ -194,9 +199,11 @@ class _Composer:
         try:
             result = construct(self.loader, yaml.ScalarNode(tag, value))
         except (ValueError, OverflowError, TypeError) as exc:
+            what = _TAG_WORDS.get(tag, tag)
+            reason = "it has too many digits" if len(value) > 1000 else str(exc)
             raise _error(
                 event.start_mark,
-                f"{value[:40]!r} cannot be read as a {tag.rsplit(':', 1)[-1]}: {exc}",
+                f"{value[:40]!r} cannot be read as {what}: {reason}",
                 "a valid value, or quote it to make it text",
             ) from None
         if isinstance(result, float):
@@ -343,8 +350,9 @@ class _Composer:
             if key is _MERGE_KEY:
                 parent.key = key
                 return
-            problem, allowed = _key_problem(key, doc.spelled.pop((*parent.path, "?"), None))
-            parent.key = str(key)
+            spelled = doc.spelled.pop((*parent.path, "?"), None)
+            problem, allowed = _key_problem(key, spelled)
+            parent.key = spelled or ("~" if key is None else str(key))
         elif kind is yaml.AliasEvent:
             problem, allowed = "an alias cannot be a key", "a field name in plain text"
             parent.key = f"*{event.anchor}"
@@ -352,9 +360,9 @@ class _Composer:
             # A list or mapping used as a key: compose it like a value, then drop the pair.
             problem, allowed = "a list or mapping cannot be a key", "a field name in plain text"
             parent.key = "?"
-            doc.bad_keys.append((parent.path, problem, allowed))
+            doc.bad_keys.append(((*parent.path, "?"), problem, allowed))
+            doc.positions[(*parent.path, "?")] = parent.key_pos
             parent.skip = True
-            parent.key = "?"
             self._skip_key_collection(event)
             return
         doc.bad_keys.append(((*parent.path, parent.key), problem, allowed))
@@ -395,10 +403,8 @@ def _key_problem(key: Any, spelled: str | None) -> tuple[str, str]:
         )
     if key is None:
         return "the key is empty (null)", "a field name in plain text"
-    return (
-        f"the key {key!r} is a {type(key).__name__}, not a field name",
-        f"quote it: '{key}'",
-    )
+    what = "a number" if isinstance(key, int | float) else "a date"
+    return f"the key {key!r} is {what}, not a field name", f"quote it: '{key}'"
 
 
 def _add_merge(parent: _Node, value: Any, mark: Any, doc: RawDocument) -> None:

@@ -6,13 +6,11 @@ Updated from each tick's report; the values are the ones the tick saw, on the in
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-if TYPE_CHECKING:
-    from reconciler.runtime.reconcile import TickReport
+from reconciler.runtime.ticks import TickReport
 
 OUTCOMES = (
     "converged",

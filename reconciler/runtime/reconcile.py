@@ -10,12 +10,12 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import structlog
 
 from reconciler.engine.diff import ObjectDiff, diff_estates
-from reconciler.engine.plan import Plan, PlanViolation
+from reconciler.engine.plan import Plan
 from reconciler.engine.planner import make_plan
 from reconciler.engine.safety import replay
 from reconciler.manifest.errors import ManifestLoadError
@@ -23,27 +23,29 @@ from reconciler.manifest.gitsource import GitSourceError, load_at
 from reconciler.model.actions import Action, Disruption
 from reconciler.model.records import Estate
 from reconciler.providers.base import Provider, ProviderError
+from reconciler.runtime.apply import apply_plan, close_interrupted
 from reconciler.runtime.clock import Clock
 from reconciler.runtime.executor import (
     ActionResult,
-    Executor,
     Progress,
     RetryPolicy,
     RunReport,
 )
 from reconciler.runtime.journal import LOCK_TTL_SECONDS, Journal, LockHeld, LockRecord
-from reconciler.runtime.metrics import LoopMetrics
+from reconciler.runtime.ticks import (
+    MODES,
+    Mode,
+    TickMetrics,
+    TickReport,
+)
 from reconciler.runtime.windows import describe_instant, is_open, next_opens_at
 from reconciler.runtime.workflow import load_desired
 
 log = structlog.get_logger("reconciler.reconcile")
 
-Mode = Literal["monitor", "autocorrect"]
-MODES: tuple[Mode, ...] = ("monitor", "autocorrect")
 DISRUPTIVE: frozenset[Disruption] = frozenset(
     {"live-migration", "downtime", "reboot", "destructive"}
 )
-EXIT_OK, EXIT_ERROR, EXIT_DRIFT, EXIT_BLOCKED = 0, 1, 2, 3
 # Errors that end a tick with outcome "error"; the loop goes on to the next tick.
 TICK_ERRORS = (ManifestLoadError, GitSourceError, ProviderError, OSError)
 
@@ -91,56 +93,6 @@ class GitSource:
         return Manifests(
             got.result.estate, f"git:{self.repo}@{self.ref}{where}", got.commit, self.paths
         )
-
-
-# --- what a tick did -----------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class TickReport:
-    """One tick: what drifted, what was done, what waits, and the outcome.
-
-    Outcomes: converged (no drift), drift (found, nothing changed), corrected (all drift
-    fixed), partial (some fixed, some remains), blocked (the plan breaks a safety rule:
-    nothing applied), failed (an action failed), locked (another apply holds a cluster's
-    lock: skipped), error (manifests, repository or provider could not be read).
-    """
-
-    mode: Mode
-    started_at: float
-    ended_at: float = 0.0
-    outcome: str = "error"
-    message: str = ""
-    run_id: str | None = None
-    source: str = ""
-    commit_id: str | None = None
-    drifted: tuple[ObjectDiff, ...] = ()
-    remaining: tuple[ObjectDiff, ...] = ()
-    new_drift: tuple[str, ...] = ()  # objects not drifting at the tick before
-    corrected: tuple[str, ...] = ()  # objects this tick's actions corrected
-    resolved: tuple[str, ...] = ()  # objects no longer drifting without this loop's doing
-    planned: int = 0
-    applied: int = 0
-    already_done: int = 0
-    failed: int = 0
-    deferred: tuple[tuple[str, str], ...] = ()  # (action id, why it waits)
-    stopped: tuple[tuple[str, str], ...] = ()  # (action id, why): window closed, stop request
-    violations: tuple[PlanViolation, ...] = ()
-    notes: tuple[str, ...] = ()
-    skipped_before: int = 0  # ticks skipped because the one before this overran
-
-    @property
-    def duration_seconds(self) -> float:
-        return max(0.0, self.ended_at - self.started_at)
-
-    @property
-    def exit_code(self) -> int:
-        """For ``--once``: monitor 0/2/1; autocorrect 0 converged, 2 drift remains, 1, 3."""
-        if self.outcome in ("error", "locked", "failed"):
-            return EXIT_ERROR
-        if self.outcome == "blocked":
-            return EXIT_BLOCKED
-        return EXIT_DRIFT if self.outcome in ("drift", "partial") else EXIT_OK
 
 
 class _Silent:
@@ -206,7 +158,7 @@ class Reconciler:
         *,
         progress: Progress | None = None,
         on_tick: Sequence[Callable[[TickReport], None]] = (),
-        metrics: LoopMetrics | None = None,
+        metrics: TickMetrics | None = None,
         stop: threading.Event | None = None,
         retry: RetryPolicy | None = None,
         poll_seconds: float = 1.0,
@@ -317,10 +269,7 @@ class Reconciler:
         return f"reconcile-{self.mode}"
 
     def _tick(self, report: TickReport) -> None:
-        notes = [
-            f"run {run.id} was {self.journal.mark_interrupted(run)}"
-            for run in self.journal.interrupted_runs()
-        ]
+        notes = [line[0].lower() + line[1:] for line in close_interrupted(self.journal)]
         manifests = self.source.load()
         report.source, report.commit_id = manifests.source, manifests.commit_id
         desired = manifests.desired
@@ -405,18 +354,19 @@ class Reconciler:
     ) -> None:
         assert report.run_id is not None
         waits = self._deferrals(plan, desired, observed)
-        executor = Executor(
+        result = apply_plan(
+            plan,
             provider,
             self.journal,
             self.clock,
             self.progress,
-            on_failure="stop",
+            locks,
+            source=report.source,
+            run_id=report.run_id,
             retry=self.retry,
-            after_action=lambda: self.journal.renew(locks, LOCK_TTL_SECONDS),
             should_stop=lambda action: self._should_stop(action, desired),
             defer=lambda action: waits.get(action.id),
-        )
-        result = executor.run(plan, report.run_id)
+        ).report
         report.applied = result.count("done")
         report.already_done = result.count("already_done")
         report.failed = len(result.root_causes)

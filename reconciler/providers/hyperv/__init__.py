@@ -1,0 +1,1 @@
+"""The hyperv provider: Windows Server failover clusters over PowerShell Remoting (pypsrp)."""
