@@ -237,9 +237,19 @@ def actions(draw: st.DrawFn, estate: Estate, cluster: str) -> Action:
                 "set_vlan_trunk",
                 "match_vswitch",
                 "update_quorum",
+                "create_vm",
+                "remove_vm",
+                "evict_node",
+                "add_vm_nic",
+                "remove_vm_nic",
+                "set_vm_nic",
+                "move_disk",
             )
         )
     )
+    lifecycle = _lifecycle_action(draw, kind, estate, cluster)
+    if lifecycle is not None:
+        return lifecycle
     if kind == "migrate_vm":
         method = draw(st.sampled_from(("live", "quick", "offline")))
         return migrate(draw(st.sampled_from(vms)), draw(st.sampled_from(nodes)), method, cluster)
@@ -292,3 +302,38 @@ def actions(draw: st.DrawFn, estate: Estate, cluster: str) -> Action:
         return match_switch(node, switch, cfg, cluster)
     witness = draw(st.sampled_from(WITNESSES))
     return act(kind, cluster, mode=draw(st.sampled_from(QUORUM_MODES)), witness=witness)
+
+
+def _lifecycle_action(draw: st.DrawFn, kind: str, estate: Estate, cluster: str) -> Action | None:
+    """create, remove, evict, adapters and disk moves, on names that exist (or one new VM)."""
+    vms = sorted(estate.vms)
+    nodes = sorted(estate.nodes)
+    if kind == "create_vm":
+        vlan = draw(st.sampled_from((10, 20, 30)))
+        size = draw(st.integers(min_value=1, max_value=80))
+        vm = new_vm(draw(st.sampled_from(("C", "D", "A"))), 1024, vlan, os_disk(size))
+        return create(vm, draw(st.sampled_from(nodes)), cluster)
+    if kind == "remove_vm":
+        return act(kind, cluster, vm=draw(st.sampled_from(vms)), delete_disks=draw(st.booleans()))
+    if kind == "evict_node":
+        return act(kind, cluster, node=draw(st.sampled_from(nodes)))
+    if kind in ("add_vm_nic", "set_vm_nic"):
+        nic = {
+            "name": draw(st.sampled_from(("nic1", "nic2"))),
+            "switch": draw(st.sampled_from(("vs", "other"))),
+            "vlan": draw(st.sampled_from((None, 10, 20, 30))),
+        }
+        return act(kind, cluster, vm=draw(st.sampled_from(vms)), nic=nic)
+    if kind == "remove_vm_nic":
+        return act(kind, cluster, vm=draw(st.sampled_from(vms)), nic="nic1")
+    if kind == "move_disk":
+        return act(
+            kind,
+            cluster,
+            vm=draw(st.sampled_from(vms)),
+            disk=draw(st.sampled_from(("os", "data"))),
+            controller=draw(st.sampled_from(("ide", "scsi"))),
+            controller_number=draw(st.integers(min_value=0, max_value=4)),
+            slot=draw(st.integers(min_value=0, max_value=2)),
+        )
+    return None

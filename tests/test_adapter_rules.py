@@ -11,6 +11,7 @@ from dataclasses import replace
 from sim_strategies import act, lab_world
 from test_sim_rules import accepted, refused, stopped, with_vm
 
+from reconciler.model.actions import Action
 from reconciler.model.records import Estate, VmNic
 
 NIC2 = {"name": "nic2", "switch": "vs", "vlan": 20}
@@ -18,7 +19,7 @@ NIC2 = {"name": "nic2", "switch": "vs", "vlan": 20}
 
 def gen2_on(platform: str) -> Estate:
     """A as a generation-2 VM on ``platform`` (its disks are not what this is about)."""
-    return with_vm(lab_world(platform), "A", generation=2)  # type: ignore[arg-type]
+    return with_vm(lab_world(platform), "A", generation=2)
 
 
 class TestAddingAndRemovingAdapters:
@@ -88,3 +89,38 @@ class TestTrunkGuards:
         world = lab_world().with_record(replace(lab_world().vms["A"], nics=(nic,)))
         trunk = act("set_vlan_trunk", node="n1", switch="vs", allowed_vlans="10", native_vlan=1)
         refused(world, trunk, "VLAN 20 is in use by A on n1")
+
+
+class TestMovingADisk:
+    """move_disk: SCSI data disks hot-plug while the VM runs; IDE and the boot disk need it off.
+
+    A has os on IDE 0:0 (its boot disk) and data on SCSI 0:0.
+    """
+
+    def move(self, disk: str, controller: str, number: int, slot: int) -> Action:
+        return act(
+            "move_disk",
+            vm="A",
+            disk=disk,
+            controller=controller,
+            controller_number=number,
+            slot=slot,
+        )
+
+    def test_a_scsi_data_disk_moves_while_running(self) -> None:
+        after = accepted(lab_world(), self.move("data", "scsi", 2, 7))
+        data = after.vms["A"].disk("data")
+        assert data is not None
+        assert (data.controller, data.controller_number, data.slot) == ("scsi", 2, 7)
+
+    def test_to_ide_or_the_boot_disk_needs_it_off(self) -> None:
+        to_ide = self.move("data", "ide", 1, 0)
+        refused(lab_world(), to_ide, "A must be off to move data: IDE devices")
+        accepted(stopped(lab_world(), "A"), to_ide)
+        boot = self.move("os", "ide", 1, 1)
+        refused(lab_world(), boot, "IDE devices")
+
+    def test_onto_a_taken_slot_or_beyond_the_limits_is_refused(self) -> None:
+        world = stopped(lab_world(), "A")
+        refused(world, self.move("data", "ide", 0, 0), "IDE 0:0 holds os")
+        refused(world, self.move("data", "scsi", 4, 0), "SCSI 4:0 is beyond 4 x 64")

@@ -377,6 +377,38 @@ class TestAdapterCaseBehaviour:
         assert not plan_of(case).violations
 
 
+class TestDiskMoveCaseBehaviour:
+    """Disks move between controllers and slots: SCSI online, IDE and boot disks with the VM off."""
+
+    def test_scsi_data_disks_move_online(self) -> None:
+        case = "disk_move_scsi_online_2019"
+        moves = actions(case)
+        assert [(a["id"], a["disruption"]) for a in moves] == [
+            ("move_disk:APP01", "online"),
+            ("move_disk:DB01", "online"),
+        ]
+        assert moves[1]["params"] == {
+            "vm": "DB01",
+            "disk": "data",
+            "controller": "scsi",
+            "controller_number": 2,
+            "slot": 5,
+        }
+        assert not plan_of(case).violations
+
+    def test_ide_moves_stop_the_vm_or_are_blocked_without_downtime(self) -> None:
+        case = "disk_move_ide_needs_off"
+        assert [a["id"] for a in actions(case)][:3] == [
+            "stop_vm:APP01",
+            "move_disk:APP01",
+            "start_vm:APP01",
+        ]
+        assert ("downtime_not_allowed", "VirtualMachine/DB01") in {
+            (v.rule, v.target) for v in plan_of(case).violations
+        }
+        assert "stop_vm:DB01" not in by_id(case)
+
+
 def _patched_order(case: str) -> list[str]:
     return [a["params"]["node"] for a in actions(case) if a["type"] == "patch_node"]
 

@@ -758,6 +758,11 @@ ONCE_THEN_DONE: dict[str, tuple[Callable[[], Estate], tuple[Action, ...], Action
         (),
         act("set_vm_nic", vm="A", nic={"name": "nic1", "switch": "vs", "vlan": 20}),
     ),
+    "move_disk": (
+        lab_world,
+        (),
+        act("move_disk", vm="A", disk="data", controller="scsi", controller_number=1, slot=5),
+    ),
 }
 
 

@@ -46,6 +46,7 @@ from reconciler.model.rules import (
     placement_problems,
     switch_to_params,
 )
+from reconciler.model.rules_disks import move_needs_off
 from reconciler.model.vlans import format_vlan_list
 
 
@@ -710,18 +711,42 @@ class _ClusterPlanner:
         online_resize: bool,
     ) -> None:
         target = f"VirtualMachine/{want.name}"
-        if (old.controller, old.controller_number, old.slot, old.volume) != (
-            disk.controller,
-            disk.controller_number,
-            disk.slot,
-            disk.volume,
-        ):
+        if old.volume != disk.volume:
             self.block(
                 "unsupported",
                 target,
-                f"disk {disk.name} moved controller, slot or volume; moving disks is not "
-                "supported yet",
-                "keep its controller, slot and volume",
+                f"disk {disk.name} moved to another volume; storage migration is not supported yet",
+                f"keep volume: {old.volume}",
+            )
+        elif (old.controller, old.controller_number, old.slot) != (
+            disk.controller,
+            disk.controller_number,
+            disk.slot,
+        ):
+            why = move_needs_off(have, old, disk)
+            if why:
+                needs_off.append(f"move {disk.name} ({why})")
+            # Before disks are added: one may take the slot this one leaves.
+            steps.insert(
+                0,
+                (
+                    "move_disk",
+                    {
+                        "vm": want.name,
+                        "disk": disk.name,
+                        "controller": disk.controller,
+                        "controller_number": disk.controller_number,
+                        "slot": disk.slot,
+                    },
+                    f"disk {disk.name} is on another controller or slot in the manifest",
+                    {
+                        f"disks.{disk.name}": (
+                            f"{old.controller} {old.controller_number}:{old.slot}",
+                            f"{disk.controller} {disk.controller_number}:{disk.slot}",
+                        )
+                    },
+                    [],
+                ),
             )
         if disk.size_gib < old.size_gib:
             self.block(

@@ -41,6 +41,7 @@ ActionType = Literal[
     "add_vm_nic",
     "remove_vm_nic",
     "set_vm_nic",
+    "move_disk",
 ]
 ACTION_TYPES: tuple[str, ...] = ActionType.__args__  # type: ignore[attr-defined]
 
@@ -87,6 +88,7 @@ DISRUPTION: dict[str, Disruption] = {
     "add_vm_nic": "online",
     "remove_vm_nic": "online",
     "set_vm_nic": "online",
+    "move_disk": "online",
 }
 
 

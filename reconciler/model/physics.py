@@ -54,6 +54,7 @@ ACTION_SECONDS: dict[str, float] = {
     "add_vm_nic": 10.0,
     "remove_vm_nic": 10.0,
     "set_vm_nic": 5.0,
+    "move_disk": 20.0,
 }
 
 

@@ -53,6 +53,7 @@ from reconciler.model.rules_base import (
     volume_free_gib,
     volume_used_gib,
 )
+from reconciler.model.rules_disks import DISK_RULES
 from reconciler.model.rules_lifecycle import LIFECYCLE_RULES, keep_disk_files
 from reconciler.model.vlans import parse_vlan_list
 
@@ -696,6 +697,7 @@ RULES: dict[str, Callable[[Estate, Action], RuleResult]] = {
     "start_vm": _start_vm,
     **LIFECYCLE_RULES,
     **ADAPTER_RULES,
+    **DISK_RULES,
 }
 
 
