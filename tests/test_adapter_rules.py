@@ -13,6 +13,7 @@ from test_sim_rules import accepted, refused, stopped, with_vm
 
 from reconciler.model.actions import Action
 from reconciler.model.records import Estate, VmNic
+from reconciler.model.rules import apply_rules
 
 NIC2 = {"name": "nic2", "switch": "vs", "vlan": 20}
 
@@ -124,3 +125,25 @@ class TestMovingADisk:
         world = stopped(lab_world(), "A")
         refused(world, self.move("data", "ide", 0, 0), "IDE 0:0 holds os")
         refused(world, self.move("data", "scsi", 4, 0), "SCSI 4:0 is beyond 4 x 64")
+
+
+class TestVmSettings:
+    """Preferred owners are a set of members and never move the VM; the stop action needs off."""
+
+    def test_owners_never_move_the_vm(self) -> None:
+        after = accepted(lab_world(), act("set_preferred_owners", vm="A", owners=["n2"]))
+        assert after.vms["A"].preferred_owners == frozenset({"n2"})
+        assert after.vms["A"].node == "n1"
+
+    def test_owners_compare_as_a_set(self) -> None:
+        world = accepted(lab_world(), act("set_preferred_owners", vm="A", owners=["n2", "n1"]))
+        assert apply_rules(world, act("set_preferred_owners", vm="A", owners=["n1", "n2"])).done
+
+    def test_owners_must_be_members(self) -> None:
+        refused(lab_world(), act("set_preferred_owners", vm="A", owners=["n3"]), "n3 not a member")
+
+    def test_start_action_online_stop_action_only_off(self) -> None:
+        accepted(lab_world(), act("set_automatic_actions", vm="A", start="nothing"))
+        stop = act("set_automatic_actions", vm="A", stop="save")
+        refused(lab_world(), stop, "A must be off to change its automatic stop action")
+        assert accepted(stopped(lab_world(), "A"), stop).vms["A"].automatic_stop_action == "save"

@@ -241,3 +241,27 @@ class TestAdapters:
         assert not plan.blocked, plan.violations
         after = assert_converges(desired, case.observed, plan)
         assert sorted(n.name for n in after.vms[name].nics) == sorted(n.name for n in nics)
+
+
+class TestVmSettings:
+    """Preferred owners never move a VM; automatic actions converge like any other setting."""
+
+    @examples
+    @given(estates(behind_the_back=False), st.data())
+    def test_owners_and_automatic_actions(self, case: Case, data: st.DataObject) -> None:
+        names = sorted(case.desired.vms)
+        name = data.draw(st.sampled_from(names))
+        want = case.desired.vms[name]
+        members = sorted(case.desired.clusters[want.cluster].nodes)
+        owners = frozenset(data.draw(st.lists(st.sampled_from(members), max_size=3)))
+        start = data.draw(st.sampled_from(("nothing", "start_if_running", "start")))
+        changed = replace(want, preferred_owners=owners, automatic_start_action=start)
+        desired = case.desired.with_record(changed)
+        baseline = make_plan(case.desired, case.observed)
+        plan = make_plan(desired, case.observed)
+        moves = [a.id for a in plan.actions if a.type == "migrate_vm"]
+        assert moves == [a.id for a in baseline.actions if a.type == "migrate_vm"]
+        assert not plan.blocked, plan.violations
+        after = assert_converges(desired, case.observed, plan)
+        assert after.vms[name].preferred_owners == owners
+        assert after.vms[name].automatic_start_action == start

@@ -409,6 +409,24 @@ class TestDiskMoveCaseBehaviour:
         assert "stop_vm:DB01" not in by_id(case)
 
 
+class TestVmSettingsCaseBehaviour:
+    """Preferred owners (a set, never a move) and automatic actions."""
+
+    def test_owners_are_set_without_moving_and_the_stop_action_waits_for_off(self) -> None:
+        case = "vm_settings"
+        steps = by_id(case)
+        assert steps["set_preferred_owners:WEB01"]["params"] == {
+            "vm": "WEB01",
+            "owners": ["hv2", "hv3"],
+        }
+        assert "migrate_vm" not in types(case), "setting owners never moves the VM"
+        assert steps["set_automatic_actions:TEST01"]["params"] == {"vm": "TEST01", "start": "start"}
+        assert steps["set_automatic_actions:TEST01"]["depends_on"] == []
+        assert steps["set_automatic_actions:APP01"]["depends_on"] == ["stop_vm:APP01"]
+        assert steps["start_vm:APP01"]["depends_on"] == ["set_automatic_actions:APP01"]
+        assert not plan_of(case).violations
+
+
 def _patched_order(case: str) -> list[str]:
     return [a["params"]["node"] for a in actions(case) if a["type"] == "patch_node"]
 

@@ -763,6 +763,12 @@ ONCE_THEN_DONE: dict[str, tuple[Callable[[], Estate], tuple[Action, ...], Action
         (),
         act("move_disk", vm="A", disk="data", controller="scsi", controller_number=1, slot=5),
     ),
+    "set_preferred_owners": (lab_world, (), act("set_preferred_owners", vm="A", owners=["n2"])),
+    "set_automatic_actions": (
+        lab_world,
+        (STOP_A,),
+        act("set_automatic_actions", vm="A", start="start", stop="shut_down"),
+    ),
 }
 
 

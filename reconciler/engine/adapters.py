@@ -1,7 +1,8 @@
-"""Planning a VM's network adapters: which to remove, change and add, and which need it off.
+"""Planning a VM's adapters and settings: which to remove, change and add, which need it off.
 
 Steps come out in the cluster planner's step form, so they share its stop / change / start
-handling: removals first (they free adapter slots), then changes, then additions.
+handling: adapter removals first (they free adapter slots), then changes, then additions;
+then preferred owners and automatic start and stop actions.
 """
 
 from __future__ import annotations
@@ -63,6 +64,45 @@ def adapter_steps(
                 {"vm": want.name, "nic": nic_to_params(nic)},
                 f"adapter {nic.name} is in the manifest",
                 {f"nics.{nic.name}": (None, nic_text(nic))},
+                [],
+            )
+        )
+    return steps, needs_off
+
+
+def settings_steps(want: VirtualMachine, have: VirtualMachine) -> tuple[list[Step], list[str]]:
+    """Preferred owners (as a set; never a move) and automatic actions the manifest declares."""
+    steps: list[Step] = []
+    needs_off: list[str] = []
+    owners = want.preferred_owners
+    if owners is not None and owners != have.preferred_owners:
+        before = sorted(have.preferred_owners) if have.preferred_owners is not None else None
+        steps.append(
+            (
+                "set_preferred_owners",
+                {"vm": want.name, "owners": sorted(owners)},
+                "preferred owners differ from the manifest (the VM stays where it is)",
+                {"preferred_owners": (before, sorted(owners))},
+                [],
+            )
+        )
+    params: dict[str, Any] = {}
+    changes: dict[str, tuple[Any, Any]] = {}
+    start, stop = want.automatic_start_action, want.automatic_stop_action
+    if start is not None and start != have.automatic_start_action:
+        params["start"] = start
+        changes["automatic_start_action"] = (have.automatic_start_action, start)
+    if stop is not None and stop != have.automatic_stop_action:
+        params["stop"] = stop
+        changes["automatic_stop_action"] = (have.automatic_stop_action, stop)
+        needs_off.append("change its automatic stop action")
+    if params:
+        steps.append(
+            (
+                "set_automatic_actions",
+                {"vm": want.name, **params},
+                "automatic start or stop action differs from the manifest",
+                changes,
                 [],
             )
         )

@@ -148,6 +148,21 @@ def vm_fields(desired: VirtualMachine, observed: VirtualMachine) -> list[FieldCh
                 out.append(FieldChange(f"{path}.{attr}", a, b))
     for name, disk in sorted(have.items()):
         out.append(FieldChange(f"spec.disks[{name}]", _disk_text(disk), None))
+    if desired.preferred_owners is not None and desired.preferred_owners != (
+        observed.preferred_owners
+    ):
+        before = observed.preferred_owners
+        out.append(
+            FieldChange(
+                "spec.preferred_owners",
+                sorted(before) if before is not None else None,
+                sorted(desired.preferred_owners),
+            )
+        )
+    for attr in ("automatic_start_action", "automatic_stop_action"):
+        want = getattr(desired, attr)
+        if want is not None and want != getattr(observed, attr):
+            out.append(FieldChange(f"spec.{attr}", getattr(observed, attr), want))
     # Adapters by name: the order Hyper-V lists them in is not a difference.
     have_nics = sorted(observed.nics, key=lambda n: n.name)
     want_nics = sorted(desired.nics, key=lambda n: n.name)

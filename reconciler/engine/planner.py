@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
-from reconciler.engine.adapters import adapter_steps
+from reconciler.engine.adapters import adapter_steps, settings_steps
 from reconciler.engine.diff import ObjectDiff, diff_estates
 from reconciler.engine.lifecycle import (
     create_vms,
@@ -633,6 +633,9 @@ class _ClusterPlanner:
             nic_steps, nic_off = adapter_steps(self.state, want, have)
             steps.extend(nic_steps)
             needs_off.extend(nic_off)
+        settings, settings_off = settings_steps(want, have)
+        steps.extend(settings)
+        needs_off.extend(settings_off)
         if want.generation != have.generation:
             self.block(
                 "unsupported",

@@ -240,6 +240,11 @@ def build_vm(data: Data) -> VirtualMachine:
         anti_affinity_mode=spec.get("anti_affinity_mode", "soft"),
         allow_downtime=spec.get("allow_downtime", False),
         nics=tuple(_vm_nic(n) for n in spec.get("nics") or ()),
+        preferred_owners=(
+            frozenset(spec["preferred_owners"]) if "preferred_owners" in spec else None
+        ),
+        automatic_start_action=spec.get("automatic_start_action"),
+        automatic_stop_action=spec.get("automatic_stop_action"),
         disks=tuple(
             replace(disk_from_params(d), file_size_gib=file_sizes.get(d["name"]))
             for d in spec.get("disks") or ()

@@ -243,6 +243,18 @@ def _check_references(estate: Estate, report: Report, ref: _UnknownReferences) -
                     vm.cluster,
                     _cluster_of(estate.nodes, vm.node),
                 )
+        members = sorted(estate.clusters[vm.cluster].nodes)
+        for owner in sorted(vm.preferred_owners or ()):
+            if owner not in members:
+                ref(
+                    vm,
+                    ("spec", "preferred_owners"),
+                    "node",
+                    owner,
+                    members,
+                    vm.cluster,
+                    _cluster_of(estate.nodes, owner),
+                )
         switches = sorted(s.name for s in estate.switches_of(vm.cluster))
         for i, vm_nic in enumerate(vm.nics):
             if vm_nic.switch not in switches:

@@ -249,6 +249,12 @@ def _vm(vm: VirtualMachine, status: bool) -> tuple[dict[str, Any], dict[str, Any
     spec["allow_downtime"] = vm.allow_downtime
     if vm.nics:
         spec["nics"] = [_vm_nic(n) for n in vm.nics]
+    if vm.preferred_owners is not None:
+        spec["preferred_owners"] = sorted(vm.preferred_owners)
+    if vm.automatic_start_action is not None:
+        spec["automatic_start_action"] = vm.automatic_start_action
+    if vm.automatic_stop_action is not None:
+        spec["automatic_stop_action"] = vm.automatic_stop_action
     if vm.disks:
         spec["disks"] = [
             {

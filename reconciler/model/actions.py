@@ -42,6 +42,8 @@ ActionType = Literal[
     "remove_vm_nic",
     "set_vm_nic",
     "move_disk",
+    "set_preferred_owners",
+    "set_automatic_actions",
 ]
 ACTION_TYPES: tuple[str, ...] = ActionType.__args__  # type: ignore[attr-defined]
 
@@ -89,6 +91,8 @@ DISRUPTION: dict[str, Disruption] = {
     "remove_vm_nic": "online",
     "set_vm_nic": "online",
     "move_disk": "online",
+    "set_preferred_owners": "none",
+    "set_automatic_actions": "none",
 }
 
 

@@ -55,6 +55,8 @@ ACTION_SECONDS: dict[str, float] = {
     "remove_vm_nic": 10.0,
     "set_vm_nic": 5.0,
     "move_disk": 20.0,
+    "set_preferred_owners": 2.0,
+    "set_automatic_actions": 2.0,
 }
 
 

@@ -31,6 +31,8 @@ MigrationPolicy = Literal["live", "quick", "offline", "never"]
 AntiAffinityMode = Literal["soft", "hard"]
 NodeState = Literal["up", "down"]
 ReservePolicy = Literal["warn", "block"]
+AutomaticStartAction = Literal["nothing", "start_if_running", "start"]
+AutomaticStopAction = Literal["turn_off", "save", "shut_down"]
 
 EMPTY: Mapping[str, object] = MappingProxyType({})
 
@@ -348,6 +350,10 @@ class VirtualMachine:
     allow_downtime: bool = False
     nics: tuple[VmNic, ...] = ()
     disks: tuple[Disk, ...] = ()
+    # None in a manifest: not managed (whatever the host has is fine).
+    preferred_owners: frozenset[str] | None = field(default=None, metadata=LATER)
+    automatic_start_action: AutomaticStartAction | None = field(default=None, metadata=LATER)
+    automatic_stop_action: AutomaticStopAction | None = field(default=None, metadata=LATER)
     labels: Mapping[str, str] = field(default_factory=frozen_map)
     status: VmStatus = field(default_factory=VmStatus)
     _digest: str | None = DIGEST_SLOT

@@ -55,6 +55,7 @@ from reconciler.model.rules_base import (
 )
 from reconciler.model.rules_disks import DISK_RULES
 from reconciler.model.rules_lifecycle import LIFECYCLE_RULES, keep_disk_files
+from reconciler.model.rules_vm_settings import SETTINGS_RULES
 from reconciler.model.vlans import parse_vlan_list
 
 # What callers import from here (the helpers live in rules_base, shared with rules_lifecycle).
@@ -698,6 +699,7 @@ RULES: dict[str, Callable[[Estate, Action], RuleResult]] = {
     **LIFECYCLE_RULES,
     **ADAPTER_RULES,
     **DISK_RULES,
+    **SETTINGS_RULES,
 }
 
 
