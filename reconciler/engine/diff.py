@@ -164,8 +164,10 @@ def vm_fields(desired: VirtualMachine, observed: VirtualMachine) -> list[FieldCh
         if want is not None and want != getattr(observed, attr):
             out.append(FieldChange(f"spec.{attr}", getattr(observed, attr), want))
     # Adapters by name: the order Hyper-V lists them in is not a difference.
-    have_nics = sorted(observed.nics, key=lambda n: n.name)
-    want_nics = sorted(desired.nics, key=lambda n: n.name)
+    have_nics = want_nics = list(observed.nics)
+    if observed.nics != desired.nics:
+        have_nics = sorted(observed.nics, key=lambda n: n.name)
+        want_nics = sorted(desired.nics, key=lambda n: n.name)
     if have_nics != want_nics:
         out.append(
             FieldChange(

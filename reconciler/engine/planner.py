@@ -633,9 +633,14 @@ class _ClusterPlanner:
             nic_steps, nic_off = adapter_steps(self.state, want, have)
             steps.extend(nic_steps)
             needs_off.extend(nic_off)
-        settings, settings_off = settings_steps(want, have)
-        steps.extend(settings)
-        needs_off.extend(settings_off)
+        if (want.preferred_owners, want.automatic_start_action, want.automatic_stop_action) != (
+            None,
+            None,
+            None,
+        ):
+            settings, settings_off = settings_steps(want, have)
+            steps.extend(settings)
+            needs_off.extend(settings_off)
         if want.generation != have.generation:
             self.block(
                 "unsupported",
