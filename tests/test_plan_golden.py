@@ -302,6 +302,15 @@ class TestLifecycleCaseBehaviour:
         assert steps["update_quorum:lab"]["depends_on"] == ["evict_node:hv3"]
         assert not plan_of("evict_node").violations
 
+    def test_a_down_node_is_evicted_without_a_drain(self) -> None:
+        assert types("evict_node_down") == [
+            "begin_monitoring_maintenance",
+            "evict_node",
+            "update_quorum",
+            "end_monitoring_maintenance",
+        ]
+        assert not plan_of("evict_node_down").violations
+
     def test_eviction_that_breaks_n_plus_1_is_refused_whatever_the_reserve_policy(self) -> None:
         plan = plan_of("evict_node_reserve")
         assert plan.blocked

@@ -229,14 +229,19 @@ def evict_nodes(p: ClusterPlanning, desired: Cluster) -> None:
             if move:
                 moves.append(move)
         members = sorted(p.state.clusters[p.cluster].nodes)
-        drain = p.emit(
-            "drain_node",
-            target,
-            name,
-            {"node": name},
-            depends_on=[*after, *moves],
-            reason=f"{name} leaves the cluster: paused before it is evicted",
-            changes={"spec.maintenance": (False, True)},
+        # A node that is down is evicted as it is: there is nothing to pause.
+        drain = (
+            p.emit(
+                "drain_node",
+                target,
+                name,
+                {"node": name},
+                depends_on=[*after, *moves],
+                reason=f"{name} leaves the cluster: paused before it is evicted",
+                changes={"spec.maintenance": (False, True)},
+            )
+            if p.state.nodes[name].status.state == "up"
+            else None
         )
         evict = p.emit(
             "evict_node",
