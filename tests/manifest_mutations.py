@@ -230,7 +230,7 @@ def _schema(rng: random.Random, data: bytes) -> bytes:
         return _flip(rng, data)  # an earlier bomb: walking its data would explode here
     try:
         docs = [d for d in yaml.safe_load_all(data.decode("utf-8")) if d is not None]
-    except (yaml.YAMLError, UnicodeDecodeError, RecursionError):
+    except (yaml.YAMLError, ValueError, RecursionError):  # PyYAML's own limits, too
         return _flip(rng, data)
     if not docs:
         return data

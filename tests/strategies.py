@@ -60,6 +60,10 @@ SlotKey = tuple[Controller, int, int]
 
 # Object names as the schema allows them; YAML-looking ones ("1e3", "null", "0x1F") included.
 names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,15}", fullmatch=True)
+# Host names: NetBIOS and DNS at once (15 characters, no '.' or '_'); "1e3" and "null" included.
+node_names_ = st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9-]{0,13}[A-Za-z0-9])?", fullmatch=True).filter(
+    lambda n: not n.isdigit()
+)
 
 # Free text: any printable characters, including quotes, backslashes, '#', ': ' and non-ASCII.
 texts = st.text(
@@ -243,7 +247,7 @@ def _vm(
         name=name,
         cluster=cluster.name,
         memory_mib=draw(st.integers(32, 2048)),
-        vcpus=draw(st.integers(1, 240)),
+        vcpus=draw(st.integers(1, profile.max_vm_vcpus(generation))),
         generation=generation,
         node=draw(st.none() | st.sampled_from(cluster.nodes)),
         power_state=draw(st.sampled_from(["running", "off"])),
@@ -293,7 +297,7 @@ def estates(draw: st.DrawFn) -> Estate:
     platform_name = draw(st.sampled_from(PLATFORM_NAMES))
     profile = platform(platform_name)
     cluster_name = draw(names)
-    node_names = draw(st.lists(names, min_size=1, max_size=5, unique=True))
+    node_names = draw(st.lists(node_names_, min_size=1, max_size=5, unique=True))
     networks = draw(_networks())
     network_names = [n.name for n in networks]
     vm_names = draw(st.lists(names, max_size=6, unique=True))

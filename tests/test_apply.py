@@ -151,6 +151,18 @@ class TestCrashAndResume:
         code, _ = run(state, "plan", "--detailed-exitcode", DEMO)
         assert code == 0
 
+    def test_history_shows_a_run_whose_process_is_gone_as_interrupted(self, state: Path) -> None:
+        assert run(state, "sim", "fault", "crash-after", "2")[0] == 0
+        assert run_process(state, "apply", "--auto-approve", DEMO).returncode == 137
+        code, out = run(state, "history", "--json")
+        assert code == 0
+        (crashed,) = json.loads(out)
+        assert crashed["outcome"] == "interrupted"
+        code, out = run(state, "history")
+        assert "interrupted" in out and "running" not in out
+        code, out = run(state, "show-run", crashed["id"])
+        assert ": interrupted (" in out
+
     def test_no_environment_variable_changes_how_the_executor_runs(self, state: Path) -> None:
         """The old test hook is gone: setting it does not end an apply."""
         proc = run_process(
@@ -216,11 +228,51 @@ class TestLocking:
         code, _ = run(state, "plan", "--detailed-exitcode", DEMO)
         assert code == 2, "nothing was applied"
 
-    def test_force_unlock_then_apply(self, state: Path) -> None:
+    def test_force_unlock_refuses_a_live_holder_without_force(self, state: Path) -> None:
         lock = self._hold(state)
         code, out = run(state, "force-unlock", lock)
+        assert code == 1
+        assert "is live" in out and f"process {os.getppid()} on this host" in out
+        assert f"force-unlock {lock} --force" in out
+        assert len(self._locks(state)) == 1, "the live lock stays"
+        code, out = run(state, "force-unlock", lock, "--force")
         assert code == 0 and "alice" in out
         code, out = run(state, "apply", "--auto-approve", DEMO)
+        assert code == 0, out
+
+    def _locks(self, state: Path) -> list[object]:
+        journal = Journal(state, ManualClock().now)
+        try:
+            return list(journal.locks())
+        finally:
+            journal.close()
+
+    def _insert(self, state: Path, pid: int, host: str, expires_at: float) -> None:
+        journal = Journal(state, ManualClock().now)
+        journal.conn.execute(
+            "INSERT INTO locks (cluster, lock_id, run_id, owner, pid, host, acquired_at, "
+            "expires_at) VALUES ('prod', 'lock456', 'r-other', 'bob', ?, ?, 0, ?)",
+            (pid, host, expires_at),
+        )
+        journal.close()
+
+    def test_a_lock_whose_process_is_gone_is_removed_without_force(self, state: Path) -> None:
+        gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True)  # fmt: skip
+        self._insert(state, int(gone.stdout), os.uname().nodename, 9e18)
+        code, out = run(state, "force-unlock", "lock456")
+        assert code == 0, out
+        assert self._locks(state) == []
+
+    def test_another_hosts_lock_with_a_running_lease_is_refused(self, state: Path) -> None:
+        self._insert(state, 1, "elsewhere.example", 9e18)
+        code, out = run(state, "force-unlock", "lock456")
+        assert code == 1 and "held from another host (elsewhere.example)" in out
+        assert len(self._locks(state)) == 1
+
+    def test_an_expired_lease_is_removed_without_force(self, state: Path) -> None:
+        self._insert(state, 1, "elsewhere.example", 1.0)
+        code, out = run(state, "force-unlock", "lock456")
         assert code == 0, out
 
     def test_lock_timeout_waits_on_the_injected_clock(self, state: Path) -> None:

@@ -575,3 +575,70 @@ class TestCredentials:
                 session_for(server, password=PASSWORD + "x").call("Get-VM")
         assert any(e["event"] == "hyperv.pool_opened" for e in logs)
         assert PASSWORD not in repr(logs)
+
+
+class TestScriptAndLogging:
+    """Constant param() scripts only; the CLI's log set-up redacts the password."""
+
+    SCRIPT = "[CmdletBinding()]\nparam([string]$Name)\nGet-Item -LiteralPath $Name\n"
+
+    def test_script_goes_as_script_with_typed_parameters(
+        self, session: NodeSession, peer: Peer
+    ) -> None:
+        session.script(self.SCRIPT, {"Name": INJECTION, "Size": u64(2**40)})
+        [command] = peer.invocations[0].commands
+        assert command.is_script and command.name == self.SCRIPT
+        assert command.parameters[0] == ("Name", INJECTION)
+        assert type(command.parameters[1][1]).__name__ == "PSUInt64"
+        assert command.parameters[2] == ("ErrorAction", "Stop")
+
+    def test_script_without_cmdletbinding_is_refused(self, session: NodeSession) -> None:
+        with pytest.raises(ValueError, match="CmdletBinding"):
+            session.script("Get-VM -Name " + INJECTION, {})
+        assert session.round_trips == 0
+
+    def test_install_redaction_on_the_cli_log_setup(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        from reconciler.cli.logs import configure
+        from reconciler.providers.hyperv.credentials import install_redaction
+
+        try:
+            configure("json")
+            install_redaction([PASSWORD])
+            structlog.get_logger("t").info("hyperv.test", detail=f"pw={PASSWORD}")
+            err = capsys.readouterr().err
+        finally:
+            structlog.reset_defaults()  # the CLI set-up printed to capsys' stderr
+        assert '"detail": "pw=***"' in err and PASSWORD not in err
+
+
+class TestTypedSerializer:
+    """Reads primitives exactly as pypsrp does; only DT/TS and unknown lists differ."""
+
+    CLIXML = (
+        '<Obj RefId="0"><TN RefId="0"><T>Microsoft.HyperV.PowerShell.VirtualMachine</T>'
+        "<T>System.Object</T></TN><Props>"
+        '<S N="Name">vm_x000A_01</S><S N="Empty" /><B N="On">true</B><By N="By">7</By>'
+        '<I32 N="Cpu">4</I32><U64 N="Mem">8589934592</U64><I64 N="Neg">-5</I64>'
+        '<Db N="Ratio">0.25</Db><Sg N="Single">1.5</Sg><Nil N="None" />'
+        '<Version N="V">10.0</Version>'
+        '<G N="Id">6c3ce3d4-5d6b-4c1f-9a55-1c4b2f0d9e10</G>'
+        '<DT N="Created">2024-01-02T03:04:05.1234567+01:00</DT><TS N="Up">PT1H</TS>'
+        "</Props></Obj>"
+    )
+
+    def test_same_values_as_pypsrp(self) -> None:
+        import xml.etree.ElementTree as ET
+
+        from pypsrp.serializer import Serializer
+
+        from reconciler.providers.hyperv.wire import DotNetDateTime, TypedSerializer
+
+        plain = Serializer().deserialize(ET.fromstring(self.CLIXML))
+        typed = TypedSerializer().deserialize(ET.fromstring(self.CLIXML))
+        assert typed.adapted_properties == plain.adapted_properties
+        assert typed.types == plain.types
+        assert typed.adapted_properties["Name"] == "vm\n01"
+        assert isinstance(typed.adapted_properties["Created"], DotNetDateTime)
+        assert not isinstance(plain.adapted_properties["Created"], DotNetDateTime)

@@ -46,7 +46,7 @@ class TestBandwidthUnits:
 
 
 class TestClosedFormTable:
-    """The closed form reproduces hand-computed rows (DOMAIN.md section 8)."""
+    """The closed form reproduces hand-computed rows (docs/domain.md section 8)."""
 
     def test_issue_reference_row(self) -> None:
         # 4 GiB, 10 MB/s dirty, 117.5 MB/s link: λ = 10/117.5 = 0.08511.

@@ -104,15 +104,24 @@ class TestDeterminism:
 class TestConvergence:
     """After an unblocked plan has run, planning again finds nothing to do."""
 
-    @examples
-    @given(estates())
-    def test_unblocked_plan_leaves_nothing_to_do(self, case: Case) -> None:
-        first = plan(case)
-        if first.blocked:
-            return
-        again = make_plan(case.desired, settle(case, first))
-        assert [a.id for a in again.actions] == []
-        assert not again.blocked
+    def test_unblocked_plan_leaves_nothing_to_do(self) -> None:
+        blocked: list[bool] = []
+
+        @settings(examples, derandomize=True, database=None)
+        @given(estates())
+        def check(case: Case) -> None:
+            first = plan(case)
+            blocked.append(first.blocked)
+            if first.blocked:
+                return
+            again = make_plan(case.desired, settle(case, first))
+            assert [a.id for a in again.actions] == []
+            assert not again.blocked
+
+        check()
+        # A blocked case passes without checking anything: most cases must be unblocked.
+        unblocked = blocked.count(False)
+        assert unblocked >= 20 and unblocked >= 0.6 * len(blocked), (unblocked, len(blocked))
 
     @examples
     @given(estates(behind_the_back=False))

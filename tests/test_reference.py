@@ -56,9 +56,13 @@ class TestRenderReference:
     def test_nested_list_fields_use_dotted_paths(self) -> None:
         vm = section(render_reference(), "VirtualMachine")
         assert (
-            "| `spec.disks[].size_gib` | integer | yes | at least 1 | Maximum size in GiB. |" in vm
+            "| `spec.disks[].size_gib` | integer | yes | at least 1 | Maximum size in GiB "
+            "(a VHD at most 2040, a VHDX at most 65536: 64 TiB). |" in vm
         )
-        assert "| `spec.vcpus` | integer | yes | 1..240 | Virtual processors. |" in vm
+        assert (
+            "| `spec.vcpus` | integer | yes | 1..2048 | Virtual processors, at most the "
+            "platform's per-VM maximum. |" in vm
+        )
         assert "| `spec.power_state` | string | no | `running`, `off` | running or off. |" in vm
 
     @pytest.mark.parametrize("kind", KINDS)

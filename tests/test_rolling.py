@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import json
 import os
 import re
 import shutil
@@ -44,6 +45,8 @@ WORLD = ROOT / "manifests" / "worlds" / "demo.yaml"
 CYCLE = "2010-07"
 NODES = ("hv01", "hv02", "hv03", "hv04", "hv05")
 PINNED = {"SQL02": "hv02"}  # the demo's only pinned VM
+# A hook that succeeds (a real process: the simulator runs it) and says which node it patched.
+PATCH_HOOK = [sys.executable, "-c", "import os; print('patched', os.environ['RECONCILER_NODE'])"]
 
 
 # --- manifests --------------------------------------------------------------------------------
@@ -76,7 +79,7 @@ def demo_variant(
         cluster += f'  rolling_update:\n    id: "{cycle}"\n    nodes: {nodes}\n'
         if max_unavailable is not None:
             cluster += f"    max_unavailable: {max_unavailable}\n"
-        cluster += '    hook:\n      command: ["C:/ops/patch-node.ps1"]\n'
+        cluster += f"    hook:\n      command: {json.dumps(PATCH_HOOK)}\n"
     cluster_file = folder / "cluster.yaml"  # its spec is the file's last block
     cluster_file.write_text(cluster_file.read_text() + cluster)
     if edit_vms is not None:

@@ -1,7 +1,7 @@
 """The world rules (``reconciler.model.rules``), one behaviour at a time, on hand-built estates.
 
 Each test applies an action with ``apply_rules`` and checks what it did, or that it was refused
-with a reason that says why; the numbers come from DOMAIN.md and the platform profiles.
+with a reason that says why; the numbers come from docs/domain.md and the platform profiles.
 """
 
 from __future__ import annotations

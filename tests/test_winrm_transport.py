@@ -327,3 +327,101 @@ class TestValues:
         assert isinstance(bytes_value, PSUInt64) and bytes_value == 2**36
         assert first.parameters[1:] == [("Force", None), (None, "vm01")]
         assert (second.name, second.parameters) == ("Select-Object", [("Property", ["Name"])])
+
+
+class TestRobustness:
+    """Malformed requests get an HTTP or WSMan error, never a traceback; idle shells expire."""
+
+    def post(
+        self, server: WinRMServer, body: bytes, path: str = "/hv01/wsman", **headers: str
+    ) -> Any:
+        import base64
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        conn.request("POST", path, body, {"Authorization": f"Basic {auth}", **headers})
+        response = conn.getresponse()
+        data = response.read()
+        conn.close()
+        return response.status, data
+
+    def test_not_xml_is_a_fault(self, server: WinRMServer) -> None:
+        status, data = self.post(server, b"<<not xml")
+        assert status == 500
+        assert b'Code="2150858778"' in data and b"request is not XML" in data
+
+    def test_dtd_is_refused(self, server: WinRMServer) -> None:
+        bomb = (
+            b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa">'
+            b'<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;">'
+            b"]><s:Envelope xmlns:s='http://www.w3.org/2003/05/soap-envelope'>&c;</s:Envelope>"
+        )
+        status, data = self.post(server, bomb)
+        assert status == 500 and b"carries a DTD" in data
+
+    def test_unknown_action_is_a_fault(self, server: WinRMServer) -> None:
+        envelope = (
+            b"<s:Envelope xmlns:s='http://www.w3.org/2003/05/soap-envelope' "
+            b"xmlns:a='http://schemas.xmlsoap.org/ws/2004/08/addressing'><s:Header>"
+            b"<a:Action>urn:nothing</a:Action><a:MessageID>uuid:1</a:MessageID></s:Header>"
+            b"<s:Body/></s:Envelope>"
+        )
+        status, data = self.post(server, envelope)
+        assert status == 500 and b"shell was not found" in data
+
+    def test_keep_alive_survives_a_404_with_a_body(self, server: WinRMServer) -> None:
+        import base64
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        auth = {
+            "Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        }
+        conn.request("POST", "/nowhere/wsman", b"x" * 1000, auth)
+        first = conn.getresponse()
+        first.read()
+        conn.request("POST", "/hv01/wsman", b"<<", auth)  # same connection
+        second = conn.getresponse()
+        second.read()
+        conn.close()
+        assert (first.status, second.status) == (404, 500)
+
+    def test_idle_shells_expire(self, recorder: Recorder) -> None:
+        now = [0.0]
+        peer = serve(recorder, idle_timeout_seconds=60, clock=lambda: now[0])
+        try:
+            pool = RunspacePool(client(peer))
+            pool.open()
+            assert pool.is_alive()
+            now[0] = 61.0
+            assert not pool.is_alive()
+            assert peer._shells == {}
+        finally:
+            peer.close()
+
+
+class TestUnsupported:
+    """What the peer does not serve fails at once instead of hanging the client."""
+
+    def test_get_command_metadata_fails_fast(self, server: WinRMServer) -> None:
+        with RunspacePool(client(server)) as pool:
+            # The pipeline fails with no output; pypsrp 0.9.1 then pops its empty output list.
+            with pytest.raises(IndexError):
+                pool.get_command_metadata(["Get-VM"])
+            assert run(pool, "Get-Thing").output  # the pool still works
+
+    def test_ipv6_loopback(self, recorder: Recorder) -> None:
+        try:
+            peer = WinRMServer(recorder, ["hv01"], username=USER, password=PASSWORD, host="::1")
+        except OSError:
+            pytest.skip("no IPv6 loopback in this sandbox")
+        try:
+            peer.start()
+            assert peer.url("hv01") == f"http://[::1]:{peer.port}/hv01/wsman"
+            wsman = WSMan("::1", port=peer.port, path="hv01/wsman", ssl=False, auth="basic",
+                          encryption="never", username=USER, password=PASSWORD)  # fmt: skip
+            with RunspacePool(wsman) as pool:
+                assert run(pool, "Get-Thing").output
+        finally:
+            peer.close()

@@ -8,7 +8,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,9 +19,11 @@ from rich.table import Table
 from reconciler.cli.context import EXIT_BLOCKED, EXIT_ERROR, EXIT_OK
 from reconciler.cli.progress import LiveProgress, PlainProgress
 from reconciler.cli.render import duration, plan_lines
+from reconciler.cli.safe_text import add_row
 from reconciler.runtime.apply import (
     PlanRefused,
     SigningKeyError,
+    UnknownTarget,
     apply_plan,
     close_interrupted,
     prepare,
@@ -29,7 +31,7 @@ from reconciler.runtime.apply import (
     take_locks,
 )
 from reconciler.runtime.clock import Clock, SystemClock
-from reconciler.runtime.journal import Journal, LockHeld
+from reconciler.runtime.journal import Journal, LockHeld, LockLive, RunRecord
 
 if TYPE_CHECKING:
     from reconciler.cli.context import Context
@@ -118,6 +120,9 @@ def run_apply(
             )
         except PlanRefused as refused:
             obj.out.error(f"refusing the plan in {plan_file}: {refused}; nothing was changed")
+            return EXIT_ERROR
+        except UnknownTarget as unknown:
+            obj.out.error(str(unknown))
             return EXIT_ERROR
         plan = prepared.plan
         for note in prepared.notes:
@@ -257,6 +262,14 @@ def apply(
     )
 
 
+def _as_seen(journal: Journal, run: RunRecord) -> RunRecord:
+    """A run marked running whose process is gone shows as interrupted (the next apply
+    records it so)."""
+    if not journal.process_gone(run):
+        return run
+    return replace(run, outcome="interrupted", message=run.message or "its process is gone")
+
+
 @click.command()
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
@@ -265,7 +278,7 @@ def history(obj: Context, limit: int, as_json: bool) -> None:
     """Past runs, newest first."""
     journal = Journal(obj.state_dir, SystemClock().now)
     try:
-        runs = journal.runs(limit)
+        runs = [_as_seen(journal, r) for r in journal.runs(limit)]
         if as_json:
             click.echo(json.dumps([asdict(r) for r in runs], indent=2))
             return
@@ -276,7 +289,8 @@ def history(obj: Context, limit: int, as_json: bool) -> None:
         for col in ("run", "started (UTC)", "ended", "kind", "outcome", "actions", "source", "by"):
             table.add_column(col)
         for r in runs:
-            table.add_row(
+            add_row(
+                table,
                 r.id,
                 _when(r.started_at),
                 _when(r.ended_at),
@@ -303,6 +317,7 @@ def show_run(obj: Context, run_id: str, as_json: bool) -> None:
         if run is None:
             obj.out.error(f"no run {run_id} (see 'reconciler history')")
             raise SystemExit(EXIT_ERROR)
+        run = _as_seen(journal, run)
         actions = journal.actions(run_id)
         if as_json:
             click.echo(
@@ -319,7 +334,8 @@ def show_run(obj: Context, run_id: str, as_json: bool) -> None:
         for col in ("#", "action", "status", "duration", "attempts", "error"):
             table.add_column(col)
         for a in actions:
-            table.add_row(
+            add_row(
+                table,
                 str(a.seq),
                 a.action_id,
                 a.status,
@@ -328,18 +344,56 @@ def show_run(obj: Context, run_id: str, as_json: bool) -> None:
                 a.error,
             )
         obj.out.console.print(table)
+        for a in actions:
+            _print_hook(obj, a.action_id, a.details.get("hook"))
     finally:
         journal.close()
 
 
+def _print_hook(obj: Context, action_id: str, hook: object) -> None:
+    """What a rolling-update hook printed (its own text: never read as markup)."""
+    if not isinstance(hook, dict):
+        return
+    if hook.get("error"):
+        status = f"could not start: {hook['error']}"
+    elif hook.get("timed_out"):
+        status = "timed out and was killed"
+    else:
+        status = f"exit status {hook.get('exit_code')}"
+    obj.out.note(
+        f"\nhook of {action_id}: {' '.join(map(str, hook.get('command') or ()))}: {status}"
+    )
+    for stream in ("stdout", "stderr"):
+        text = str(hook.get(stream) or "")
+        if not text:
+            continue
+        cut = " (cut short)" if hook.get(f"{stream}_truncated") else ""
+        obj.out.note(f"  {stream}{cut}:")
+        for line in text.rstrip("\n").splitlines():
+            obj.out.note(f"    {line}")
+
+
 @click.command("force-unlock")
 @click.argument("lock_id")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Remove the lock even if its holder may be alive (its process runs, or its lease "
+    "has not expired).",
+)
 @click.pass_obj
-def force_unlock(obj: Context, lock_id: str) -> None:
-    """Remove a cluster lock left by an apply that is gone (see the lock id in its error)."""
+def force_unlock(obj: Context, lock_id: str, force: bool) -> None:
+    """Remove a cluster lock left by an apply that is gone (see the lock id in its error).
+
+    The holder is checked first: a lock whose process still runs on this host, or whose
+    lease has not expired, is refused without --force.
+    """
     journal = Journal(obj.state_dir, SystemClock().now)
     try:
-        lock = journal.force_unlock(lock_id)
+        lock = journal.force_unlock(lock_id, force=force)
+    except LockLive as live:
+        obj.out.error(str(live))
+        raise SystemExit(EXIT_ERROR) from live
     finally:
         journal.close()
     if lock is None:

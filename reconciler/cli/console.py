@@ -6,6 +6,8 @@ import sys
 
 from rich.console import Console
 
+from reconciler.cli.safe_text import markup_safe, visible
+
 
 class Output:
     def __init__(self) -> None:
@@ -18,11 +20,14 @@ class Output:
         )
         self.interactive = sys.stdout.isatty()
 
+    # Messages are plain text that may quote user values: never read as markup, and their
+    # control characters are shown as escapes (cli/safe_text.py).
     def ok(self, message: str) -> None:
-        self.console.print(f"[green]✓[/green] {message}" if self.interactive else message)
+        text = markup_safe(message)
+        self.console.print(f"[green]✓[/green] {text}" if self.interactive else text)
 
     def error(self, message: str) -> None:
-        self.err.print(f"[red]error:[/red] {message}", markup=True)
+        self.err.print(f"[red]error:[/red] {markup_safe(message)}", markup=True)
 
     def note(self, message: str) -> None:
-        self.console.print(message, markup=False)
+        self.console.print(visible(message), markup=False)

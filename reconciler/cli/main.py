@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
@@ -16,17 +17,21 @@ from reconciler import __version__
 from reconciler.cli.apply_commands import apply, force_unlock, history, show_run
 from reconciler.cli.context import EXIT_BLOCKED, EXIT_CHANGES, EXIT_ERROR, EXIT_OK, Context
 from reconciler.cli.logs import configure as configure_logs
+from reconciler.cli.plan_progress import plan_bar
 from reconciler.cli.reconcile_commands import drift, reconcile
 from reconciler.cli.render import plan_lines, review_lines
 from reconciler.cli.render_markdown import plan_dot, plan_markdown
 from reconciler.cli.resource_commands import demo, schema
+from reconciler.cli.safe_text import visible
 from reconciler.cli.sim_commands import sim
 from reconciler.manifest.errors import ManifestLoadError
 from reconciler.manifest.gitsource import GitSourceError
 from reconciler.manifest.load import load_paths
 from reconciler.providers.base import ProviderError
 from reconciler.runtime.apply import SigningKeyError, saved_plan_text, signing_key
+from reconciler.runtime.journal import JournalError
 from reconciler.runtime.review import GitReview, plan_git
+from reconciler.runtime.workflow import observe as observe_estate
 from reconciler.runtime.workflow import plan_paths
 
 
@@ -155,8 +160,10 @@ def observe(obj: Context, fmt: str, status: bool, pin_vms: bool) -> None:
     from reconciler.manifest.dump import adoptable, to_documents, to_yaml
 
     provider = obj.provider_instance()
+    bar = plan_bar(obj, text_output=fmt == "yaml")
     try:
-        estate = provider.observe()
+        with bar or nullcontext():
+            estate = observe_estate(provider, bar)
     finally:
         provider.close()
     if not status and not pin_vms:
@@ -231,7 +238,9 @@ def plan(
     provider = obj.provider_instance()
     try:
         if git_repo is None:
-            planned = plan_paths(list(paths), provider, target, obj.cache_dir)
+            bar = plan_bar(obj, text_output=fmt == "text" and not as_json)
+            with bar or nullcontext():
+                planned = plan_paths(list(paths), provider, target, obj.cache_dir, bar)
         else:
             from_git = plan_git(git_repo, head or "HEAD", base, list(paths), provider, target)
             planned, review = from_git.planned, from_git.review
@@ -261,7 +270,7 @@ def plan(
         click.echo(plan_dot(result), nl=False)
     else:
         for line in review_lines(review) if review is not None else []:
-            obj.out.console.print(line, markup=False, highlight=False)  # refs are user text
+            obj.out.console.print(visible(line), markup=False, highlight=False)  # user text
         for line in plan_lines(result, colour=obj.out.interactive):
             obj.out.console.print(line, markup=obj.out.interactive, highlight=False)
         if out_file is not None:
@@ -290,8 +299,8 @@ def main(argv: list[str] | None = None) -> None:
         code = cli.main(args=argv, prog_name="reconciler", standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except ProviderError as exc:
-        click.echo(f"error: {exc}", err=True)
+    except (ProviderError, JournalError) as exc:
+        click.echo(visible(f"error: {exc}"), err=True)
         code = EXIT_ERROR
     except ManifestLoadError as exc:
         for err in exc.errors:

@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from reconciler.cli.render import duration, size
+from reconciler.cli.safe_text import markup_safe, visible
 from reconciler.engine.plan import Plan
 from reconciler.model.actions import Action
 from reconciler.runtime.clock import Clock
@@ -20,7 +21,7 @@ class PlainProgress:
         self.total = 0
 
     def _print(self, text: str) -> None:
-        self.console.print(text, markup=False, highlight=False)
+        self.console.print(visible(text), markup=False, highlight=False)
 
     def run_started(self, plan: Plan, run_id: str) -> None:
         self.total = len(plan.actions)
@@ -56,10 +57,10 @@ class LiveProgress:
 
     def run_started(self, plan: Plan, run_id: str) -> None:
         self.bar.start()
-        self.overall = self.bar.add_task(f"apply {run_id}", total=len(plan.actions))
+        self.overall = self.bar.add_task(markup_safe(f"apply {run_id}"), total=len(plan.actions))
 
     def action_started(self, seq: int, action: Action) -> None:
-        self.current = self.bar.add_task(f"  {action.id}", total=1)
+        self.current = self.bar.add_task(markup_safe(f"  {action.id}"), total=1)
 
     def action_finished(self, seq: int, action: Action, result: ActionResult) -> None:
         passes = result.details.get("pass_seconds")
@@ -69,7 +70,9 @@ class LiveProgress:
             for i, seconds in enumerate(passes, start=1):
                 self.clock.sleep(seconds / self.sim_speed)
                 self.bar.update(
-                    self.current, completed=i, description=f"  {action.id} pass {i}/{len(passes)}"
+                    self.current,
+                    completed=i,
+                    description=markup_safe(f"  {action.id} pass {i}/{len(passes)}"),
                 )
         elif result.seconds and self.sim_speed and result.status == "done":
             self.clock.sleep(result.seconds / self.sim_speed)
@@ -77,7 +80,7 @@ class LiveProgress:
             self.bar.update(
                 self.current,
                 completed=self.bar.tasks[self.current].total,
-                description=f"  {action.id}: {describe_result(result)}",
+                description=markup_safe(f"  {action.id}: {describe_result(result)}"),
             )
         if self.overall is not None:
             self.bar.advance(self.overall)

@@ -20,6 +20,7 @@ import click
 from rich.table import Table
 
 from reconciler.cli.progress import PlainProgress
+from reconciler.cli.safe_text import add_row
 from reconciler.providers.base import Provider
 from reconciler.providers.registry import open_provider
 from reconciler.runtime.clock import Clock, SystemClock
@@ -298,7 +299,8 @@ def drift(obj: Context, limit: int, open_only: bool, as_json: bool) -> None:
     for col in ("id", "detected (UTC)", "object", "what drifted", "status", "when", "by run"):
         table.add_column(col)
     for r in rows:
-        table.add_row(
+        add_row(
+            table,
             str(r.id),
             _utc(r.detected_at),
             r.object,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from reconciler.cli.safe_text import markup_safe, visible
 from reconciler.engine.plan import Plan
 from reconciler.model.actions import DISRUPTION_ORDER, Action
 
@@ -134,18 +135,19 @@ def plan_lines(plan: Plan, colour: bool = True) -> list[str]:
     out = [summary_line(plan)]
     step = {a.id: i + 1 for i, a in enumerate(plan.actions)}
     width = len(str(len(plan.actions)))
+    safe = markup_safe if colour else visible  # names and values are user text
     cluster: str | None = None
     for a in plan.actions:
         if a.cluster != cluster:
             cluster = a.cluster
-            out += ["", f"Cluster {cluster}"]
+            out += ["", f"Cluster {safe(cluster)}"]
         sym = SYMBOL.get(a.type, "~")
         mark = f"[{COLOUR[sym]}]{sym}[/]" if colour else sym
         flagged = any(v.action == a.id and v.severity == "block" for v in plan.violations)
         flag = "  [red]! blocked[/]" if flagged and colour else ("  ! blocked" if flagged else "")
         out.append(
-            f"  {step[a.id]:>{width}}. {mark} {a.type:<28} {describe(a)}"
-            f"  [{a.disruption}, ~{duration(a.estimate_seconds)}]{flag}"
+            f"  {step[a.id]:>{width}}. {mark} {a.type:<28} {safe(describe(a))}"
+            f"  {safe(f'[{a.disruption}, ~{duration(a.estimate_seconds)}]')}{flag}"
         )
         if a.type == "extend_vhd":
             out.append(" " * (6 + width) + "then extend the partition inside the guest")
@@ -155,15 +157,15 @@ def plan_lines(plan: Plan, colour: bool = True) -> list[str]:
         for v in plan.violations:
             level = "BLOCK" if v.severity == "block" else "warn "
             where = f" (step {step[v.action]})" if v.action in step else ""
-            out.append(f"  {level} {v.rule}: {v.target}{where}: {v.message}")
-            out.append(f"        fix: {v.fix}")
+            out.append(safe(f"  {level} {v.rule}: {v.target}{where}: {v.message}"))
+            out.append(safe(f"        fix: {v.fix}"))
     if plan.notes:
         out.append("")
-        out.extend(f"note: {n}" for n in plan.notes)
+        out.extend(safe(f"note: {n}") for n in plan.notes)
     if plan.unmanaged:
         out.append("")
         out.append("Unmanaged (in the world, in no manifest; left alone):")
-        out.extend(f"  ? {ref}" for ref in plan.unmanaged)
+        out.extend(safe(f"  ? {ref}") for ref in plan.unmanaged)
     return out
 
 

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from reconciler.cli.context import EXIT_ERROR
+from reconciler.cli.safe_text import add_row, markup_safe
 from reconciler.manifest.load import load_paths
 from reconciler.model.capacity import usable_memory_mib, used_memory_mib
 from reconciler.model.migration import LiveMigrationInputs, closed_form, simulate_live
@@ -93,7 +94,7 @@ def render_cluster(console: Console, estate: Estate, cluster_name: str) -> None:
     quorum_ok = has_quorum(cluster.quorum.mode, len(cluster.nodes), up)
     witness = cluster.quorum.witness.kind or "none"
     console.print(
-        f"\n[bold]Cluster {cluster.name}[/bold] (platform {cluster.platform}): "
+        f"\n[bold]Cluster {markup_safe(cluster.name)}[/bold] (platform {cluster.platform}): "
         f"{len(cluster.nodes)} member(s), {up} up; quorum {cluster.quorum.mode} "
         f"(witness: {witness}), {'OK' if quorum_ok else 'LOST'}, survives "
         f"{failures_tolerated(cluster.quorum.mode, len(cluster.nodes))} failure(s)"
@@ -112,7 +113,8 @@ def render_cluster(console: Console, estate: Estate, cluster_name: str) -> None:
         used = used_memory_mib(estate, node.name)
         usable = usable_memory_mib(node, cluster)
         pct = f" {100 * used / usable:.0f}%" if usable else ""
-        nodes.add_row(
+        add_row(
+            nodes,
             node.name,
             member,
             state,
@@ -132,7 +134,8 @@ def render_cluster(console: Console, estate: Estate, cluster_name: str) -> None:
                 diffs.append(f"{node.name}: missing")
             elif host != switch.config:
                 diffs.append(f"{node.name}: {format_vlan_list(host.allowed_vlans)}")
-        switches.add_row(
+        add_row(
+            switches,
             switch.name,
             switch.config.type,
             format_vlan_list(switch.config.allowed_vlans) or "-",
@@ -143,7 +146,8 @@ def render_cluster(console: Console, estate: Estate, cluster_name: str) -> None:
     for col in ("volume", "LUN GiB", "volume GiB", "used GiB", "coordinator"):
         volumes.add_column(col)
     for volume in estate.volumes_of(cluster.name):
-        volumes.add_row(
+        add_row(
+            volumes,
             volume.name,
             str(volume.lun_size_gib),
             str(volume.size_gib),

@@ -191,6 +191,11 @@ def verify_document(doc: Any, key: bytes | None = None) -> Plan:
     """
     if not isinstance(doc, Mapping):
         raise PlanRefused("not a plan: the file holds no JSON object")
+    if doc.get("format_version") != FORMAT_VERSION:  # another version: say so, not "edited"
+        raise PlanRefused(
+            f"plan format_version {doc.get('format_version')!r} is not {FORMAT_VERSION}: "
+            "make the plan again with this version of reconciler"
+        )
     actions = doc.get("actions")
     if not isinstance(actions, list):
         raise PlanRefused("not a plan: no list of actions")

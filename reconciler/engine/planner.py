@@ -7,7 +7,7 @@ before it; the finished plan is then replayed independently by ``safety.replay``
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
@@ -34,6 +34,7 @@ from reconciler.engine.plan import (
     prior_state_of,
 )
 from reconciler.engine.safety import replay
+from reconciler.engine.targets import target_closure
 from reconciler.model.actions import DISRUPTION, Action, ActionType, Disruption
 from reconciler.model.capacity import usable_memory_mib, used_memory_mib, vm_cost_mib
 from reconciler.model.physics import action_seconds, estimate_move, max_parallel_migrations
@@ -226,7 +227,7 @@ class _ClusterPlanner:
         return ids
 
     def add_nodes(self, desired: Cluster, member_fixes: list[str]) -> list[tuple[str, str]]:
-        """The add-node procedure of DOMAIN.md section 2, steps 1-5, per new node."""
+        """The add-node procedure of docs/domain.md section 2, steps 1-5, per new node."""
         joined: list[tuple[str, str]] = []
         current = self.state.clusters[self.cluster]
         new = [n for n in desired.nodes if n not in current.nodes]
@@ -1176,10 +1177,12 @@ def make_plan(
     manifests: Sequence[str] = (),
     target: str | None = None,
     diffs: Sequence[ObjectDiff] | None = None,
+    on_cluster: Callable[[str], None] | None = None,
 ) -> Plan:
     """Plan every cluster of the desired state against the observed state.
 
     ``diffs``: ``diff_estates(desired, observed)`` when the caller has it already.
+    ``on_cluster``: called with each cluster's name once it is planned (progress).
     """
     actions: list[Action] = []
     violations: list[PlanViolation] = []
@@ -1197,13 +1200,15 @@ def make_plan(
         violations.extend(planner.violations)
         notes.extend(planner.notes)
         unmanaged.extend(planner.unmanaged)
+        if on_cluster is not None:
+            on_cluster(cluster_name)
     # Removals last in the whole plan, after every cluster's other work (nothing needs them).
     actions = [a for a in actions if a.disruption != "destructive"] + [
         a for a in actions if a.disruption == "destructive"
     ]
     actions = _ordered(actions)
     if target is not None:
-        actions = _limit_to(actions, target)
+        actions = target_closure(actions, target)
     _, replayed = replay(observed, desired, actions)
     known = {(v.rule, v.target) for v in violations}
     # A step already named by a policy rule (never, downtime, delete) needs no second,
@@ -1250,17 +1255,3 @@ def _ordered(actions: list[Action]) -> list[Action]:
     except CycleError as exc:  # a planner bug, never a user error
         raise RuntimeError(f"dependency cycle in the plan: {' -> '.join(exc.args[1])}") from exc
     return actions
-
-
-def _limit_to(actions: list[Action], target: str) -> list[Action]:
-    """The actions on ``Kind/name`` and everything they depend on."""
-    by_id = {a.id: a for a in actions}
-    wanted: set[str] = set()
-    stack = [a.id for a in actions if a.target == target]
-    while stack:
-        aid = stack.pop()
-        if aid in wanted:
-            continue
-        wanted.add(aid)
-        stack.extend(d for d in by_id[aid].depends_on if d in by_id)
-    return [a for a in actions if a.id in wanted]

@@ -39,6 +39,8 @@ from reconciler.model.vlans import format_vlan_list
 Sources = Mapping[tuple[str, str], Document]
 Report = Callable[[Record, tuple[str | int, ...], str, str], None]
 
+ANY_NAME = "*"  # in ``unchecked``: a file could not be read, so any name may be declared there
+
 WITNESS_FIELDS = {
     "disk": "witness.disk",
     "file_share": "witness.file_share",
@@ -109,27 +111,29 @@ class _UnknownReferences:
         elsewhere: str | None = None,
     ) -> None:
         """``elsewhere`` is the cluster that does have an object of that name."""
-        if elsewhere is None and name in self.unchecked:
+        if elsewhere is None and (name in self.unchecked or ANY_NAME in self.unchecked):
             return
         where = f" in cluster '{scope}'" if scope else ""
         allowed = one_of(sorted(candidates)) if candidates else f"no {what}{where} is declared"
         if elsewhere is not None:
-            message = f"{what} '{name}' belongs to cluster '{elsewhere}', not '{scope}'"
+            message, hint = f"{what} '{name}' belongs to cluster '{elsewhere}', not '{scope}'", ""
         else:
-            hint = did_you_mean(name, candidates)
-            message = f"unknown {what} '{name}'{where}; {hint}".rstrip("; ")
+            message, hint = f"unknown {what} '{name}'{where}", did_you_mean(name, candidates)
         doc = self.sources[(kind_of(record), record.name)]
         key = (what, name, scope)
-        self.found.setdefault(key, []).append((doc.error(path, message, allowed), message))
+        self.found.setdefault(key, []).append((doc.error(path, message, allowed), hint))
 
     def errors(self) -> list[ManifestError]:
         out = []
         for uses in self.found.values():
             uses.sort(key=lambda use: (use[0].file, use[0].line, use[0].col))
-            first, message = uses[0]
+            first, hint = uses[0]
+            message = first.message
             if len(uses) > 1:
-                first = replace(first, message=f"{message}; used {len(uses) - 1} more time(s)")
-            out.append(first)
+                message += f" (used {len(uses)} times; this is the first)"
+            if hint:
+                message += f"; {hint.rstrip()}"
+            out.append(replace(first, message=message))
         return out
 
 
@@ -331,6 +335,8 @@ def _check_cluster(estate: Estate, cluster: Cluster, report: Report, world: bool
     if not world and members:
         largest = max(usable_memory_mib(n, cluster) for n in members)
         for vm in vms:
+            if vm.memory_mib > profile.max_vm_memory_mib(vm.generation):
+                continue  # reported against the platform's maximum (_check_vm_size)
             cost = vm_cost_mib(vm, cluster)
             if cost > largest:
                 report(
@@ -444,6 +450,28 @@ def _check_recommended_quorum(cluster: Cluster, report: Report, warn: Report) ->
         )
 
 
+def _check_vm_size(vm: VirtualMachine, cluster: Cluster, report: Report) -> None:
+    """The largest VM the platform runs, for the VM's generation."""
+    profile = platform(cluster.platform)
+    gen = f"generation-{vm.generation} " if profile.generation2 else ""
+    max_vcpus = profile.max_vm_vcpus(vm.generation)
+    if vm.vcpus > max_vcpus:
+        report(
+            vm,
+            ("spec", "vcpus"),
+            f"{vm.vcpus} vCPUs is more than a {gen}VM has on platform {cluster.platform}",
+            f"at most {max_vcpus}",
+        )
+    max_memory = profile.max_vm_memory_mib(vm.generation)
+    if vm.memory_mib > max_memory:
+        report(
+            vm,
+            ("spec", "memory_mib"),
+            f"{vm.memory_mib} MiB is more memory than a {gen}VM has on platform {cluster.platform}",
+            f"at most {max_memory} MiB ({max_memory // 1024} GiB)",
+        )
+
+
 def _check_vm(estate: Estate, vm: VirtualMachine, report: Report) -> None:
     cluster = estate.clusters.get(vm.cluster)
     seen_slots: dict[tuple[str, int, int], str] = {}
@@ -523,6 +551,8 @@ def _check_vm(estate: Estate, vm: VirtualMachine, report: Report) -> None:
                 "a differencing disk needs a parent disk",
                 "parent: the parent disk's name",
             )
+    if cluster is not None:
+        _check_vm_size(vm, cluster, report)
     if vm.generation == 2 and cluster is not None and not platform(cluster.platform).generation2:
         report(
             vm,

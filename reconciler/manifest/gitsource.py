@@ -11,7 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.manifest.discovery import select_manifests
-from reconciler.manifest.documents import Document, is_manifest_path, read_bytes
+from reconciler.manifest.documents import (
+    NOT_CHECKED,
+    Document,
+    declared_names,
+    is_manifest_path,
+    read_bytes,
+)
 from reconciler.manifest.errors import ManifestError
 from reconciler.manifest.load import LoadResult, load_documents
 
@@ -69,10 +75,13 @@ def load_at(repo: str | Path, ref: str, paths: list[str], world: bool = False) -
     files = manifest_paths(repo, commit, paths)
     docs: list[Document] = []
     errors: list[ManifestError] = []
+    unchecked: set[str] = set()
     for name in files:
         blob = _git(repo, "cat-file", "blob", f"{commit}:{name}")
         label = f"{name}@{commit[:10]}"
         file_docs, file_errors = read_bytes(blob, label)
+        if any(e.message.endswith(NOT_CHECKED) for e in file_errors):
+            unchecked |= declared_names(blob.decode("utf-8", errors="replace"))
         docs.extend(file_docs)
         errors.extend(file_errors)
     labels = [f"{name}@{commit[:10]}" for name in files]
@@ -92,5 +101,5 @@ def load_at(repo: str | Path, ref: str, paths: list[str], world: bool = False) -
                 "files ending in .yaml or .yml",
             )
         )
-    result = load_documents(docs, errors, list(files), world)
+    result = load_documents(docs, errors, list(files), world, unchecked)
     return GitManifests(str(repo), ref, commit, tuple(files), result)

@@ -12,7 +12,7 @@ from typing import Any
 
 from reconciler.manifest.build import build_record, switch_config
 from reconciler.manifest.cache import ManifestCache, content_key
-from reconciler.manifest.checks import check_estate
+from reconciler.manifest.checks import ANY_NAME, check_estate
 from reconciler.manifest.discovery import select_manifests
 from reconciler.manifest.documents import (
     NOT_CHECKED,
@@ -78,6 +78,7 @@ def load_paths(paths: list[str], world: bool = False, cache_dir: Path | None = N
         try:
             content = path.read_bytes()
         except OSError as exc:
+            unchecked.add(ANY_NAME)  # what it declares is unknown: so is every reference
             errors.append(
                 ManifestError(
                     name, 0, 0, "-", "-", f"cannot read the file: {exc.strerror}", "a readable file"
@@ -314,6 +315,19 @@ def _observed_facts(
             coordinator = cluster.nodes[0]
         volumes[name] = replace(volume, status=replace(volume.status, coordinator=coordinator))
     vms: dict[str, VirtualMachine] = {}
+    if estate.vms and not any(statuses.values()):
+        # Not one object says what was observed: desired manifests given as a world.
+        first = min(
+            (sources[("VirtualMachine", n)] for n in estate.vms), key=lambda d: (d.file, d.line)
+        )
+        errors.append(
+            first.error(
+                ("status",),
+                "no object has a status: these look like desired manifests, not a world",
+                "a world file states what is observed: status.node for every VM",
+            )
+        )
+        return replace(estate, nodes=nodes, volumes=volumes)
     for name, vm in estate.vms.items():
         if vm.node is None:
             doc = sources[("VirtualMachine", name)]

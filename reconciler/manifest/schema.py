@@ -243,7 +243,11 @@ def check_document(doc: Document) -> list[ManifestError]:
         key=lambda e: (doc.pos(tuple(e.absolute_path)), str(e.validator)),
     )
     seen: set[ManifestError] = set()
+    # A value of the wrong type is one mistake: not also "not one of" or "no match".
+    mistyped = {tuple(e.absolute_path) for e in found if e.validator == "type"}
     for err in found:
+        if err.validator in ("enum", "const", "pattern") and tuple(err.absolute_path) in mistyped:
+            continue
         for error in _translate(doc, err):
             if error not in seen:  # jsonschema says "required" once per missing key
                 seen.add(error)

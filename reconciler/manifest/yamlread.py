@@ -459,6 +459,8 @@ def read_documents(text: str) -> tuple[list[RawDocument], ReadError | None]:
         line, col = _pos(mark) if mark else (1, 1)
         problem = exc.problem or "invalid YAML"
         context = f" {exc.context}" if exc.context else ""
+        if exc.context_mark is not None and mark is not None and exc.context_mark.line < mark.line:
+            context += f" that starts at line {exc.context_mark.line + 1}"
         return docs, ReadError(
             line,
             col,

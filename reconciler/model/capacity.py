@@ -1,7 +1,8 @@
 """Memory accounting: what a host can give to VMs and what each VM really costs.
 
 A host keeps a parent-partition reserve; each VM costs its memory plus an overhead that grows
-with its size (DOMAIN.md section 7). Both come from the platform profile, overridable per cluster.
+with its size (docs/domain.md section 7). Both come from the platform profile, overridable per
+cluster.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The physics of moving a VM: live-migration pre-copy, quick migration, and a shared link.
 
-Pure arithmetic in simulated seconds (no I/O, no clock); DOMAIN.md section 8 gives the model.
+Pure arithmetic in simulated seconds (no I/O, no clock); docs/domain.md section 8 gives the model.
 """
 
 from __future__ import annotations
@@ -277,10 +277,11 @@ def simulate_concurrent(
     """Live migrations sharing one link fairly, simulated from event to event.
 
     While k migrations are copying (pre-copy or stop-and-copy) each gets ``B / k``; slower passes
-    dirty more, so sharing raises every migration's effective λ (DOMAIN.md: serial beats
-    parallel on one link). Setup and resume use no bandwidth. Events are a migration starting,
-    its setup ending, a round ending and its resume ending. Each estimate's ``total_seconds`` is
-    measured from that migration's own ``start_seconds``; results follow the input order.
+    dirty more, so sharing raises every migration's effective λ (docs/domain.md section 8:
+    serial beats parallel on one link). Setup and resume use no bandwidth. Events are a
+    migration starting, its setup ending, a round ending and its resume ending. Each estimate's
+    ``total_seconds`` is measured from that migration's own ``start_seconds``; results follow
+    the input order.
     """
     if not bandwidth_mib_s > 0:
         raise ValueError(f"bandwidth_mib_s must be > 0, got {bandwidth_mib_s!r}")

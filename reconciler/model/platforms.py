@@ -11,7 +11,7 @@ from importlib.resources import files
 
 import yaml
 
-# Storage limits that do not vary by release (DOMAIN.md section 6).
+# Storage limits that do not vary by release (docs/domain.md section 6).
 VHD_MAX_GIB = 2040
 VHDX_MAX_GIB = 64 * 1024
 IDE_CONTROLLERS = 2
@@ -37,6 +37,17 @@ class Platform:
     vm_overhead_base_mib: int
     vm_overhead_per_gib_mib: int
     slat_saving_mib: int
+    # Largest VM the release runs, by VM generation (generation 2 on 2016+ goes further).
+    max_vm_vcpus_gen1: int
+    max_vm_vcpus_gen2: int
+    max_vm_memory_mib_gen1: int
+    max_vm_memory_mib_gen2: int
+
+    def max_vm_vcpus(self, generation: int) -> int:
+        return self.max_vm_vcpus_gen2 if generation == 2 else self.max_vm_vcpus_gen1
+
+    def max_vm_memory_mib(self, generation: int) -> int:
+        return self.max_vm_memory_mib_gen2 if generation == 2 else self.max_vm_memory_mib_gen1
 
 
 @cache

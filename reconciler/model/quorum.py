@@ -1,7 +1,7 @@
 """Quorum arithmetic: votes, the recommended mode, and how many failures a cluster survives.
 
 Node Majority with n nodes survives ceil(n/2) - 1 failures; with an online witness, ceil(n/2)
-(DOMAIN.md section 5). The cluster stops when the votes it can see are not a majority.
+(docs/domain.md section 5). The cluster stops when the votes it can see are not a majority.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from reconciler.engine.planner import make_plan
 from reconciler.engine.safety import MANIFEST_POLICY_RULES, replay
 from reconciler.manifest.errors import ManifestLoadError
 from reconciler.model.actions import Action
-from reconciler.model.records import Estate
+from reconciler.model.records import Estate, kind_of
 from reconciler.providers.base import Provider
 from reconciler.runtime.clock import Clock
 from reconciler.runtime.executor import Executor, OnFailure, Progress, RetryPolicy, RunReport
@@ -47,6 +47,7 @@ __all__ = [
     "PlanRefused",
     "Prepared",
     "SigningKeyError",
+    "UnknownTarget",
     "apply_plan",
     "close_interrupted",
     "prepare",
@@ -54,6 +55,10 @@ __all__ = [
     "signing_key",
     "take_locks",
 ]
+
+
+class UnknownTarget(Exception):
+    """--target names no object of the estate."""
 
 
 class SigningKeyError(Exception):
@@ -116,9 +121,20 @@ def prepare(
         assert paths is not None
         desired = load_desired(paths, cache_dir)
         plan = make_plan(desired, observed, manifests=paths, target=target)
+        if (
+            target
+            and plan.empty
+            and target not in plan.prior_state
+            and target not in {f"{kind}/{name}" for kind, name in _refs(desired)}
+        ):
+            raise UnknownTarget(f"no object {target} in the estate (use Kind/name)")
         return Prepared(plan, observed, ",".join(paths))
     plan, notes = check_saved(saved, observed, key, cache_dir)
     return Prepared(plan, observed, f"plan:{saved}", notes)
+
+
+def _refs(estate: Estate) -> list[tuple[str, str]]:
+    return [(kind_of(r), r.name) for r in estate.records()]
 
 
 def check_saved(
@@ -129,8 +145,8 @@ def check_saved(
         doc = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise PlanRefused(f"cannot read it: {exc.strerror or exc}") from exc
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PlanRefused(f"it is not JSON: {exc}") from exc
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting: Recursion
+        raise PlanRefused(f"it is not JSON: {str(exc)[:200]}") from exc
     plan = verify_document(doc, key)
     missing = unrecorded_touch(plan)
     if missing is not None:

@@ -15,7 +15,7 @@ import socket
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,6 +119,39 @@ class DriftRecord:
     last_seen_at: float | None
 
 
+class JournalError(Exception):
+    """The journal database cannot be used: damaged, locked, read-only or full (the message
+    names the file and what to do)."""
+
+
+def _explain(path: Path, exc: sqlite3.Error) -> JournalError:
+    text = str(exc)
+    low = text.lower()
+    if "not a database" in low or "malformed" in low or "disk i/o" in low:
+        why = (
+            f"the journal {path} is damaged or not a journal database ({text}): move it "
+            "away (a new journal starts empty) or restore it from a backup"
+        )
+    elif "locked" in low or "busy" in low:
+        why = (
+            f"the journal {path} stayed locked by another process ({text}): wait for it, "
+            "or find the process that holds it"
+        )
+    elif "readonly" in low or "read-only" in low or "unable to open" in low:
+        why = (
+            f"cannot write the journal {path} ({text}): the file or its folder is read-only; "
+            "fix the permissions or pass --state-dir a writable folder"
+        )
+    elif "full" in low:
+        why = (
+            f"cannot write the journal {path}: the disk is full ({text}); entries already "
+            "written are kept. Free some space and run again"
+        )
+    else:
+        why = f"the journal {path} cannot be used: {text}"
+    return JournalError(why)
+
+
 class LockHeld(Exception):
     """Another apply holds a cluster's lock."""
 
@@ -128,6 +161,18 @@ class LockHeld(Exception):
             f"cluster {lock.cluster} is locked by {lock.describe()}; wait for it, pass "
             f"--lock-timeout SECONDS to wait, or if that apply is gone: "
             f"reconciler force-unlock {lock.lock_id}"
+        )
+
+
+class LockLive(Exception):
+    """force-unlock of a lock whose holder may still be at work."""
+
+    def __init__(self, lock: LockRecord, why: str) -> None:
+        self.lock = lock
+        super().__init__(
+            f"the lock on cluster {lock.cluster} held by {lock.describe()} is live: {why}. "
+            "Removing it could let two applies change the cluster at once; if you are sure "
+            f"its apply is gone, run: reconciler force-unlock {lock.lock_id} --force"
         )
 
 
@@ -150,32 +195,68 @@ def whoami() -> tuple[str, str, int]:
 
 
 class Journal:
-    def __init__(self, state_dir: Path, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, state_dir: Path, clock: Callable[[], float], busy_timeout_seconds: float = 30.0
+    ) -> None:
         self.path = Path(state_dir) / JOURNAL_FILE
         self.clock = clock
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=FULL")  # a record is on disk before we go on
-        self.conn.executescript(_DDL)
-        for table, column, definition in _ADDED_COLUMNS:
-            have = {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
-            if column not in have:
-                self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise JournalError(
+                f"cannot create the state folder {self.path.parent}: {exc.strerror or exc}"
+            ) from exc
+        try:
+            self.conn = sqlite3.connect(
+                self.path, isolation_level=None, timeout=busy_timeout_seconds
+            )
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")  # a record is on disk before we go on
+        except sqlite3.Error as exc:
+            raise _explain(self.path, exc) from exc
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Create or bring the schema up to date in one write transaction, so processes that
+        start together migrate it once (the others wait, then find nothing to do)."""
+        with self._tx() as c:
+            for statement in _DDL.split(";"):
+                if statement.strip():
+                    c.execute(statement)
+            for table, column, definition in _ADDED_COLUMNS:
+                have = {row[1] for row in c.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     def close(self) -> None:
         self.conn.close()
 
+    def _rollback(self) -> None:
+        # The failed statement may have ended the transaction already.
+        with suppress(sqlite3.Error):
+            self.conn.execute("ROLLBACK")
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        self.conn.execute("BEGIN IMMEDIATE")
+        """One write transaction; a SQLite failure becomes a JournalError naming the file.
+        Commits are durable (WAL, synchronous=FULL): a failed one loses nothing written before."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _explain(self.path, exc) from exc
         try:
             yield self.conn
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise _explain(self.path, exc) from exc
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self._rollback()
             raise
-        else:
+        try:
             self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise _explain(self.path, exc) from exc
 
     # --- runs -------------------------------------------------------------------------------
 
@@ -309,17 +390,7 @@ class Journal:
 
     def interrupted_runs(self) -> list[RunRecord]:
         """Runs still marked running whose process is gone: killed, crashed or cut off."""
-        _, host, _ = whoami()
-        out = []
-        for run in self.runs(limit=1000):
-            if run.outcome != "running":
-                continue
-            gone = (
-                not _pid_alive(run.pid) if run.host == host else not self._holds_live_lock(run.id)
-            )
-            if gone:
-                out.append(run)
-        return out
+        return [run for run in self.runs(limit=1000) if self.process_gone(run)]
 
     def _holds_live_lock(self, run_id: str) -> bool:
         row = self.conn.execute(
@@ -517,7 +588,24 @@ class Journal:
             for lock in locks:
                 c.execute("DELETE FROM locks WHERE lock_id = ?", (lock.lock_id,))
 
-    def force_unlock(self, lock_id: str) -> LockRecord | None:
+    def lock_is_live(self, lock: LockRecord) -> str | None:
+        """Why a lock still counts (its holder may be at work), or None if it is stale."""
+        _, host, _ = whoami()
+        now = self.clock()
+        if lock.expires_at <= now:
+            return None
+        if lock.host == host:
+            if not _pid_alive(lock.pid):
+                return None
+            return f"process {lock.pid} on this host ({host}) is still running"
+        left = lock.expires_at - now
+        return (
+            f"it is held from another host ({lock.host}), whose process cannot be checked "
+            f"from here, and its lease runs {left:.0f} s more"
+        )
+
+    def force_unlock(self, lock_id: str, force: bool = False) -> LockRecord | None:
+        """Remove a lock whose holder is gone; a live one only with ``force`` (LockLive)."""
         with self._tx() as c:
             row = c.execute(
                 "SELECT cluster, lock_id, run_id, owner, pid, host, acquired_at, expires_at "
@@ -526,5 +614,16 @@ class Journal:
             ).fetchone()
             if row is None:
                 return None
+            lock = LockRecord(*row)
+            live = self.lock_is_live(lock)
+            if live is not None and not force:
+                raise LockLive(lock, live)
             c.execute("DELETE FROM locks WHERE lock_id = ?", (lock_id,))
-        return LockRecord(*row)
+        return lock
+
+    def process_gone(self, run: RunRecord) -> bool:
+        """A run still marked running whose process is gone: killed, crashed or cut off."""
+        if run.outcome != "running":
+            return False
+        _, host, _ = whoami()
+        return not _pid_alive(run.pid) if run.host == host else not self._holds_live_lock(run.id)

@@ -4,6 +4,7 @@ manifest objects changed since the base commit. Manifests are read from the comm
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +14,7 @@ from reconciler.manifest.errors import ManifestLoadError
 from reconciler.manifest.gitsource import GitManifests, GitSourceError, load_at
 from reconciler.model.records import Estate
 from reconciler.providers.base import Provider
-from reconciler.runtime.workflow import Planned
+from reconciler.runtime.workflow import Planned, log_planned, observe
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +79,10 @@ def plan_git(
     if problems or desired is None or (at_base is not None and before is None):
         raise ManifestLoadError(problems)
     changed = changed_objects(before, desired) if before is not None else None
-    observed = provider.observe()
+    observed = observe(provider)
+    planning = time.perf_counter()
     plan = make_plan(desired, observed, manifests=paths or ["."], target=target)
+    log_planned(plan, time.perf_counter() - planning)
     review = GitReview(
         repo=repo,
         head=head,

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
+
+import structlog
 
 from reconciler.engine.plan import Plan
 from reconciler.engine.planner import make_plan
@@ -11,6 +15,18 @@ from reconciler.manifest.errors import ManifestLoadError
 from reconciler.manifest.load import load_paths
 from reconciler.model.records import Estate
 from reconciler.providers.base import Provider
+
+log = structlog.get_logger("reconciler.plan")
+
+
+class PlanProgress(Protocol):
+    """Where a long plan reports how far it got (a bar on a terminal, nothing elsewhere)."""
+
+    def phase(self, name: str, total: int | None = None) -> None:
+        """A new phase begins; ``total``: how many items it counts, when it counts them."""
+
+    def advance(self, item: str) -> None:
+        """One more item of the current phase is done."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +48,59 @@ def plan_paths(
     provider: Provider,
     target: str | None = None,
     cache_dir: Path | None = None,
+    progress: PlanProgress | None = None,
 ) -> Planned:
+    started = time.perf_counter()
+    if progress is not None:
+        progress.phase("load manifests")
     desired = load_desired(paths, cache_dir)
-    observed = provider.observe()
-    plan = make_plan(desired, observed, manifests=[str(Path(p)) for p in paths], target=target)
+    log.info(
+        "manifests_loaded",
+        paths=paths,
+        clusters=len(desired.clusters),
+        nodes=len(desired.nodes),
+        vms=len(desired.vms),
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    observed = observe(provider, progress)
+    if progress is not None:
+        progress.phase("plan clusters", total=len(desired.clusters))
+    planning = time.perf_counter()
+    plan = make_plan(
+        desired,
+        observed,
+        manifests=[str(Path(p)) for p in paths],
+        target=target,
+        on_cluster=progress.advance if progress is not None else None,
+    )
+    log_planned(plan, time.perf_counter() - planning)
     return Planned(desired, observed, plan)
+
+
+def observe(provider: Provider, progress: PlanProgress | None = None) -> Estate:
+    started = time.perf_counter()
+    if progress is not None:
+        progress.phase("observe")
+    observed = provider.observe()
+    log.info(
+        "observed",
+        clusters=len(observed.clusters),
+        nodes=len(observed.nodes),
+        vms=len(observed.vms),
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    return observed
+
+
+def log_planned(plan: Plan, seconds: float) -> None:
+    summary = plan.summary()
+    log.info(
+        "planned",
+        actions=summary["actions"],
+        by_type=summary["by_type"],
+        violations=summary["violations"],
+        blocked=summary["blocked"],
+        estimate_seconds=summary["estimate_seconds"],
+        fingerprint=plan.fingerprint,
+        seconds=round(seconds, 3),
+    )

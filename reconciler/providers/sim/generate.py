@@ -334,7 +334,8 @@ def _assign_roles(rng: random.Random, plan: _ClusterPlan) -> None:
             vm.role = rng.choice(ROLES_BY_MEMORY[vm.memory_mib])
             vm.allow_downtime = vm.role in ("web", "util") and rng.random() < 0.3
         role = ROLES[vm.role]
-        vm.vcpus = rng.choice(role.vcpus)
+        # The role's choice, within the largest VM the platform runs (4 vCPUs on 2008 R2).
+        vm.vcpus = min(rng.choice(role.vcpus), profile.max_vm_vcpus(2 if generation2 else 1))
         vm.vlan = rng.choice(role.vlans)
         vm.dirty = round(rng.uniform(*role.dirty_mib_s), 1)
         wanted: list[tuple[str, Controller, int, DiskType, int]] = [

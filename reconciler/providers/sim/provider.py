@@ -30,6 +30,7 @@ from reconciler.model.quorum import has_quorum, members_up
 from reconciler.model.records import Cluster, Estate, VirtualMachine
 from reconciler.model.rules import apply_rules, placement_problems
 from reconciler.providers.base import Capabilities, Outcome, ProviderError
+from reconciler.providers.hook import HookResult, run_hook
 from reconciler.providers.sim.store import MigrationRecord, WorldStore
 
 log = structlog.get_logger("reconciler.sim")
@@ -114,6 +115,26 @@ class SimProvider:
         if action.type not in ACTION_TYPES:
             # Not a state of the world: no retry and no change of the world will make it run.
             return Outcome("permanent_error", f"the simulator has no action type {action.type}")
+        details: dict[str, Any] = {}
+        if action.type == "patch_node" and action.params.get("command"):
+            # The hook runs for real, outside any transaction (it may take an hour); the
+            # node's patch level rises only if it succeeds.
+            before = self.observe_cluster(action.cluster)
+            check = apply_rules(before, action)
+            if check.failures:
+                return Outcome("precondition_failed", "; ".join(check.failures))
+            if check.done:
+                return Outcome("already_done", f"{action.target} is already as desired")
+            hook = self._run_hook(action)
+            details["hook"] = hook.as_details()
+            if not hook.ok:
+                return Outcome(
+                    "permanent_error",
+                    f"{hook.describe(float(action.params.get('timeout_seconds', 3600)))}: "
+                    f"{action.params['node']} stays drained and unpatched; the rolling update "
+                    "stops here (fix the cause, then apply again to carry on)",
+                    details=details,
+                )
         with self.store.transaction() as conn:
             before = self.store.load(conn, cluster=action.cluster)
             result = apply_rules(before, action)
@@ -133,13 +154,12 @@ class SimProvider:
                         seconds,
                     )
                 seconds = self._record_moves(conn, before, action, "done")
-                details = self._last_migration_details(conn)
+                details.update(self._last_migration_details(conn))
                 if action.type == "migrate_vm" and action.params["method"] == "live":
                     factor = self.store.link_factor(conn, action.cluster)
                     details["pass_seconds"] = self._pass_seconds(before, action, factor)
             else:
                 seconds = action_seconds(action, before.clusters.get(action.cluster), None)
-                details = {}
             self.store.save_changes(conn, before, result.estate)
             if dies_inside:
                 os._exit(CRASH_EXIT_CODE)  # the transaction never commits
@@ -155,7 +175,7 @@ class SimProvider:
 
         At most the cluster's max_parallel_migrations run at once; a further one waits for a
         slot (the notes' progress bar sitting at 50%). Those running share the live-migration
-        link fairly, so each takes longer than alone (DOMAIN.md section 8).
+        link fairly, so each takes longer than alone (docs/domain.md section 8).
         """
         self._require_world()
         if len({a.cluster for a in actions}) != 1 or any(
@@ -300,6 +320,16 @@ class SimProvider:
             out.append(size / inputs.bandwidth_mib_s)
             size = min(inputs.memory_mib, inputs.dirty_mib_s * out[-1])
         return out
+
+    @staticmethod
+    def _run_hook(action: Action) -> HookResult:
+        return run_hook(
+            action.params["command"],
+            node=action.params["node"],
+            cluster=action.cluster,
+            rolling_id=action.params["cycle"],
+            timeout_seconds=float(action.params.get("timeout_seconds", 3600)),
+        )
 
     def _arm_crash_during(self, actions: int) -> bool:
         """Count actions toward a crash-during fault, committed before the action's own

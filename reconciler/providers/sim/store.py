@@ -17,6 +17,7 @@ from typing import Any
 
 from reconciler.model.codec import canonical_text, decode_record, stamp_digest
 from reconciler.model.records import KINDS, Estate, Record, kind_of
+from reconciler.providers.base import ProviderError
 
 WORLD_FILE = "world.db"
 SCHEMA_VERSION = "1"
@@ -73,12 +74,24 @@ class WorldStore:
         return self.path.exists()
 
     def open(self) -> sqlite3.Connection:
+        """The world's connection; ProviderError naming the file if it cannot be used."""
         if self.conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.executescript(_DDL)
+            if self.path.exists() and self.path.stat().st_size == 0:
+                raise ProviderError(
+                    f"the simulated world {self.path} is an empty (zero-byte) file, not an "
+                    "empty world: recreate it with 'reconciler sim init WORLD.yaml'"
+                )
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.executescript(_DDL)
+            except (sqlite3.Error, OSError) as exc:
+                raise ProviderError(
+                    f"the simulated world {self.path} cannot be used ({exc}): it is damaged, "
+                    "locked or read-only; recreate it with 'reconciler sim init WORLD.yaml'"
+                ) from exc
             self.conn = conn
         return self.conn
 
@@ -102,6 +115,8 @@ class WorldStore:
     # --- whole world ------------------------------------------------------------------------
 
     def replace_world(self, estate: Estate, source: str) -> None:
+        if self.path.exists() and self.path.stat().st_size == 0:
+            self.path.unlink()  # sim init recreates a world that was an empty file
         with self.transaction() as conn:
             for table in ("objects", "migrations", "faults", "events", "meta"):
                 conn.execute(f"DELETE FROM {table}")

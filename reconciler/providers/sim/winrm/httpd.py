@@ -20,6 +20,10 @@ class IPv4Server(ThreadingHTTPServer):
     daemon_threads = True
     winrm: WinRMServer
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up mid-reply is routine; never print a traceback to stderr.
+        log.debug("winrm.connection_error", client=str(client_address))
+
 
 class IPv6Server(IPv4Server):
     address_family = socket.AF_INET6
@@ -36,13 +40,21 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         winrm = self.server.winrm
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True
+            self._reply(400, b"", "text/plain")
+            return
         parts = self.path.strip("/").split("/")
         if len(parts) != 2 or parts[1].lower() != "wsman" or parts[0] not in winrm.nodes:
+            self._discard(length)
             self._reply(404, b"", "text/plain")
             return
         node = parts[0]
         username = winrm.authenticate(self.headers.get("Authorization"))
-        length = int(self.headers.get("Content-Length") or 0)
         if username is None:
             self._discard(length)
             self._reply(401, b"", "text/plain", {"WWW-Authenticate": 'Basic realm="WSMAN"'})
@@ -64,6 +76,11 @@ class RequestHandler(BaseHTTPRequestHandler):
             payload = winrm.dispatch(node, username, request)
         except soap.SoapError as err:
             self._reply(500, soap.fault(message_id, err, node), soap_type=True)
+            return
+        except Exception as err:  # a bug of ours: answer with a fault, keep serving
+            log.warning("winrm.internal_error", node=node, error=f"{type(err).__name__}: {err}")
+            error = soap.SoapError(soap.FAULT_INVALID, f"internal error: {type(err).__name__}")
+            self._reply(500, soap.fault(message_id, error, node), soap_type=True)
             return
         self._reply(200, payload, soap_type=True)
 

@@ -173,9 +173,13 @@ class PipelineRun:
         with self._shell.cond:
             if self.pipeline.state == PSInvocationState.Running:
                 if isinstance(error, TerminatingError):
+                    try:
+                        category = ErrorCategory[error.category].name
+                    except KeyError:  # a handler bug must still fail the pipeline
+                        category = "NotSpecified"
                     record = error_record(
                         error.message,
-                        category=error.category,
+                        category=category,
                         fq_error_id=error.fq_error_id,
                         target=error.target,
                         exception_type=error.exception_type,
@@ -214,6 +218,7 @@ class ShellState:
     pipelines: dict[uuid.UUID, PipelineRun] = field(default_factory=dict)
     client_envelope_size: int = MAX_ENVELOPE_WINRM2
     closed: bool = False
+    last_used: float = 0.0
 
     def envelope_budget(self) -> int:
         return min(self.max_envelope_size, self.client_envelope_size) - _ENVELOPE_OVERHEAD

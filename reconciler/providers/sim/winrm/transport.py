@@ -21,6 +21,7 @@ import structlog
 from psrpcore import (
     CreatePipelineEvent,
     GetAvailableRunspacesEvent,
+    GetCommandMetadataEvent,
     PSRPPayload,
     ResetRunspaceStateEvent,
     ServerPipeline,
@@ -80,6 +81,8 @@ class WinRMServer:
         port: int = 0,
         protocol_version: str = "2.3",
         max_envelope_size: int | None = None,
+        idle_timeout_seconds: float = 7200.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         try:
             address = ipaddress.ip_address(host)
@@ -99,6 +102,8 @@ class WinRMServer:
         self._username = username
         self._password = password
         self._shells: dict[str, ShellState] = {}
+        self._idle_timeout = idle_timeout_seconds  # WinRM's default IdleTimeOut: 2 hours
+        self._clock = clock
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._serving = threading.Event()
@@ -189,8 +194,11 @@ class WinRMServer:
         return action(shell, request)
 
     def _shell(self, request: soap.Request, node: str) -> ShellState:
+        self._expire_idle_shells()
         with self._lock:
             shell = self._shells.get(request.shell_id or "")
+            if shell is not None:
+                shell.last_used = self._clock()
         if shell is None or shell.node != node:
             raise soap.SoapError(
                 soap.FAULT_SHELL_NOT_FOUND,
@@ -229,7 +237,19 @@ class WinRMServer:
         )
         return pool
 
+    def _expire_idle_shells(self) -> None:
+        """Drop shells no client touched for the idle timeout (clients that vanished)."""
+        cutoff = self._clock() - self._idle_timeout
+        with self._lock:
+            idle = [shell for shell in self._shells.values() if shell.last_used < cutoff]
+            for shell in idle:
+                del self._shells[shell.shell_id]
+        for shell in idle:
+            log.info("winrm.shell_expired", node=shell.node, shell_id=shell.shell_id)
+            self._drop_shell(shell)
+
     def _create(self, node: str, username: str, request: soap.Request) -> bytes:
+        self._expire_idle_shells()
         if not request.resource_uri.startswith(soap.POWERSHELL_URI):
             raise soap.SoapError(soap.FAULT_INVALID, f"unsupported resource {request.resource_uri}")
         shell_el = request.body.find("rsp:Shell", soap.NS)
@@ -247,6 +267,7 @@ class WinRMServer:
         )
         with shell.cond:
             self._feed(shell, _b64(creation.text), None)
+        shell.last_used = self._clock()
         with self._lock:
             self._shells[shell_id] = shell
         log.debug("winrm.shell_created", node=node, shell_id=shell_id, user=username)
@@ -400,6 +421,8 @@ class WinRMServer:
                     pool.runspace_availability_response(event.ci, 1)
                 elif isinstance(event, CreatePipelineEvent):
                     self._start_pipeline(shell, event.pipeline_id)
+                elif isinstance(event, GetCommandMetadataEvent):
+                    self._refuse_metadata(shell, event.pipeline_id)
         except soap.SoapError:
             raise
         except Exception as err:  # psrpcore rejects a malformed message
@@ -433,6 +456,20 @@ class WinRMServer:
         )
         worker.start()
 
+    def _refuse_metadata(self, shell: ShellState, pipeline_id: uuid.UUID | None) -> None:
+        """GetCommandMetadata is not served: fail that pipeline at once rather than hang it."""
+        run = shell.pipelines.get(pipeline_id) if pipeline_id else None
+        if run is None:
+            raise soap.SoapError(soap.FAULT_INVALID, f"no command for pipeline {pipeline_id}")
+        run.pipeline.start()
+        run.finish(
+            TerminatingError(
+                "GetCommandMetadata is not supported by this peer; run Get-Command instead.",
+                "NotImplemented",
+                "GetCommandMetadataNotSupported",
+            )
+        )
+
     def _run_handler(self, invocation: Invocation, pipeline: PipelineRun) -> None:
         error: BaseException | None = None
         try:
@@ -440,14 +477,17 @@ class WinRMServer:
         except TerminatingError as err:
             error = err
         except Exception as err:
+            error = err
+        finally:
+            # Always complete the pipeline, or the client's Receive waits forever.
+            pipeline.finish(error)
+        if error is not None and not isinstance(error, TerminatingError):
             log.warning(
                 "winrm.handler_failed",
                 node=invocation.node,
                 command=invocation.commands[0].name if invocation.commands else None,
-                error=f"{type(err).__name__}: {err}",
+                error=f"{type(error).__name__}: {error}",
             )
-            error = err
-        pipeline.finish(error)
 
 
 def _b64(text: str) -> bytes:
