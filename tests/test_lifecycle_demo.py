@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from reconciler.cli.main import cli
+from reconciler.engine.planner import make_plan
+from reconciler.manifest.load import load_paths, require
+from reconciler.model.rules import invariants
 from reconciler.providers.sim.provider import SimProvider
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,3 +167,54 @@ class TestDemoLifecycle:
             "WSUS01/content.vhd",
             "WSUS01/os.vhd",
         ]
+
+
+def lifecycle_manifests(base: Path) -> Path:
+    """The demo manifests with APP05 added and hv04 out of the cluster (and its document)."""
+    manifests = base / "manifests"
+    shutil.copytree(DEMO, manifests)
+    with (manifests / "vms.yaml").open("a") as f:
+        f.write(APP05)
+    cluster = manifests / "cluster.yaml"
+    cluster.write_text(
+        cluster.read_text().replace(
+            "nodes: [hv01, hv02, hv03, hv04, hv05]", "nodes: [hv01, hv02, hv03, hv05]"
+        )
+    )
+    drop_document(manifests / "nodes.yaml", "Node", "hv04")
+    return manifests
+
+
+class TestLifecycleCrashAndResume:
+    """From the demo world, one plan joins hv05, evicts hv04 and creates APP05. The process
+    ends right after the drain, the eviction or the creation took effect; the next apply
+    says so, converges, and no completed action runs twice."""
+
+    @pytest.mark.parametrize("crash_at", ["drain_node:hv04", "evict_node:hv04", "create_vm:APP05"])
+    def test_crash_then_apply_converges(self, tmp_path: Path, crash_at: str) -> None:
+        state, manifests = tmp_path / "state", lifecycle_manifests(tmp_path)
+        assert run(state, "sim", "init", str(WORLD))[0] == 0
+        desired = require(load_paths([str(manifests)]))
+        ids = [a.id for a in make_plan(desired, SimProvider(state_dir=state).observe()).actions]
+        assert {"evict_node:hv04", "create_vm:APP05", "add_node:hv05"} <= set(ids)
+        assert run(state, "sim", "fault", "crash-after", str(ids.index(crash_at) + 1))[0] == 0
+        command = ["-m", "reconciler", "--state-dir", str(state), "apply", "--auto-approve"]
+        proc = subprocess.run(
+            [sys.executable, *command, str(manifests)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=False,
+        )
+        assert proc.returncode == 137, proc.stdout + proc.stderr
+        crashed = SimProvider(state_dir=state).observe()
+        assert invariants(crashed) == []
+        assert crash_at not in [a.id for a in make_plan(desired, crashed).actions]
+        code, out = run(state, "apply", "--auto-approve", str(manifests))
+        assert code == 0, out
+        assert "was interrupted" in out
+        applied(state, manifests)
+        world = SimProvider(state_dir=state).observe()
+        assert world.clusters["prod"].nodes == ("hv01", "hv02", "hv03", "hv05")
+        assert world.vms["APP05"].power_state == "running"
+        assert invariants(world) == []
