@@ -6,18 +6,29 @@ start point at them, and are installed inside the package (``reconciler/schemas`
 importlib.resources (see ``reconciler/resources.py``).
 """
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+# Each folder of manifests/ (demo/, worlds/) is named, so setuptools packages its data without
+# warning that it "would be ignored".
+EXAMPLES = [
+    f"reconciler.examples.{p.name}"
+    for p in sorted((Path(__file__).parent / "manifests").iterdir())
+    if p.is_dir() and not p.name.startswith((".", "_"))
+]
 
 setup(
     packages=[
         *find_packages(include=["reconciler", "reconciler.*"]),
         "reconciler.schemas",
         "reconciler.examples",
+        *EXAMPLES,
     ],
     package_dir={"reconciler.schemas": "schemas", "reconciler.examples": "manifests"},
     package_data={
         "reconciler": ["py.typed", "model/*.yaml"],
         "reconciler.schemas": ["*.json"],
-        "reconciler.examples": ["*/*.yaml"],
+        **{name: ["*.yaml"] for name in EXAMPLES},
     },
 )

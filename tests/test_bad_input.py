@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -426,3 +427,23 @@ class TestPlatformMaximaTable:
         )
         result = load_text(text, "platform.yaml")
         assert sorted(e.field for e in result.problems()) == fields, lines_of(result)
+
+
+class TestFuzzRun:
+    """bench/fuzz.py runs, and ends with its one-line table."""
+
+    def test_a_short_run_ends_with_the_table(self) -> None:
+        fuzz = Path(__file__).resolve().parents[1] / "bench" / "fuzz.py"
+        result = subprocess.run(
+            [sys.executable, str(fuzz), "--count", "12", "--workers", "1", "--seed", "7"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        last = result.stdout.splitlines()[-1]
+        assert re.fullmatch(
+            r"fuzz: 12 sets, 0 tracebacks, 0 hangs/memory, 0 unlocated errors, "
+            r"(\d+) located, (\d+) valid",
+            last,
+        ), result.stdout

@@ -135,6 +135,10 @@ class Peer:
                     writer.write_output(f"{command.name} -{key} {type(value).__name__} {value}")
         elif name == "Warn":
             writer.write_warning("watch out")
+        elif name == "Get-Odd":
+            odd = PSObject()
+            odd.PSObject.type_names = ["System.String"]  # a type pypsrp maps to no reader
+            writer.write_output(odd)
 
 
 def serve(peer: Peer, **kwargs: Any) -> WinRMServer:
@@ -277,6 +281,13 @@ class TestErrors:
         assert err.value.status == "precondition_failed"
         assert err.value.cmdlet == "Start-VM"
         assert session.call("Echo", {"Name": "after"})  # the pool survives
+
+    def test_undecodable_output_is_a_command_error(self, session: NodeSession) -> None:
+        with pytest.raises(CommandError) as err:
+            session.call("Get-Odd")
+        assert err.value.fq_error_id == "ReconcilerUndecodableOutput"
+        assert err.value.status == "permanent_error"
+        assert "undecoded CLIXML" in err.value.message
 
     def test_deadline_stops_the_pipeline(self, session: NodeSession, peer: Peer) -> None:
         with pytest.raises(DeadlineExceeded) as err:
@@ -506,8 +517,15 @@ class TestWire:
         assert decode(["PT5S", "2024-01-02T03:04:05"]) == ["PT5S", "2024-01-02T03:04:05"]
 
     def test_undecoded_clixml_fails_loudly(self) -> None:
+        import xml.etree.ElementTree as ET
+
+        from reconciler.providers.hyperv.wire import TypedSerializer
+
+        # An object whose only type pypsrp maps to a tag it cannot read: it returns the XML.
+        unknown = ET.fromstring('<Obj RefId="0"><TN RefId="0"><T>System.String</T></TN></Obj>')
         with pytest.raises(WireError, match="undecoded CLIXML"):
-            decode("<LST><Obj RefId='1'/></LST>")
+            decode(TypedSerializer().deserialize(unknown))
+        assert decode("<Obj>notes</Obj>") == "<Obj>notes</Obj>"  # a plain string stays one
 
 
 class TestCredentials:

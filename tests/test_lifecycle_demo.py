@@ -22,6 +22,8 @@ from reconciler.engine.planner import make_plan
 from reconciler.manifest.load import load_paths, require
 from reconciler.model.rules import invariants
 from reconciler.providers.sim.provider import SimProvider
+from reconciler.runtime.clock import ManualClock
+from reconciler.runtime.journal import Journal
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "manifests" / "demo"
@@ -210,9 +212,19 @@ class TestLifecycleCrashAndResume:
         crashed = SimProvider(state_dir=state).observe()
         assert invariants(crashed) == []
         assert crash_at not in [a.id for a in make_plan(desired, crashed).actions]
+        journal = Journal(state, ManualClock().now)
+        (first,) = journal.runs()
+        done_before = {a.action_id for a in journal.actions(first.id) if a.status == "done"}
+        journal.close()
         code, out = run(state, "apply", "--auto-approve", str(manifests))
         assert code == 0, out
         assert "was interrupted" in out
+        journal = Journal(state, ManualClock().now)
+        second, _interrupted = journal.runs()
+        redone = {a.action_id for a in journal.actions(second.id) if a.status == "done"}
+        journal.close()
+        assert not done_before & redone, "a completed action ran again"
+        assert crash_at not in redone, "the crashed action ran twice"
         applied(state, manifests)
         world = SimProvider(state_dir=state).observe()
         assert world.clusters["prod"].nodes == ("hv01", "hv02", "hv03", "hv05")

@@ -56,7 +56,7 @@ class TestTextOutput:
         assert code == 0
         first = out.splitlines()[0]
         assert first.startswith("Plan: 13 action(s) (5 none, 6 online, 2 live-migration)")
-        assert "estimated 15m 55s" in first
+        assert "estimated 15m 46s" in first
         assert first.endswith("safe to apply.")
 
     def test_steps_in_execution_order_with_their_numbers(self, demo: Path) -> None:
@@ -100,7 +100,7 @@ class TestTextOutput:
         assert "1. ~ set_vlan_trunk" in out
         assert "[online, ~10s]" in out
         assert "8. ~ validate_cluster Cluster/prod [none, ~5m 00s]" in out
-        assert "[live-migration, ~2m 42s]" in out
+        assert "[live-migration, ~2m 34s]" in out
 
     def test_blocked_plan_says_so_first(self, tmp_path: Path) -> None:
         case = GOLDEN / "never_live_migrate"

@@ -320,13 +320,13 @@ class TestLifecycleCaseBehaviour:
     def test_eviction_whose_vms_fit_nowhere_plans_nothing_for_the_node(self) -> None:
         plan = plan_of("evict_node_no_room")
         assert plan.empty and plan.blocked
-        ((rule, message),) = [(v.rule, v.message) for v in plan.violations]
-        assert rule == "evict_node" and "DB02" in message
+        (refusal,) = [v for v in plan.violations if v.rule == "evict_node"]
+        assert refusal.target == "Node/hv3" and "DB02" in refusal.message
 
     def test_eviction_that_loses_quorum_is_refused(self) -> None:
         plan = plan_of("evict_node_quorum")
-        (refusal,) = [v for v in plan.violations if v.severity == "block"]
-        assert (refusal.rule, refusal.action) == ("precondition", "evict_node:hv3")
+        (refusal,) = [v for v in plan.violations if v.rule == "precondition"]
+        assert (refusal.severity, refusal.action) == ("block", "evict_node:hv3")
         assert "would lose quorum" in refusal.message
         assert "update_quorum" not in types("evict_node_quorum")
 

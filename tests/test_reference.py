@@ -63,7 +63,10 @@ class TestRenderReference:
             "| `spec.vcpus` | integer | yes | 1..2048 | Virtual processors, at most the "
             "platform's per-VM maximum. |" in vm
         )
-        assert "| `spec.power_state` | string | no | `running`, `off` | running or off. |" in vm
+        assert (
+            "| `spec.power_state` | string | no | `running`, `off` | running or off. Left out: "
+            "not managed for an existing VM" in vm
+        )
 
     @pytest.mark.parametrize("kind", KINDS)
     def test_every_schema_field_is_listed_once(self, kind: str) -> None:

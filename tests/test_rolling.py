@@ -9,6 +9,7 @@ converged demo state, which is the demo plan replayed with the world's own rules
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import json
 import os
@@ -45,6 +46,7 @@ WORLD = ROOT / "manifests" / "worlds" / "demo.yaml"
 CYCLE = "2010-07"
 NODES = ("hv01", "hv02", "hv03", "hv04", "hv05")
 PINNED = {"SQL02": "hv02"}  # the demo's only pinned VM
+TEST_VM = "TEST01"  # verify_node live-migrates it onto each patched node and back
 # A hook that succeeds (a real process: the simulator runs it) and says which node it patched.
 PATCH_HOOK = [sys.executable, "-c", "import os; print('patched', os.environ['RECONCILER_NODE'])"]
 
@@ -60,6 +62,7 @@ def demo_variant(
     max_unavailable: int | None = None,
     cluster_extra: str = "",
     maintenance: Sequence[str] = (),
+    resumed: Sequence[str] = (),
     edit_vms: Callable[[str], str] | None = None,
 ) -> Path:
     """A copy of manifests/demo: every node at 2010-07 and a rolling update, unless told not."""
@@ -73,6 +76,8 @@ def demo_variant(
         name = re.search(r"^  name: (\S+)$", doc, re.MULTILINE)
         if name and name.group(1) in maintenance:
             docs[i] = doc.rstrip("\n") + "\n  maintenance: true\n"
+        if name and name.group(1) in resumed:
+            docs[i] = doc.rstrip("\n") + "\n  maintenance: false\n"
     nodes_file.write_text("\n---\n".join(docs))
     cluster = cluster_extra
     if cycle is not None:
@@ -211,8 +216,11 @@ def state(base_state: Path, tmp_path: Path) -> Path:
 class Cycle:
     state: Path
     manifests: Path
-    moves: list[MigrationRecord]  # migration records of the cycle's run only
+    moves: list[MigrationRecord]  # the cycle's moves, without verify_node's test migrations
     output: str
+    tests: list[tuple[MigrationRecord, MigrationRecord]] = dataclasses.field(
+        default_factory=list
+    )  # verify_node's test migrations: TEST01 onto a node and back
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +230,47 @@ def cycle(base_state: Path, rolling_dir: Path, tmp_path_factory: pytest.TempPath
     before = len(migrations(state))  # includes TEST01's test migration to hv05 and back
     code, out = run(state, "apply", "--auto-approve", str(rolling_dir))
     assert code == 0, out
-    return Cycle(state, rolling_dir, migrations(state)[before:], out)
+    moves, tests = split_test_legs(migrations(state)[before:], verified_nodes(state))
+    return Cycle(state, rolling_dir, moves, out, tests)
+
+
+def verified_nodes(state: Path) -> list[str]:
+    """The nodes verify_node ran for in the latest run, in order."""
+    latest = runs(state)[0]
+    return [
+        a.target.removeprefix("Node/")
+        for a in run_actions(state, latest.id)
+        if a.type == "verify_node" and a.status == "done"
+    ]
+
+
+def split_test_legs(
+    records: list[MigrationRecord], verified: list[str]
+) -> tuple[list[MigrationRecord], list[tuple[MigrationRecord, MigrationRecord]]]:
+    """The moves, and verify_node's test migrations: for each verified node in turn, the
+    test VM onto it and straight back."""
+    moves: list[MigrationRecord] = []
+    pairs: list[tuple[MigrationRecord, MigrationRecord]] = []
+    expected = list(verified)
+    i = 0
+    while i < len(records):
+        m = records[i]
+        after = records[i + 1] if i + 1 < len(records) else None
+        if (
+            expected
+            and m.vm == TEST_VM
+            and m.destination == expected[0]
+            and after is not None
+            and after.vm == TEST_VM
+            and (after.source, after.destination) == (m.destination, m.source)
+        ):
+            pairs.append((m, after))
+            expected.pop(0)
+            i += 2
+            continue
+        moves.append(m)
+        i += 1
+    return moves, pairs
 
 
 @pytest.fixture
@@ -268,6 +316,11 @@ class TestDemoCycle:
         sql02 = [(m.source, m.destination) for m in cycle.moves if m.vm == "SQL02"]
         assert len(sql02) == 2 and sql02[0][0] == sql02[1][1] == "hv02"
         assert observe(cycle.state).vms["SQL02"].node == "hv02"
+
+    def test_verify_migrates_the_test_vm_onto_each_node_and_back(self, cycle: Cycle) -> None:
+        assert [there.destination for there, _ in cycle.tests] == verified_nodes(cycle.state)
+        assert sorted(verified_nodes(cycle.state)) == list(NODES)
+        assert {(there.method, back.method) for there, back in cycle.tests} == {("live", "live")}
 
     def test_one_node_is_paused_at_a_time(self, cycle: Cycle) -> None:
         (latest, _base) = runs(cycle.state)
@@ -355,7 +408,15 @@ class TestInterruptedCycle:
         assert invariants(world) == []
         assert run(state, "plan", "--detailed-exitcode", str(rolling_dir))[0] == 0
         # The interruption costs no extra moves: still once each, the pinned VM out and back.
-        moved = collections.Counter(m.vm for m in migrations(state)[before:])
+        verified = [
+            a.target.removeprefix("Node/")
+            for run_id, statuses in ((first.id, ("done", "interrupted")), (second.id, ("done",)))
+            for a in run_actions(state, run_id)
+            if a.type == "verify_node" and a.status in statuses
+        ]
+        moves, tests = split_test_legs(migrations(state)[before:], verified)
+        assert tests, "verify_node migrated the test VM"
+        moved = collections.Counter(m.vm for m in moves)
         assert moved.pop("SQL02") == 2
         assert set(moved.values()) == {1}
 
@@ -512,8 +573,18 @@ class TestNodeMaintenance:
     ) -> None:
         drained = make_plan(desired_of(variants(cycle=None, maintenance=["hv03"])), converged())
         paused = replayed(converged(), drained.actions)
-        plan = make_plan(desired_of(DEMO), paused)
+        plan = make_plan(desired_of(variants(cycle=None, resumed=["hv03"])), paused)
         assert [a.id for a in plan.actions] == ["resume_node:hv03"]
+
+    def test_maintenance_left_out_leaves_a_paused_node_paused(
+        self, variants: Callable[..., Path]
+    ) -> None:
+        # Unset means unmanaged: an operator's pause stands, and nothing moves back onto it.
+        drained = make_plan(desired_of(variants(cycle=None, maintenance=["hv03"])), converged())
+        paused = replayed(converged(), drained.actions)
+        plan = make_plan(desired_of(DEMO), paused)
+        assert plan.actions == ()
+        assert not plan.blocked
 
 
 class TestBalance:

@@ -209,10 +209,13 @@ class TestRollingUpdateProperty:
         end = _replay_checked(case, plan)
         together = most_paused_together(list(plan.actions))
         assert len(together) <= case.limit, f"the dependencies let {together} be out at once"
-        if plan.blocked:
-            assert any(v.rule in ("rolling_update", "no_placement") for v in plan.violations)
+        blocks = {v.rule for v in plan.violations if v.severity == "block"}
+        if blocks - {"baseline"}:
+            assert blocks & {"rolling_update", "no_placement"}, blocks
             assert "complete_rolling_update" not in {a.type for a in plan.actions}
             return
+        # Blocked only by "baseline": a node the update does not list is at another patch
+        # level, which no step removes (issue 16: that blocks); the listed ones still finish.
         cluster = end.clusters[CLUSTER]
         assert cluster.status.rolling_update_done == CYCLE
         assert {end.nodes[n].hardware.patch_level for n in case.listed} == {NEW}

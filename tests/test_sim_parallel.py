@@ -10,6 +10,7 @@ import pytest
 from reconciler.manifest.load import load_paths, require
 from reconciler.model.actions import Action
 from reconciler.model.physics import estimate_move
+from reconciler.model.platforms import platform
 from reconciler.model.records import Estate, LiveMigrationSettings
 from reconciler.providers.sim.provider import SimProvider
 
@@ -82,8 +83,10 @@ class TestSharedLink:
         outcomes = provider.apply_migrations(moves)
         assert [o.status for o in outcomes] == ["done", "done", "done"]
         waited = [o.details["waited_seconds"] for o in outcomes]
-        assert waited[0] == waited[1] == 0.0
-        assert waited[2] > 0.0
+        # The source starts them one after another, the platform's stagger apart.
+        assert waited[0] == 0.0
+        assert waited[1] == pytest.approx(platform(cluster.platform).live_migration_stagger_seconds)
+        assert waited[2] > outcomes[0].seconds * 0.5
         for outcome, action in zip(outcomes[:2], moves[:2], strict=True):
             solo = estimate_move(cluster, estate.vms[action.params["vm"]], "live")
             assert outcome.seconds > solo.total_seconds, "sharing the link slows each one"
@@ -136,7 +139,8 @@ class TestExecutorRunsThemTogether:
     ) -> None:
         provider = self._run(tmp_path, 2, moves[:2])
         first, second = provider.store.migrations()
-        assert first.at_seconds == second.at_seconds, "started together"
+        assert second.at_seconds < first.at_seconds + first.total_seconds, "they overlap"
+        assert second.at_seconds == pytest.approx(first.at_seconds + 0.7), "2008r2 stagger"
 
     def test_one_at_a_time_by_default(self, tmp_path: Path, moves: list[Action]) -> None:
         provider = self._run(tmp_path, 1, moves[:2])

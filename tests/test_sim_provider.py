@@ -22,11 +22,11 @@ from reconciler.model.actions import Action
 from reconciler.model.physics import (
     ACTION_SECONDS,
     MIGRATION_RESUME_SECONDS,
-    MIGRATION_SETUP_SECONDS,
     OFFLINE_MOVE_SECONDS,
     estimate_move,
     max_parallel_migrations,
 )
+from reconciler.model.platforms import platform
 from reconciler.model.records import Estate, LiveMigrationSettings
 from reconciler.model.rules import invariants, placement_problems
 from reconciler.providers.sim.drift import DRIFT_KINDS, make_drift
@@ -289,7 +289,7 @@ class TestMigrationFaults:
         sim.slow_link(0.25)
         sim.apply(demo_migrate("DC01", "hv01"))
         normal, slow = sim.store.migrations()
-        fixed = MIGRATION_SETUP_SECONDS + MIGRATION_RESUME_SECONDS
+        fixed = platform("2008r2").live_migration_setup_seconds + MIGRATION_RESUME_SECONDS
         ratio = (slow.total_seconds - fixed) / (normal.total_seconds - fixed)
         assert ratio == pytest.approx(4.0, rel=0.05)
         assert slow.downtime_seconds > normal.downtime_seconds

@@ -165,7 +165,7 @@ def _summary(plan: Plan) -> list[str]:
         "|---|---|",
         f"| **Actions** | {len(plan.actions)}: {types or 'none'} |",
         f"| **Disruption** | {md(disruption) or 'none'} |",
-        f"| **Estimated duration** | {duration(plan.estimate_seconds())} (one action at a time) |",
+        f"| **Estimated duration** | {duration(plan.estimate_seconds())}{_serial_note(plan)} |",
         f"| **To move** | {size(plan.bytes_to_move()) if plan.bytes_to_move() else 'nothing'} |",
         f"| **Violations** | {violations} |",
         f"| **Clusters** | {_named(clusters, 20) or 'none'} |",
@@ -554,3 +554,11 @@ def plan_dot(plan: Plan) -> str:
         )
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _serial_note(plan: Plan) -> str:
+    """Say what parallel migrations save, when they save anything."""
+    serial = plan.serial_seconds()
+    if abs(serial - plan.estimate_seconds()) < 1:
+        return " (one action at a time)"
+    return f" (migrations in parallel; {duration(serial)} one action at a time)"

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from reconciler.engine.unset import adopt_unmanaged
+from reconciler.model.compare import same_nics
 from reconciler.model.quorum import effective_quorum
 from reconciler.model.records import (
     Cluster,
@@ -163,24 +165,23 @@ def vm_fields(desired: VirtualMachine, observed: VirtualMachine) -> list[FieldCh
         want = getattr(desired, attr)
         if want is not None and want != getattr(observed, attr):
             out.append(FieldChange(f"spec.{attr}", getattr(observed, attr), want))
-    # Adapters by name: the order Hyper-V lists them in is not a difference.
-    have_nics = want_nics = list(observed.nics)
-    if observed.nics != desired.nics:
-        have_nics = sorted(observed.nics, key=lambda n: n.name)
-        want_nics = sorted(desired.nics, key=lambda n: n.name)
-    if have_nics != want_nics:
+    if not same_nics(observed.nics, desired.nics):
         out.append(
             FieldChange(
                 "spec.nics",
-                [nic_text(n) for n in have_nics],
-                [nic_text(n) for n in want_nics],
+                [nic_text(n) for n in sorted(observed.nics, key=lambda n: n.name)],
+                [nic_text(n) for n in sorted(desired.nics, key=lambda n: n.name)],
             )
         )
     return out
 
 
 def diff_estates(desired: Estate, observed: Estate) -> list[ObjectDiff]:
-    """Every desired object that is missing or differs, in a stable order."""
+    """Every desired object that is missing or differs, in a stable order.
+
+    A field the manifests leave out is not managed (engine/unset.py): it never differs.
+    """
+    desired = adopt_unmanaged(desired, observed)
     out: list[ObjectDiff] = []
     for name, c in sorted(desired.clusters.items()):
         o = observed.clusters.get(name)

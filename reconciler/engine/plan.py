@@ -62,6 +62,8 @@ class Plan:
     notes: tuple[str, ...] = ()
     manifests: tuple[str, ...] = ()
     changed_objects: tuple[str, ...] = field(default=())
+    # Start to end, migrations of a group overlapping as apply runs them (None: one at a time).
+    makespan_seconds: float | None = None
     manifests_digest: str = ""  # of the desired state the plan was made from
     # Objects in the world that no manifest declares ("Kind/name"): reported, left alone.
     unmanaged: tuple[str, ...] = ()
@@ -75,9 +77,16 @@ class Plan:
         return not self.actions
 
     def estimate_seconds(self) -> float:
+        """How long apply takes: the makespan, live migrations running up to the cluster's
+        max_parallel_migrations at once (the serial sum when the planner gave none)."""
+        if self.makespan_seconds is not None:
+            return round(self.makespan_seconds, 3)
+        return self.serial_seconds()
+
+    def serial_seconds(self) -> float:
         # The sum of the estimates as written (to the millisecond), so a saved plan read back
         # has the same summary, and the same digest.
-        return sum(round(a.estimate_seconds, 3) for a in self.actions)
+        return round(sum(round(a.estimate_seconds, 3) for a in self.actions), 3)
 
     def bytes_to_move(self) -> int:
         return sum(a.estimate_bytes for a in self.actions)
@@ -90,6 +99,7 @@ class Plan:
             "by_type": dict(sorted(by_type.items())),
             "by_disruption": dict(sorted(by_disruption.items())),
             "estimate_seconds": round(self.estimate_seconds(), 3),
+            "serial_seconds": self.serial_seconds(),
             "bytes_to_move": self.bytes_to_move(),
             "violations": len(self.violations),
             "blocked": self.blocked,
@@ -326,9 +336,14 @@ def plan_from_json(d: Mapping[str, Any]) -> Plan:
         notes=tuple(d.get("notes") or ()),
         manifests=tuple(d.get("manifests") or ()),
         changed_objects=tuple(d.get("changed_objects") or ()),
+        makespan_seconds=_float_or_none((d.get("summary") or {}).get("estimate_seconds")),
         manifests_digest=str(d.get("manifests_digest") or ""),
         unmanaged=tuple(d.get("unmanaged") or ()),
     )
+
+
+def _float_or_none(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 # --- fingerprints --------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
 from reconciler.engine.adapters import adapter_steps, settings_steps
+from reconciler.engine.changes import switch_changes
 from reconciler.engine.diff import ObjectDiff, diff_estates
 from reconciler.engine.lifecycle import (
     create_vms,
@@ -33,11 +34,19 @@ from reconciler.engine.plan import (
     object_digests,
     prior_state_of,
 )
+from reconciler.engine.residual import unresolved
 from reconciler.engine.safety import replay
 from reconciler.engine.targets import target_closure
+from reconciler.engine.unset import adopt_unmanaged, mark_defaults
 from reconciler.model.actions import DISRUPTION, Action, ActionType, Disruption
 from reconciler.model.capacity import usable_memory_mib, used_memory_mib, vm_cost_mib
-from reconciler.model.physics import action_seconds, estimate_move, max_parallel_migrations
+from reconciler.model.compare import same_nics
+from reconciler.model.physics import (
+    action_seconds,
+    actions_makespan,
+    estimate_move,
+    max_parallel_migrations,
+)
 from reconciler.model.platforms import platform
 from reconciler.model.quorum import effective_quorum, failures_tolerated
 from reconciler.model.records import Cluster, Disk, Estate, VirtualMachine
@@ -182,16 +191,13 @@ class _ClusterPlanner:
                 want.uplink_nic,
                 want.management_os,
             ):
-                before = "missing" if have is None else f"{have.type} on {have.uplink_nic}"
                 aid = self.emit(
                     "match_vswitch",
                     f"Node/{node_name}",
                     subject,
                     {"node": node_name, "switch": switch.name, "config": switch_to_params(want)},
                     reason=f"{reason}: switch {switch.name} must be identical on every node",
-                    changes={
-                        f"switch.{switch.name}": (before, f"{want.type} on {want.uplink_nic}")
-                    },
+                    changes=switch_changes(switch.name, have, want),
                 )
             elif (have.allowed_vlans, have.native_vlan) != (want.allowed_vlans, want.native_vlan):
                 aid = self.emit(
@@ -205,12 +211,7 @@ class _ClusterPlanner:
                         "native_vlan": want.native_vlan,
                     },
                     reason=f"{reason}: trunk of {switch.name} differs from the manifest",
-                    changes={
-                        f"switch.{switch.name}.vlan_trunk.allowed": (
-                            format_vlan_list(have.allowed_vlans),
-                            format_vlan_list(want.allowed_vlans),
-                        )
-                    },
+                    changes=switch_changes(switch.name, have, want),
                 )
             else:
                 continue
@@ -630,7 +631,7 @@ class _ClusterPlanner:
             steps.append(
                 ("set_vm", params, "memory or vCPUs differ from the manifest", changes, [])
             )
-        if want.nics != have.nics:
+        if not same_nics(want.nics, have.nics):
             nic_steps, nic_off = adapter_steps(self.state, want, have)
             steps.extend(nic_steps)
             needs_off.extend(nic_off)
@@ -1137,7 +1138,16 @@ class _ClusterPlanner:
             "verify_node",
             f"Node/{name}",
             name,
-            {"node": name, "patch_level": level, "test_vm": test_vm},
+            {
+                "node": name,
+                "patch_level": level,
+                "test_vm": test_vm,
+                # What the manifests say the node's switches are: verified against them.
+                "switches": {
+                    sw.name: switch_to_params(sw.config)
+                    for sw in self.desired.switches_of(self.cluster)
+                },
+            },
             depends_on=after,
             reason=f"{name} up, at {level}" + (f", {test_vm} can run there" if test_vm else ""),
         )
@@ -1184,6 +1194,7 @@ def make_plan(
     ``diffs``: ``diff_estates(desired, observed)`` when the caller has it already.
     ``on_cluster``: called with each cluster's name once it is planned (progress).
     """
+    desired = adopt_unmanaged(desired, observed)  # a field left out keeps the world's value
     actions: list[Action] = []
     violations: list[PlanViolation] = []
     notes: list[str] = []
@@ -1209,7 +1220,7 @@ def make_plan(
     actions = _ordered(actions)
     if target is not None:
         actions = target_closure(actions, target)
-    _, replayed = replay(observed, desired, actions)
+    projected, replayed = replay(observed, desired, actions)
     known = {(v.rule, v.target) for v in violations}
     # A step already named by a policy rule (never, downtime, delete) needs no second,
     # generic "precondition" entry saying the same thing.
@@ -1220,18 +1231,20 @@ def make_plan(
         if (v.rule, v.target) not in known
         and not (v.rule == "precondition" and v.action in explained)
     )
+    violations = unresolved(desired, projected, violations, target)
     digests = object_digests(observed)
     if diffs is None:
         diffs = diff_estates(desired, observed)
     changed = sorted({d.ref for d in diffs})
     return Plan(
-        actions=tuple(actions),
+        actions=tuple(mark_defaults(desired, actions)),
         violations=tuple(violations),
         fingerprint=fingerprint(digests),
         prior_state=prior_state_of(actions, digests),
         notes=tuple(notes),
         manifests=tuple(manifests),
         changed_objects=tuple(changed),
+        makespan_seconds=actions_makespan(actions, observed),
         manifests_digest=fingerprint(object_digests(desired)),
         unmanaged=tuple(unmanaged),
     )

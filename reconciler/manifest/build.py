@@ -47,6 +47,38 @@ def _labels(data: Data) -> Any:
     return frozen_map({str(k): str(v) for k, v in (data["metadata"].get("labels") or {}).items()})
 
 
+def _unset(spec: Data, *paths: str) -> frozenset[str]:
+    """The dotted spec paths among ``paths`` that the document leaves out."""
+    out: set[str] = set()
+    for path in paths:
+        node: Any = spec
+        for part in path.split("."):
+            if not isinstance(node, dict) or part not in node:
+                out.add(path)
+                break
+            node = node[part]
+    return frozenset(out)
+
+
+CLUSTER_DEFAULTED = (
+    "quorum.mode",
+    "live_migration.max_parallel_migrations",
+    "placement.failover_reserve_nodes",
+    "placement.reserve_policy",
+)
+NODE_DEFAULTED = ("maintenance",)
+SWITCH_DEFAULTED = ("type", "management_os", "vlan_trunk.native_vlan")
+VM_DEFAULTED = (
+    "power_state",
+    "node",
+    "generation",
+    "highly_available",
+    "migration_policy",
+    "anti_affinity_mode",
+    "allow_downtime",
+)
+
+
 def switch_config(spec: Data) -> SwitchConfig:
     trunk = spec.get("vlan_trunk") or {}
     allowed = parse_vlan_list(trunk["allowed"]) if "allowed" in trunk else frozenset()
@@ -141,6 +173,7 @@ def build_cluster(data: Data) -> Cluster:
             rolling_update_in_progress=status.get("rolling_update_in_progress"),
             updated_nodes=frozenset(status.get("updated_nodes") or ()),
         ),
+        unset=_unset(spec, *CLUSTER_DEFAULTED),
     )
 
 
@@ -172,6 +205,7 @@ def build_node(data: Data) -> Node:
         ),
         maintenance=bool(spec.get("maintenance", False)),
         labels=_labels(data),
+        unset=_unset(spec, *NODE_DEFAULTED),
         status=NodeStatus(
             state=status.get("state", "up"),
             luns=frozenset(status["luns"]) if "luns" in status else frozenset(),
@@ -187,6 +221,7 @@ def build_switch(data: Data) -> VirtualSwitch:
         cluster=spec["cluster"],
         config=switch_config(spec),
         labels=_labels(data),
+        unset=_unset(spec, *SWITCH_DEFAULTED),
     )
 
 
@@ -251,6 +286,7 @@ def build_vm(data: Data) -> VirtualMachine:
         ),
         labels=_labels(data),
         status=VmStatus(dirty_rate_mib_s=float(status.get("dirty_rate_mib_s", 8.0))),
+        unset=_unset(spec, *VM_DEFAULTED),
     )
 
 

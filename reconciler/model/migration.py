@@ -272,7 +272,9 @@ class _Run:
 
 
 def simulate_concurrent(
-    migrations: Sequence[ConcurrentMigration], bandwidth_mib_s: float
+    migrations: Sequence[ConcurrentMigration],
+    bandwidth_mib_s: float,
+    stream_cap_mib_s: float = math.inf,
 ) -> list[MigrationEstimate]:
     """Live migrations sharing one link fairly, simulated from event to event.
 
@@ -282,9 +284,14 @@ def simulate_concurrent(
     migration starting, its setup ending, a round ending and its resume ending. Each estimate's
     ``total_seconds`` is measured from that migration's own ``start_seconds``; results follow
     the input order.
+
+    ``stream_cap_mib_s``: the most one migration's stream carries, however idle the link (a
+    single stream on older hosts does not fill 10 GbE); each gets ``min(cap, B / k)``.
     """
     if not bandwidth_mib_s > 0:
         raise ValueError(f"bandwidth_mib_s must be > 0, got {bandwidth_mib_s!r}")
+    if not stream_cap_mib_s > 0:
+        raise ValueError(f"stream_cap_mib_s must be > 0, got {stream_cap_mib_s!r}")
     runs = [_Run(spec=spec, phase_end=spec.start_seconds) for spec in migrations]
     if not runs:
         return []
@@ -292,7 +299,7 @@ def simulate_concurrent(
     # Every iteration ends at least one phase and each migration has finitely many phases.
     while any(run.phase is not _Phase.DONE for run in runs):
         copying = [run for run in runs if run.phase is _Phase.COPY]
-        share = bandwidth_mib_s / len(copying) if copying else 0.0
+        share = min(stream_cap_mib_s, bandwidth_mib_s / len(copying)) if copying else 0.0
         pending: list[tuple[float, _Run]] = []
         for run in runs:
             if run.phase is _Phase.COPY:

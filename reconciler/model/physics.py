@@ -6,19 +6,27 @@ so a plan's estimate and a simulated apply agree.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from reconciler.model.actions import Action
 from reconciler.model.migration import (
     LiveMigrationInputs,
     MigrationEstimate,
-    mbps_to_mib_s,
     quick_migration,
     simulate_live,
 )
 from reconciler.model.platforms import platform
-from reconciler.model.records import Cluster, VirtualMachine
+from reconciler.model.records import Cluster, Estate, VirtualMachine
+from reconciler.model.timing import (
+    RESUME_SECONDS,
+    MigrationTiming,
+    QueuedMigration,
+    makespan,
+    migration_groups,
+    schedule_group,
+)
 
-MIGRATION_SETUP_SECONDS = 2.0  # configuration copied, paused VM built on the destination
-MIGRATION_RESUME_SECONDS = 0.05  # storage ownership fails over, VM resumes
+MIGRATION_RESUME_SECONDS = RESUME_SECONDS
 STOP_THRESHOLD_KIB = 256.0
 STORAGE_MIB_S = 200.0  # SAN throughput for quick migration's save and restore
 OFFLINE_MOVE_SECONDS = 10.0  # an off VM's configuration moves; no memory to copy
@@ -60,14 +68,28 @@ ACTION_SECONDS: dict[str, float] = {
 }
 
 
-def migration_bandwidth_mib_s(cluster: Cluster) -> float:
-    """Usable bandwidth of the live-migration network (named, or the first with the role)."""
+def migration_timing(cluster: Cluster) -> MigrationTiming:
+    return MigrationTiming.of(platform(cluster.platform))
+
+
+def migration_link_mbps(cluster: Cluster) -> int:
+    """Line rate of the live-migration network (named, or the first with the role)."""
     networks = cluster.networks
     chosen = next((n for n in networks if n.name == cluster.live_migration.network), None)
     if chosen is None:
         chosen = next((n for n in networks if "live_migration" in n.roles), None)
-    mbps = chosen.bandwidth_mbps if chosen is not None else DEFAULT_LINK_MBPS
-    return mbps_to_mib_s(mbps)
+    return chosen.bandwidth_mbps if chosen is not None else DEFAULT_LINK_MBPS
+
+
+def migration_bandwidth_mib_s(cluster: Cluster) -> float:
+    """Payload bandwidth of the live-migration link, shared by concurrent migrations."""
+    return migration_timing(cluster).link_mib_s(migration_link_mbps(cluster))
+
+
+def single_stream_mib_s(cluster: Cluster, link_factor: float = 1.0) -> float:
+    """What one migration alone gets: the link, or the platform's per-stream cap if lower."""
+    timing = migration_timing(cluster)
+    return min(migration_bandwidth_mib_s(cluster) * link_factor, timing.stream_cap_mib_s)
 
 
 def max_parallel_migrations(cluster: Cluster) -> int:
@@ -81,11 +103,25 @@ def live_inputs(
     return LiveMigrationInputs(
         memory_mib=vm.memory_mib,
         dirty_mib_s=vm.status.dirty_rate_mib_s,
-        bandwidth_mib_s=migration_bandwidth_mib_s(cluster) * link_factor,
+        bandwidth_mib_s=single_stream_mib_s(cluster, link_factor),
         max_passes=platform(cluster.platform).live_migration_max_passes,
         threshold_kib=STOP_THRESHOLD_KIB,
-        setup_seconds=MIGRATION_SETUP_SECONDS,
+        setup_seconds=migration_timing(cluster).setup_seconds,
         resume_seconds=MIGRATION_RESUME_SECONDS,
+    )
+
+
+def schedule_live_moves(
+    cluster: Cluster, vms: Sequence[VirtualMachine], link_factor: float = 1.0
+) -> tuple[list[float], list[MigrationEstimate]]:
+    """Live moves of one cluster handed over together: start times and shared-link physics."""
+    return schedule_group(
+        [QueuedMigration(vm.memory_mib, vm.status.dirty_rate_mib_s) for vm in vms],
+        max_parallel_migrations(cluster),
+        migration_bandwidth_mib_s(cluster) * link_factor,
+        migration_timing(cluster),
+        platform(cluster.platform).live_migration_max_passes,
+        STOP_THRESHOLD_KIB,
     )
 
 
@@ -117,3 +153,19 @@ def action_seconds(action: Action, cluster: Cluster | None, vm: VirtualMachine |
     if action.type == "test_live_migration" and cluster is not None and vm is not None:
         return 2 * estimate_move(cluster, vm, "live").total_seconds
     return ACTION_SECONDS.get(action.type, 10.0)
+
+
+def actions_makespan(actions: Sequence[Action], estate: Estate) -> float:
+    """Start to end of the actions as apply runs them: one after another, except that live
+    moves handed over together overlap (up to max_parallel_migrations) and share the link."""
+    slots = {name: max_parallel_migrations(c) for name, c in estate.clusters.items()}
+    total = 0.0
+    for group in migration_groups(actions, slots):
+        vms = [estate.vms.get(str(a.params.get("vm"))) for a in group]
+        cluster = estate.clusters.get(group[0].cluster)
+        if len(group) == 1 or cluster is None or any(vm is None for vm in vms):
+            total += sum(round(a.estimate_seconds, 3) for a in group)
+            continue
+        starts, estimates = schedule_live_moves(cluster, [vm for vm in vms if vm is not None])
+        total += makespan(starts, estimates)
+    return round(total, 3)

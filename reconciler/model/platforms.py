@@ -37,6 +37,11 @@ class Platform:
     vm_overhead_base_mib: int
     vm_overhead_per_gib_mib: int
     slat_saving_mib: int
+    # Live-migration timing, fitted to published drains (docs/timing.md, bench/timing.py).
+    live_migration_link_efficiency: float
+    live_migration_stream_mbps: float
+    live_migration_setup_seconds: float
+    live_migration_stagger_seconds: float
     # Largest VM the release runs, by VM generation (generation 2 on 2016+ goes further).
     max_vm_vcpus_gen1: int
     max_vm_vcpus_gen2: int

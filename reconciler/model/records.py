@@ -46,6 +46,12 @@ def frozen_map(items: Mapping[K, V] | None = None) -> Mapping[K, V]:
     return MappingProxyType(dict(items or {}))
 
 
+# Spec fields a manifest leaves out, as dotted paths under spec ("maintenance",
+# "quorum.mode"): operational state left out is not managed, and a default that does apply
+# is marked "(default)" in the plan. Not part of equality: observed records carry none.
+UNSET_NONE: Any = field(default=frozenset(), compare=False)
+
+
 # Every record carries a slot for its content digest, filled on first use (see codec).
 # Not a real field: not in __init__, equality or repr, and dropped by dataclasses.replace.
 DIGEST_SLOT: Any = field(default=None, init=False, repr=False, compare=False)
@@ -177,6 +183,7 @@ class Cluster:
     prune: Prune = field(default_factory=Prune, metadata=LATER)
     labels: Mapping[str, str] = field(default_factory=frozen_map)
     status: ClusterStatus = field(default_factory=ClusterStatus)
+    unset: frozenset[str] = UNSET_NONE  # spec fields the manifest leaves out (desired)
     _digest: str | None = DIGEST_SLOT
 
 
@@ -244,6 +251,7 @@ class Node:
     maintenance: bool = False  # desired: drained and kept drained; observed: paused
     labels: Mapping[str, str] = field(default_factory=frozen_map)
     status: NodeStatus = field(default_factory=NodeStatus)
+    unset: frozenset[str] = UNSET_NONE  # spec fields the manifest leaves out (desired)
     _digest: str | None = DIGEST_SLOT
 
 
@@ -256,6 +264,7 @@ class VirtualSwitch:
     cluster: str
     config: SwitchConfig
     labels: Mapping[str, str] = field(default_factory=frozen_map)
+    unset: frozenset[str] = UNSET_NONE  # spec fields the manifest leaves out (desired)
     _digest: str | None = DIGEST_SLOT
 
 
@@ -356,6 +365,7 @@ class VirtualMachine:
     automatic_stop_action: AutomaticStopAction | None = field(default=None, metadata=LATER)
     labels: Mapping[str, str] = field(default_factory=frozen_map)
     status: VmStatus = field(default_factory=VmStatus)
+    unset: frozenset[str] = UNSET_NONE  # spec fields the manifest leaves out (desired)
     _digest: str | None = DIGEST_SLOT
 
     def boot_disk(self) -> Disk | None:

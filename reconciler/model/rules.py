@@ -7,7 +7,7 @@ hold in every state (quorum, memory, controller limits, volume sizes, connectivi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from reconciler.model.actions import Action
@@ -391,13 +391,30 @@ def _verify_node(estate: Estate, action: Action) -> RuleResult:
             f"{node.name} is at patch level {node.hardware.patch_level}, not "
             f"{action.params['patch_level']}"
         )
-    peers = [estate.nodes[n] for n in cluster.nodes if n in estate.nodes and n != node.name]
-    for switch in estate.switches_of(cluster.name):
-        mine = node.status.switches.get(switch.name)
-        if peers and mine != peers[0].status.switches.get(switch.name):
-            problems.append(f"switch {switch.name} on {node.name} differs from {peers[0].name}")
-    test_vm = estate.vms.get(action.params.get("test_vm") or "")
-    if test_vm is not None:
+    wanted = action.params.get("switches")
+    if isinstance(wanted, Mapping):
+        # The manifests' switches, as the plan recorded them: not merely what peers have.
+        for name, params in sorted(wanted.items()):
+            mine = node.status.switches.get(name)
+            if mine is None:
+                problems.append(f"switch {name} is missing on {node.name}")
+            elif mine != switch_from_params(params):
+                problems.append(f"switch {name} on {node.name} differs from the manifest")
+    else:
+        peers = [estate.nodes[n] for n in cluster.nodes if n in estate.nodes and n != node.name]
+        for switch in estate.switches_of(cluster.name):
+            mine = node.status.switches.get(switch.name)
+            if peers and mine != peers[0].status.switches.get(switch.name):
+                problems.append(f"switch {switch.name} on {node.name} differs from {peers[0].name}")
+    test_vm_name = action.params.get("test_vm")
+    test_vm = estate.vms.get(test_vm_name or "")
+    if test_vm_name and test_vm is None:
+        problems.append(f"test VM {test_vm_name} does not exist")
+    elif test_vm is not None:
+        if test_vm.power_state != "running":
+            problems.append(f"test VM {test_vm.name} is not running: it cannot live-migrate")
+        elif test_vm.node == node.name:
+            problems.append(f"test VM {test_vm.name} is already on {node.name}")
         problems.extend(placement_problems(estate, test_vm, node.name))
     if problems:
         return fail(estate, "verification failed: " + "; ".join(problems))

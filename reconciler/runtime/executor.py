@@ -7,7 +7,7 @@ skipped); apply with retries for transient errors; verify the effect; record the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -159,15 +159,19 @@ class Executor:
                 continue
             if action.id in self._prefetched:
                 result = self._prefetched.pop(action.id)
+                elapsed = 0.0  # counted with its group: they ran at the same time
             else:
                 group = self._migration_group(plan.actions, seq, broken, waiting)
                 for offset, member in enumerate(group):
                     self._start(run_id, seq + offset, member)
                 if len(group) > 1:
-                    self._prefetched.update(self._execute_together(group))
+                    together = self._execute_together(group)
+                    elapsed = _group_makespan(together.values())
+                    self._prefetched.update(together)
                     result = self._prefetched.pop(action.id)
                 else:
                     result = self._execute(action)
+                    elapsed = result.seconds
             self.journal.action_finished(
                 run_id,
                 seq,
@@ -178,7 +182,7 @@ class Executor:
                 result.details,
             )
             report.results[action.id] = result
-            report.simulated_seconds += result.seconds
+            report.simulated_seconds += elapsed
             log.info(
                 "action",
                 run=run_id,
@@ -313,3 +317,10 @@ class Executor:
                     details,
                 )
         return ActionResult(outcome.status, outcome.message, total_seconds, attempts, details)
+
+
+def _group_makespan(results: Iterable[ActionResult]) -> float:
+    """Start to end of migrations run together: each began after waiting for a slot."""
+    return max(
+        (float(r.details.get("waited_seconds", 0.0)) + r.seconds for r in results), default=0.0
+    )

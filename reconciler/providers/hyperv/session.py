@@ -33,7 +33,12 @@ from reconciler.providers.hyperv.errors import (
     DeadlineExceeded,
     category_name,
 )
-from reconciler.providers.hyperv.wire import check_params, decode, use_typed_serializer
+from reconciler.providers.hyperv.wire import (
+    WireError,
+    check_params,
+    decode,
+    use_typed_serializer,
+)
 
 log = structlog.get_logger("reconciler.hyperv")
 
@@ -176,6 +181,7 @@ class NodeSession:
         try:
             pool.open()
         except Exception as err:
+            wsman.close()
             raise self._connection_failed(err) from None
         log.info("hyperv.pool_opened", node=self.node, url=self.endpoint.url, user=user)
         return pool
@@ -211,7 +217,8 @@ class NodeSession:
                 alive = False
             if not alive:
                 log.info("hyperv.pool_reopen", node=self.node, reason="not alive after idle")
-                self._pool = pool = None
+                self._discard_pool()
+                pool = None
         if pool is None:
             pool = self._pool = self._open()
         return pool
@@ -236,7 +243,7 @@ class NodeSession:
                 wait = max(_MIN_POLL_SECONDS, min(float(self._operation_timeout), remaining))
                 ps.poll_invoke(timeout=math.ceil(wait * 1000) / 1000)  # type: ignore[arg-type]
         except (requests.RequestException, WinRMError) as err:
-            self._pool = None  # whatever state the pool is in, do not reuse it
+            self._discard_pool()  # whatever state the pool is in, do not reuse it
             raise self._connection_failed(err) from None
         finally:
             self._last_used = self._clock()
@@ -246,7 +253,16 @@ class NodeSession:
             log.warning("hyperv.cmdlet_warning", node=self.node, cmdlet=label, message=text)
         if ps.streams.error or ps.had_errors or ps.state != PSInvocationState.COMPLETED:
             raise self._command_error(label, cmdlet, ps)
-        return [decode(item) for item in ps.output]
+        try:
+            return [decode(item) for item in ps.output]
+        except WireError as err:
+            raise CommandError(
+                label,
+                f"output not readable: {err}",
+                "InvalidData",
+                "ReconcilerUndecodableOutput",
+                node=self.node,
+            ) from None
 
     def _begin(self, build: Callable[[PowerShell], None]) -> PowerShell:
         """Start the pipeline; a pool found dead before anything ran is reopened once."""
@@ -258,14 +274,20 @@ class NodeSession:
                 ps.begin_invoke()
                 return ps
             except WSManFaultError as err:
-                self._pool = None
+                self._discard_pool()
                 if err.code != _FAULT_SHELL_NOT_FOUND or attempt == 2:
                     raise self._connection_failed(err) from None
                 log.info("hyperv.pool_reopen", node=self.node, reason="shell not found")
             except (requests.RequestException, WinRMError) as err:
-                self._pool = None
+                self._discard_pool()
                 raise self._connection_failed(err) from None
         raise AssertionError("unreachable")
+
+    def _discard_pool(self) -> None:
+        """Forget a dead pool without talking to its shell; free its HTTP connections."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.connection.close()
 
     def _close_pipeline(self, ps: PowerShell) -> None:
         if ps.state in (PSInvocationState.STOPPED, PSInvocationState.STOPPING):

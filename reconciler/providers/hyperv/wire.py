@@ -61,6 +61,13 @@ _PRIMITIVES: dict[str, Callable[[ET.Element], Any]] = {
 }
 
 
+class UndecodedClixml(str):
+    """CLIXML that pypsrp could not map to a type and handed back as XML text."""
+
+
+_CONTAINER_TAGS = frozenset({"Obj", "LST", "DCT", "IE", "QUE", "STK"})
+
+
 class TypedSerializer(Serializer):
     """pypsrp's deserializer, keeping DateTime/TimeSpan apart from strings and reading lists
     of types it does not know (``List`1[[Microsoft.HyperV...]]``) instead of returning XML."""
@@ -71,23 +78,31 @@ class TypedSerializer(Serializer):
         metadata: ObjectMeta | None = None,
         clear: bool = True,
     ) -> Any:
-        if isinstance(element, ET.Element) and not clear:
+        if isinstance(element, str):  # pypsrp hands each message over as XML text
+            try:
+                element = ET.fromstring(element)
+            except ET.ParseError:
+                return super().deserialize(element, metadata, clear)
+        if not clear:
             primitive = _PRIMITIVES.get(element.tag)
             if primitive is not None and element.text is not None:
                 return primitive(element)
             if element.tag == "S":
                 return self._deserialize_string(element.text)
-        if isinstance(element, ET.Element):
-            if element.tag == "DT" and element.text:
-                return DotNetDateTime(element.text)
-            if element.tag == "TS" and element.text:
-                return DotNetTimeSpan(element.text)
-            untyped = metadata is None or (type(metadata) is ObjectMeta and metadata.object is None)
-            if element.tag in ("LST", "IE") and untyped:
-                if clear:
-                    self._clear()
-                return [self.deserialize(child, clear=False) for child in element]
-        return super().deserialize(element, metadata, clear)
+        if element.tag == "DT" and element.text:
+            return DotNetDateTime(element.text)
+        if element.tag == "TS" and element.text:
+            return DotNetTimeSpan(element.text)
+        untyped = metadata is None or (type(metadata) is ObjectMeta and metadata.object is None)
+        if element.tag in ("LST", "IE") and untyped:
+            if clear:
+                self._clear()
+            return [self.deserialize(child, clear=False) for child in element]
+        result = super().deserialize(element, metadata, clear)
+        container = element.tag in _CONTAINER_TAGS
+        if container and isinstance(result, str) and not isinstance(result, UndecodedClixml):
+            return UndecodedClixml(result)
+        return result
 
 
 def use_typed_serializer(pool: Any) -> None:
@@ -187,10 +202,10 @@ def decode(value: Any) -> Any:
         return parse_datetime(value)
     if isinstance(value, DotNetTimeSpan):
         return parse_timespan(value)
+    if isinstance(value, UndecodedClixml):
+        raise WireError(f"undecoded CLIXML came back: {value[:80]!r}...")
     if isinstance(value, str):
-        if value.startswith(("<LST", "<Obj", "<DCT", "<IE")):
-            raise WireError(f"undecoded CLIXML came back: {value[:80]!r}...")
-        return value
+        return str(value)
     if isinstance(value, (list, tuple)):
         return [decode(item) for item in value]
     if isinstance(value, dict):
@@ -210,7 +225,7 @@ def _decode_object(obj: GenericComplexObject) -> Any:
     name = types[0] if types else "object"
     if not has_properties and len(obj.property_sets) == 1:
         inner = obj.property_sets[0]
-        if isinstance(inner, str) and inner.startswith("<"):
+        if isinstance(inner, UndecodedClixml):
             raise WireError(f"{name} came back as undecoded CLIXML: {inner[:80]!r}")
         return decode(inner)  # a list of a type pypsrp does not know, or a wrapped primitive
     if not has_properties and obj.property_sets:

@@ -17,18 +17,17 @@ import structlog
 
 from reconciler.model.actions import ACTION_TYPES, Action
 from reconciler.model.capacity import free_memory_mib, vm_cost_mib
-from reconciler.model.migration import ConcurrentMigration, MigrationEstimate, simulate_concurrent
 from reconciler.model.physics import (
     action_seconds,
     estimate_move,
     live_inputs,
-    max_parallel_migrations,
-    migration_bandwidth_mib_s,
+    schedule_live_moves,
 )
 from reconciler.model.platforms import PLATFORM_NAMES
 from reconciler.model.quorum import has_quorum, members_up
-from reconciler.model.records import Cluster, Estate, VirtualMachine
+from reconciler.model.records import Estate, VirtualMachine
 from reconciler.model.rules import apply_rules, placement_problems
+from reconciler.model.timing import makespan
 from reconciler.providers.base import Capabilities, Outcome, ProviderError
 from reconciler.providers.hook import HookResult, run_hook
 from reconciler.providers.sim.store import MigrationRecord, WorldStore
@@ -41,45 +40,6 @@ log = structlog.get_logger("reconciler.sim")
 CRASH_AFTER = "crash_after"
 CRASH_DURING = "crash_during"
 CRASH_EXIT_CODE = 137
-
-
-def _share_link(
-    cluster: Cluster, vms: Sequence[VirtualMachine], factor: float
-) -> tuple[list[float], list[MigrationEstimate]]:
-    """Start times (a migration waits for one of the cluster's slots) and shared-link physics.
-
-    When a slot frees depends on how fast the running migrations go, which depends on who
-    shares the link: a few rounds of simulate-then-reschedule settle it.
-    """
-    if not vms:
-        return [], []
-    slots = max_parallel_migrations(cluster)
-    bandwidth = migration_bandwidth_mib_s(cluster) * factor
-    starts = [0.0] * len(vms)
-    estimates: list[MigrationEstimate] = []
-    for _ in range(len(vms) + 1):
-        runs = []
-        for vm, start in zip(vms, starts, strict=True):
-            inputs = live_inputs(cluster, vm, factor)
-            runs.append(
-                ConcurrentMigration(
-                    vm.memory_mib,
-                    inputs.dirty_mib_s,
-                    start,
-                    inputs.max_passes,
-                    inputs.threshold_kib,
-                    inputs.setup_seconds,
-                    inputs.resume_seconds,
-                )
-            )
-        estimates = simulate_concurrent(runs, bandwidth)
-        ends = [s + e.total_seconds for s, e in zip(starts, estimates, strict=True)]
-        # The j-th waits until all but (slots - 1) of the migrations before it have ended.
-        new_starts = [0.0 if j < slots else sorted(ends[:j])[j - slots] for j in range(len(vms))]
-        if new_starts == starts:
-            break
-        starts = new_starts
-    return starts, estimates
 
 
 class SimProvider:
@@ -142,7 +102,10 @@ class SimProvider:
                 return Outcome("precondition_failed", "; ".join(result.failures))
             if result.done:
                 return Outcome("already_done", f"{action.target} is already as desired")
-            if action.type in ("migrate_vm", "test_live_migration"):
+            # verify_node live-migrates the cluster's test VM onto the node and back.
+            if action.type in ("migrate_vm", "test_live_migration") or (
+                action.type == "verify_node" and action.params.get("test_vm")
+            ):
                 failed = self.store.take_migration_failure(conn, action.cluster)
                 if failed:
                     seconds = self._record_moves(conn, before, action, "failed")
@@ -206,7 +169,7 @@ class SimProvider:
             cluster = before.clusters[cluster_name]
             factor = self.store.link_factor(conn, cluster_name)
             vms = [before.vms[actions[i].params["vm"]] for i in accepted]
-            starts, estimates = _share_link(cluster, vms, factor)
+            starts, estimates = schedule_live_moves(cluster, vms, factor)
             now = self.store.clock(conn)
             for i, vm, start, est in zip(accepted, vms, starts, estimates, strict=True):
                 action = actions[i]
@@ -239,13 +202,11 @@ class SimProvider:
                         "concurrent": len(accepted),
                     },
                 )
-            makespan = max(
-                (s + e.total_seconds for s, e in zip(starts, estimates, strict=True)), default=0.0
-            )
+            elapsed = makespan(starts, estimates)
             self.store.save_changes(conn, before, state)
             if dies_inside:
                 os._exit(CRASH_EXIT_CODE)
-            self.store.advance_clock(conn, makespan)
+            self.store.advance_clock(conn, elapsed)
             dies_after = bool(accepted) and self.store.count_toward_crash(
                 conn, CRASH_AFTER, len(accepted)
             )
@@ -258,11 +219,11 @@ class SimProvider:
     def _record_moves(
         self, conn: sqlite3.Connection, estate: Estate, action: Action, outcome: str
     ) -> float:
-        vm = estate.vms[action.params["vm"]]
+        vm = estate.vms[action.params.get("vm") or action.params["test_vm"]]
         cluster = estate.clusters[vm.cluster]
         factor = self.store.link_factor(conn, cluster.name)
         now = self.store.clock(conn)
-        if action.type == "test_live_migration":
+        if action.type in ("test_live_migration", "verify_node"):
             legs = [(vm.node, action.params["node"]), (action.params["node"], vm.node)]
             method = "live"
         else:
@@ -344,7 +305,7 @@ class SimProvider:
             raise ProviderError(
                 f"no simulated world in {self.store.path.parent}: "
                 "create one with 'reconciler sim init WORLD.yaml' "
-                "(try manifests/worlds/demo.yaml)"
+                "(try manifests/worlds/demo.yaml, which 'reconciler demo' writes)"
             )
 
     # --- setting up and disturbing the world (sim-only) -------------------------------------

@@ -54,8 +54,10 @@ ANONYMOUS = "http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous"
 # WSMan fault codes (HRESULTs as unsigned ints, as Windows sends them).
 FAULT_OPERATION_TIMEOUT = 2150858793  # 0x80338029: a Receive with nothing to say; clients retry
 FAULT_SHELL_NOT_FOUND = 2150858843  # 0x8033805B: unknown ShellId
-FAULT_INVALID = 2150858778  # 0x8033801A: a malformed or unsupported request (chosen, generic)
-FAULT_ENVELOPE_TOO_LARGE = 2150858817  # 0x80338041: request over MaxEnvelopeSize (chosen)
+# The next two values are our choice, not checked against a Windows host; clients read the
+# subcode (w:InvalidParameter, w:EncodingLimit per DSP0226) and the message.
+FAULT_INVALID = 2150858778  # 0x8033801A: a malformed or unsupported request
+FAULT_ENVELOPE_TOO_LARGE = 2150858817  # 0x80338041: request over MaxEnvelopeSize
 
 _DURATION = re.compile(r"^PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?$")
 

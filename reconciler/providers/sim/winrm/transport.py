@@ -330,8 +330,14 @@ class WinRMServer:
                 raise soap.SoapError(soap.FAULT_INVALID, f"unknown CommandId {command_attr}")
             queue = shell.outgoing.setdefault(command_id, deque())
             while not queue and not (pipeline and pipeline.done):
+                if shell.closed:  # deleted, dropped or expired while we waited
+                    raise soap.SoapError(
+                        soap.FAULT_SHELL_NOT_FOUND,
+                        f"The shell {shell.shell_id} was closed.",
+                        subcode="w:InvalidSelectors",
+                    )
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or shell.closed or self._closing.is_set():
+                if remaining <= 0 or self._closing.is_set():
                     raise soap.SoapError(
                         soap.FAULT_OPERATION_TIMEOUT,
                         "The WS-Management service cannot complete the operation within the "
