@@ -147,8 +147,9 @@ def _switch_config(draw: st.DrawFn, nic_names: list[str]) -> SwitchConfig:
         | st.frozensets(st.integers(VLAN_MIN, 12), max_size=10)  # runs fold into ranges
         | st.just(frozenset({VLAN_MIN, VLAN_MAX}))
     )
-    # A trunk needs an allowed list; the dumper writes vlan_trunk only when there is one.
-    native = draw(st.none() | vlan_ids) if allowed else None
+    # A trunk needs an allowed list and its native VLAN; the dumper writes vlan_trunk only
+    # when there is an allowed list.
+    native = draw(vlan_ids) if allowed else None
     return SwitchConfig(
         type=kind,
         uplink_nic=uplink,

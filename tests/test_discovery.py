@@ -70,6 +70,12 @@ def test_a_folder_holding_only_a_world_says_there_are_no_manifests() -> None:
         ("forgot.yaml", NO_API_VERSION, "missing apiVersion"),
         # Cannot tell whose it is: a file with its own error is always reported.
         ("broken.yaml", "kind: [Cluster\n", "YAML syntax error"),
+        # Manifests written as list items: ours, and wrong, so reported (not skipped as foreign).
+        (
+            "listed.yaml",
+            "- apiVersion: reconciler/v1\n- kind: VirtualMachine\n",
+            "a manifest must be a mapping, got list",
+        ),
     ],
 )
 def test_a_broken_manifest_in_a_folder_is_never_skipped(

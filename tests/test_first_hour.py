@@ -105,7 +105,7 @@ def test_demo_refuses_to_overwrite(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("words", "cword", "expected"),
     [
-        ("reconciler sch", "1", ["plain,schema"]),
+        ("reconciler schem", "1", ["plain,schema"]),
         ("reconciler schema Virtual", "2", ["plain,virtualmachine", "plain,virtualswitch"]),
         ("reconciler plan --form", "2", ["plain,--format"]),
         ("reconciler validate ma", "2", ["file,ma"]),

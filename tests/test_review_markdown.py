@@ -18,6 +18,7 @@ from reconciler.engine.review import ChangedObjects
 from reconciler.manifest.load import load_paths, load_text, require
 from reconciler.model.actions import Action
 from reconciler.providers.sim.generate import generate_estate
+from reconciler.runtime.workflow import manifests_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "manifests" / "demo"
@@ -474,7 +475,9 @@ class TestCli:
         saved = tmp_path / "plan.json"
         code, out = self.run(state, "--format", "markdown", "--out", str(saved), str(DEMO))
         assert code == 0
-        assert saved.read_text() == demo_plan().dumps()
+        # The saved plan also records the digest of the manifest files it was made from.
+        with_files = replace(demo_plan(), manifests_digest=manifests_digest([str(DEMO)]))
+        assert saved.read_text() == with_files.dumps()
         assert "Saved the plan" not in out
 
     def test_detailed_exitcode_is_unchanged(self, state: Path) -> None:

@@ -12,6 +12,7 @@ import copy
 import hashlib
 import hmac
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -360,3 +361,27 @@ class TestNotAPlan:
         plan_file.write_text(content)
         code, out = run(state, "apply", "--plan", str(plan_file), "--auto-approve")
         assert code == 1 and "refusing the plan" in out
+
+
+class TestManifestsDigest:
+    """The plan records a digest of its manifest files; the replay at apply uses their
+    policies only while they are as they were."""
+
+    def test_unchanged_manifests_are_used_for_the_replay(self, state: Path, tmp_path: Path) -> None:
+        manifests = Path(shutil.copytree(DEMO, tmp_path / "m"))
+        plan_file = tmp_path / "plan.json"
+        assert run(state, "plan", str(manifests), "--out", str(plan_file))[0] == 0
+        assert json.loads(plan_file.read_text())["manifests_digest"].startswith("sha256:")
+        code, out = run(state, "apply", "--plan", str(plan_file), "--auto-approve")
+        assert code == 0, out
+        assert "not here as they were" not in out
+
+    def test_edited_manifests_are_not_trusted_for_policy(self, state: Path, tmp_path: Path) -> None:
+        manifests = Path(shutil.copytree(DEMO, tmp_path / "m"))
+        plan_file = tmp_path / "plan.json"
+        assert run(state, "plan", str(manifests), "--out", str(plan_file))[0] == 0
+        vms = manifests / "vms.yaml"
+        vms.write_text(vms.read_text() + "\n")
+        code, out = run(state, "apply", "--plan", str(plan_file), "--auto-approve")
+        assert code == 0, out
+        assert "the manifests the plan was made from are not here as they were" in out

@@ -31,7 +31,8 @@ from reconciler.runtime.apply import (
     take_locks,
 )
 from reconciler.runtime.clock import Clock, SystemClock
-from reconciler.runtime.journal import Journal, LockHeld, LockLive, RunRecord
+from reconciler.runtime.journal import LockHeld, LockLive, RunRecord
+from reconciler.runtime.store.base import StateStore
 
 if TYPE_CHECKING:
     from reconciler.cli.context import Context
@@ -102,7 +103,7 @@ def run_apply(
     except SigningKeyError as exc:
         obj.out.error(str(exc))
         return EXIT_ERROR
-    journal = Journal(obj.state_dir, clock.now)
+    journal = obj.store(clock.now)
     provider = obj.provider_instance()
     try:
         for line in close_interrupted(journal):
@@ -226,6 +227,11 @@ def run_apply(
     default=None,
     help="On a terminal, replay simulated time at this many times wall speed.",
 )
+@click.option(
+    "--enqueue",
+    is_flag=True,
+    help="With --plan: hand the reviewed plan to the workers (needs --state-url), then exit.",
+)
 @click.pass_obj
 def apply(
     obj: Context,
@@ -236,6 +242,7 @@ def apply(
     on_failure: str,
     lock_timeout: float,
     sim_speed: float | None,
+    enqueue: bool,
 ) -> None:
     """Plan, show the plan, ask, then apply it; or apply a saved plan with --plan.
 
@@ -248,6 +255,12 @@ def apply(
         raise click.UsageError("give manifest PATHS or --plan FILE (one of them)")
     if target and plan_file:
         raise click.UsageError("--target plans anew: give it with PATHS, not with --plan")
+    if enqueue:
+        if plan_file is None:
+            raise click.UsageError("--enqueue hands a saved plan to the workers: give --plan FILE")
+        from reconciler.cli.worker_commands import enqueue_apply
+
+        raise SystemExit(enqueue_apply(obj, plan_file, lambda: _confirm(obj, auto_approve)))
     raise SystemExit(
         run_apply(
             obj,
@@ -262,7 +275,7 @@ def apply(
     )
 
 
-def _as_seen(journal: Journal, run: RunRecord) -> RunRecord:
+def _as_seen(journal: StateStore, run: RunRecord) -> RunRecord:
     """A run marked running whose process is gone shows as interrupted (the next apply
     records it so)."""
     if not journal.process_gone(run):
@@ -276,7 +289,7 @@ def _as_seen(journal: Journal, run: RunRecord) -> RunRecord:
 @click.pass_obj
 def history(obj: Context, limit: int, as_json: bool) -> None:
     """Past runs, newest first."""
-    journal = Journal(obj.state_dir, SystemClock().now)
+    journal = obj.store(SystemClock().now)
     try:
         runs = [_as_seen(journal, r) for r in journal.runs(limit)]
         if as_json:
@@ -311,7 +324,7 @@ def history(obj: Context, limit: int, as_json: bool) -> None:
 @click.pass_obj
 def show_run(obj: Context, run_id: str, as_json: bool) -> None:
     """Every action of a run with its outcome, duration and error."""
-    journal = Journal(obj.state_dir, SystemClock().now)
+    journal = obj.store(SystemClock().now)
     try:
         run = journal.run(run_id)
         if run is None:
@@ -388,7 +401,7 @@ def force_unlock(obj: Context, lock_id: str, force: bool) -> None:
     The holder is checked first: a lock whose process still runs on this host, or whose
     lease has not expired, is refused without --force.
     """
-    journal = Journal(obj.state_dir, SystemClock().now)
+    journal = obj.store(SystemClock().now)
     try:
         lock = journal.force_unlock(lock_id, force=force)
     except LockLive as live:

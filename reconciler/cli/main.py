@@ -24,10 +24,13 @@ from reconciler.cli.render_markdown import plan_dot, plan_markdown
 from reconciler.cli.resource_commands import demo, schema
 from reconciler.cli.safe_text import visible
 from reconciler.cli.sim_commands import sim
+from reconciler.cli.worker_commands import schedule, worker, workers
+from reconciler.engine.health import observed_conditions
 from reconciler.manifest.errors import ManifestLoadError
 from reconciler.manifest.gitsource import GitSourceError
 from reconciler.manifest.load import load_paths
 from reconciler.providers.base import ProviderError
+from reconciler.providers.postgres import StateDatabaseError
 from reconciler.runtime.apply import SigningKeyError, saved_plan_text, signing_key
 from reconciler.runtime.journal import JournalError
 from reconciler.runtime.review import GitReview, plan_git
@@ -62,6 +65,14 @@ def _print_version(ctx: click.Context) -> None:
     help="Where the simulator world, journal and locks live (env RECONCILER_STATE_DIR).",
 )
 @click.option(
+    "--state-url",
+    envvar="RECONCILER_STATE_URL",
+    default=None,
+    metavar="URL",
+    help="postgresql://... : keep the journal, locks, drift, plans and the simulated world "
+    "in this database instead of --state-dir (env RECONCILER_STATE_URL).",
+)
+@click.option(
     "--provider",
     envvar="RECONCILER_PROVIDER",
     default="sim",
@@ -76,7 +87,9 @@ def _print_version(ctx: click.Context) -> None:
     help="json: structlog JSON events on stderr.",
 )
 @click.pass_context
-def cli(ctx: click.Context, state_dir: Path, provider: str, log_format: str) -> None:
+def cli(
+    ctx: click.Context, state_dir: Path, state_url: str | None, provider: str, log_format: str
+) -> None:
     """Declarative reconciler for Hyper-V failover clusters.
 
     Describe clusters, nodes, switches, volumes and VMs in YAML manifests; reconciler
@@ -91,7 +104,7 @@ def cli(ctx: click.Context, state_dir: Path, provider: str, log_format: str) -> 
       3  changes blocked by a safety rule
     """
     configure_logs(log_format)
-    ctx.obj = Context(state_dir, provider, log_format)
+    ctx.obj = Context(state_dir, provider, log_format, state_url)
 
 
 @cli.command()
@@ -166,11 +179,16 @@ def observe(obj: Context, fmt: str, status: bool, pin_vms: bool) -> None:
             estate = observe_estate(provider, bar)
     finally:
         provider.close()
+    conditions = [c.note() for c in observed_conditions(estate)]
     if not status and not pin_vms:
         estate = adoptable(estate)
     if fmt == "json":
         click.echo(json.dumps(to_documents(estate, status=status), indent=2))
+        for line in conditions:
+            click.echo(line, err=True)  # stderr: the JSON stays the documents
     else:
+        # YAML comments: the output stays valid manifests.
+        click.echo("".join(f"# {line}\n" for line in conditions), nl=False)
         click.echo(to_yaml(estate, status=status), nl=False)
 
 
@@ -292,6 +310,9 @@ cli.add_command(reconcile)
 cli.add_command(drift)
 cli.add_command(schema)
 cli.add_command(demo)
+cli.add_command(worker)
+cli.add_command(workers)
+cli.add_command(schedule)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -299,7 +320,7 @@ def main(argv: list[str] | None = None) -> None:
         code = cli.main(args=argv, prog_name="reconciler", standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except (ProviderError, JournalError) as exc:
+    except (ProviderError, JournalError, StateDatabaseError) as exc:
         click.echo(visible(f"error: {exc}"), err=True)
         code = EXIT_ERROR
     except ManifestLoadError as exc:

@@ -24,7 +24,7 @@ from reconciler.cli.safe_text import add_row
 from reconciler.providers.base import Provider
 from reconciler.providers.registry import open_provider
 from reconciler.runtime.clock import Clock, SystemClock
-from reconciler.runtime.journal import DriftRecord, Journal
+from reconciler.runtime.journal import DriftRecord
 from reconciler.runtime.metrics import LoopMetrics, MetricsServer
 from reconciler.runtime.reconcile import (
     FolderSource,
@@ -159,12 +159,12 @@ def run_reconcile(
 ) -> int:
     clock = clock or SystemClock()
     stop = stop or threading.Event()
-    journal = Journal(obj.state_dir, clock.now)
+    journal = obj.store(clock.now)
     metrics = LoopMetrics()
     server: MetricsServer | None = None
 
     def provider_factory() -> Provider:
-        return open_provider(obj.provider, obj.state_dir)
+        return open_provider(obj.provider, obj.state_dir, **obj.provider_options)
 
     try:
         if metrics_port is not None:
@@ -229,6 +229,11 @@ def run_reconcile(
     show_default=True,
     help="Address the metrics endpoint binds (the default: this host only).",
 )
+@click.option(
+    "--enqueue",
+    is_flag=True,
+    help="Queue one reconcile job per cluster for the workers (needs --state-url), then exit.",
+)
 @click.pass_obj
 def reconcile(
     obj: Context,
@@ -240,6 +245,7 @@ def reconcile(
     once: bool,
     metrics_port: int | None,
     metrics_address: str,
+    enqueue: bool,
 ) -> None:
     """Keep the estate as declared: observe, plan and report drift every interval.
 
@@ -255,6 +261,10 @@ def reconcile(
       autocorrect  0 converged, 2 drift remains (e.g. waiting for a window),
                    1 error (or a lock held, or an action failed), 3 blocked by a safety rule
     """
+    if enqueue:
+        from reconciler.cli.worker_commands import enqueue_reconcile
+
+        raise SystemExit(enqueue_reconcile(obj, paths, git_repo, ref, mode))
     source: ManifestSource
     if git_repo is not None:
         source = GitSource(git_repo, ref, paths)
@@ -284,7 +294,7 @@ def drift(obj: Context, limit: int, open_only: bool, as_json: bool) -> None:
     Status: open (still drifting), corrected (by the named reconcile run), resolved (seen
     as desired again without the loop changing it: by hand, or by an apply).
     """
-    journal = Journal(obj.state_dir, SystemClock().now)
+    journal = obj.store(SystemClock().now)
     try:
         rows = journal.drift_history(limit, open_only)
     finally:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 
 def _sim(obj: Context) -> SimProvider:
-    return SimProvider(state_dir=obj.state_dir)
+    return SimProvider(state_dir=obj.state_dir, state_url=obj.state_url)
 
 
 @click.group()
@@ -66,7 +66,7 @@ def sim_init(obj: Context, world: Path) -> None:
         )
     )
     verb = "replaced the world" if replaced else "created a world"
-    obj.out.ok(f"{verb} in {obj.state_dir} from {world}: {counts}")
+    obj.out.ok(f"{verb} in {provider.store.location} from {world}: {counts}")
 
 
 @sim.command("show")

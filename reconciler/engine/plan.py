@@ -64,7 +64,7 @@ class Plan:
     changed_objects: tuple[str, ...] = field(default=())
     # Start to end, migrations of a group overlapping as apply runs them (None: one at a time).
     makespan_seconds: float | None = None
-    manifests_digest: str = ""  # of the desired state the plan was made from
+    manifests_digest: str = ""  # of the manifest files the plan was made from, if read from files
     # Objects in the world that no manifest declares ("Kind/name"): reported, left alone.
     unmanaged: tuple[str, ...] = ()
 

@@ -15,6 +15,7 @@ from typing import Any
 from reconciler.engine.adapters import adapter_steps, settings_steps
 from reconciler.engine.changes import switch_changes
 from reconciler.engine.diff import ObjectDiff, diff_estates
+from reconciler.engine.health import moves_onto_unhealthy, observed_conditions
 from reconciler.engine.lifecycle import (
     create_vms,
     evict_nodes,
@@ -1231,7 +1232,9 @@ def make_plan(
         if (v.rule, v.target) not in known
         and not (v.rule == "precondition" and v.action in explained)
     )
+    violations.extend(moves_onto_unhealthy(actions, observed))
     violations = unresolved(desired, projected, violations, target)
+    notes.extend(c.note() for c in observed_conditions(observed, desired))
     digests = object_digests(observed)
     if diffs is None:
         diffs = diff_estates(desired, observed)
@@ -1245,7 +1248,6 @@ def make_plan(
         manifests=tuple(manifests),
         changed_objects=tuple(changed),
         makespan_seconds=actions_makespan(actions, observed),
-        manifests_digest=fingerprint(object_digests(desired)),
         unmanaged=tuple(unmanaged),
     )
 

@@ -220,6 +220,13 @@ def _check_references(estate: Estate, report: Report, ref: _UnknownReferences) -
                 f"an {switch.config.type} switch binds no physical NIC",
                 "remove uplink_nic, or make the switch external",
             )
+        if switch.config.allowed_vlans and switch.config.native_vlan is None:
+            report(
+                switch,
+                ("spec", "vlan_trunk"),
+                "a trunk needs its native (untagged) VLAN",
+                "native_vlan: a VLAN id, 1..4094",
+            )
         uplink = switch.config.uplink_nic
         if uplink and switch.cluster in estate.clusters:
             for node in estate.nodes_of(switch.cluster):
@@ -544,6 +551,13 @@ def _check_vm(estate: Estate, vm: VirtualMachine, report: Report) -> None:
             report(vm, (*base, "format"), "a generation-2 VM cannot use a .vhd disk", "vhdx")
         if disk.format == "vhdx" and cluster and not platform(cluster.platform).vhdx:
             report(vm, (*base, "format"), f"platform {cluster.platform} has no VHDX", "vhd")
+        if disk.parent and disk.type != "differencing":
+            report(
+                vm,
+                (*base, "parent"),
+                f"only a differencing disk has a parent (this one is {disk.type})",
+                "remove parent, or type: differencing",
+            )
         if disk.type == "differencing" and not disk.parent:
             report(
                 vm,

@@ -22,12 +22,18 @@ from reconciler.model.records import KINDS
 WORLD_HINT = "reconciler sim init FILE reads it; validate and plan read desired manifests"
 
 
-def is_reconciler_document(doc: Document) -> bool:
-    data = doc.data
+def _ours(data: object) -> bool:
     if not isinstance(data, dict):
         return False
     api = data.get("apiVersion")
     return (isinstance(api, str) and api.startswith("reconciler/")) or data.get("kind") in KINDS
+
+
+def is_reconciler_document(doc: Document) -> bool:
+    """Ours, or a broken one of ours: manifests written as list items are still manifests."""
+    if isinstance(doc.data, list):
+        return any(_ours(item) for item in doc.data)
+    return _ours(doc.data)
 
 
 def is_world_file(docs: list[Document]) -> bool:

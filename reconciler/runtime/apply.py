@@ -12,14 +12,13 @@ import json
 import os
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from reconciler.engine.plan import (
     Plan,
     PlanRefused,
-    fingerprint,
     first_stale_action,
     object_digests,
     sign,
@@ -35,8 +34,9 @@ from reconciler.model.records import Estate, kind_of
 from reconciler.providers.base import Provider
 from reconciler.runtime.clock import Clock
 from reconciler.runtime.executor import Executor, OnFailure, Progress, RetryPolicy, RunReport
-from reconciler.runtime.journal import LOCK_TTL_SECONDS, Journal, LockHeld, LockRecord
-from reconciler.runtime.workflow import load_desired
+from reconciler.runtime.journal import LOCK_TTL_SECONDS, LockHeld, LockRecord
+from reconciler.runtime.store.base import StateStore
+from reconciler.runtime.workflow import load_desired, manifests_digest
 
 PLAN_KEY_ENV = "RECONCILER_PLAN_KEY"
 PLAN_KEY_FILE_ENV = "RECONCILER_PLAN_KEY_FILE"
@@ -121,6 +121,7 @@ def prepare(
         assert paths is not None
         desired = load_desired(paths, cache_dir)
         plan = make_plan(desired, observed, manifests=paths, target=target)
+        plan = replace(plan, manifests_digest=manifests_digest(paths))
         if (
             target
             and plan.empty
@@ -190,22 +191,20 @@ def check_saved(
 
 def _manifests_of(plan: Plan, cache_dir: Path | None) -> Estate | None:
     """The desired state the plan was made from, if its manifests are here unchanged."""
-    if not plan.manifests or not plan.manifests_digest:
+    paths = list(plan.manifests)
+    if not paths or not plan.manifests_digest or manifests_digest(paths) != plan.manifests_digest:
         return None
     try:
-        desired = load_desired(list(plan.manifests), cache_dir)
+        return load_desired(paths, cache_dir)
     except (ManifestLoadError, OSError):
         return None
-    if fingerprint(object_digests(desired)) != plan.manifests_digest:
-        return None
-    return desired
 
 
 # --- locks, interrupted runs --------------------------------------------------------------
 
 
 def take_locks(
-    journal: Journal, clusters: list[str], lock_timeout: float, clock: Clock
+    journal: StateStore, clusters: list[str], lock_timeout: float, clock: Clock
 ) -> tuple[list[LockRecord], list[str]]:
     """Every cluster's lock, waiting up to ``lock_timeout`` on the clock; LockHeld after."""
     deadline = clock.now() + lock_timeout
@@ -218,7 +217,7 @@ def take_locks(
             clock.sleep(min(5.0, max(0.1, deadline - clock.now())))
 
 
-def close_interrupted(journal: Journal) -> list[str]:
+def close_interrupted(journal: StateStore) -> list[str]:
     """Close the runs whose process is gone; one line each saying how far it got."""
     return [
         f"Run {run.id} was {journal.mark_interrupted(run)}" for run in journal.interrupted_runs()
@@ -239,7 +238,7 @@ class Applied:
 def apply_plan(
     plan: Plan,
     provider: Provider,
-    journal: Journal,
+    journal: StateStore,
     clock: Clock,
     progress: Progress,
     locks: list[LockRecord],
@@ -262,7 +261,10 @@ def apply_plan(
     """
     owns_run = run_id is None
     if run_id is None:
-        run_id = journal.start_run(plan.digest(), source, len(plan.actions), kind, commit_id)
+        clusters = ",".join(sorted({a.cluster for a in plan.actions}))
+        run_id = journal.start_run(
+            plan.digest(), source, len(plan.actions), kind, commit_id, clusters
+        )
     journal.attach_run(locks, run_id)
 
     def halt(action: Action) -> str | None:

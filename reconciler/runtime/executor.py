@@ -20,7 +20,7 @@ from reconciler.model.records import Estate
 from reconciler.model.rules import apply_rules
 from reconciler.providers.base import Outcome, Provider, RunsMigrationsTogether
 from reconciler.runtime.clock import Clock
-from reconciler.runtime.journal import Journal
+from reconciler.runtime.store.base import StateStore
 
 log = structlog.get_logger("reconciler.apply")
 
@@ -97,7 +97,7 @@ class Executor:
     def __init__(
         self,
         provider: Provider,
-        journal: Journal,
+        journal: StateStore,
         clock: Clock,
         progress: Progress,
         on_failure: OnFailure = "stop",

@@ -48,7 +48,10 @@ CREATE TABLE IF NOT EXISTS drift (
 );
 """
 # Columns added after the first release: (table, column, definition).
-_ADDED_COLUMNS = (("drift", "last_seen_at", "REAL"),)
+_ADDED_COLUMNS = (
+    ("drift", "last_seen_at", "REAL"),
+    ("runs", "cluster", "TEXT NOT NULL DEFAULT ''"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,7 @@ class RunRecord:
     host: str
     pid: int
     message: str
+    cluster: str = ""  # the cluster it concerned; several: comma-separated, sorted
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +271,7 @@ class Journal:
         actions_total: int,
         kind: str = "apply",
         commit_id: str | None = None,
+        cluster: str = "",
     ) -> str:
         owner, host, pid = whoami()
         now = self.clock()
@@ -274,8 +279,21 @@ class Journal:
         with self._tx() as c:
             c.execute(
                 "INSERT INTO runs (id, started_at, outcome, plan_hash, source, commit_id, kind, "
-                "actions_total, owner, host, pid) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, now, plan_hash, source, commit_id, kind, actions_total, owner, host, pid),
+                "actions_total, owner, host, pid, cluster) "
+                "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    now,
+                    plan_hash,
+                    source,
+                    commit_id,
+                    kind,
+                    actions_total,
+                    owner,
+                    host,
+                    pid,
+                    cluster,
+                ),
             )
         return run_id
 
@@ -349,7 +367,7 @@ class Journal:
     def runs(self, limit: int = 20) -> list[RunRecord]:
         rows = self.conn.execute(
             "SELECT id, started_at, ended_at, outcome, plan_hash, source, commit_id, kind, "
-            "actions_total, owner, host, pid, message FROM runs "
+            "actions_total, owner, host, pid, message, cluster FROM runs "
             "ORDER BY started_at DESC, rowid DESC LIMIT ?",
             (limit,),
         ).fetchall()
@@ -358,7 +376,7 @@ class Journal:
     def run(self, run_id: str) -> RunRecord | None:
         row = self.conn.execute(
             "SELECT id, started_at, ended_at, outcome, plan_hash, source, commit_id, kind, "
-            "actions_total, owner, host, pid, message FROM runs WHERE id = ?",
+            "actions_total, owner, host, pid, message, cluster FROM runs WHERE id = ?",
             (run_id,),
         ).fetchone()
         return RunRecord(*row) if row else None

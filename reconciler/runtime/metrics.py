@@ -10,6 +10,7 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from reconciler.engine.health import CONDITION_TYPES, condition_counts
 from reconciler.runtime.ticks import TickReport
 
 OUTCOMES = (
@@ -73,6 +74,12 @@ class LoopMetrics:
             "reconciler_actions_failed", "Actions the loop tried that failed.", registry=r
         )
         self.ticks = Counter("reconciler_ticks", "Ticks run, by outcome.", ["outcome"], registry=r)
+        self.conditions = Gauge(
+            "reconciler_conditions",
+            "Unhealthy conditions the last tick observed (node down, VM saved, switch missing).",
+            ["type"],
+            registry=r,
+        )
         self.skipped = Counter(
             "reconciler_ticks_skipped",
             "Ticks not run because the tick before overran the interval.",
@@ -81,6 +88,8 @@ class LoopMetrics:
         for outcome in OUTCOMES:
             self.last_outcome.labels(outcome=outcome).set(0)
             self.ticks.labels(outcome=outcome)
+        for kind in CONDITION_TYPES:
+            self.conditions.labels(type=kind).set(0)
 
     def tick_done(self, report: TickReport) -> None:
         self.last_tick.set(report.ended_at)
@@ -94,6 +103,9 @@ class LoopMetrics:
         self.applied.inc(report.applied)
         self.failed.inc(report.failed)
         self.ticks.labels(outcome=report.outcome).inc()
+        counts = condition_counts(report.notes)
+        for kind in sorted(set(CONDITION_TYPES) | set(counts)):
+            self.conditions.labels(type=kind).set(counts.get(kind, 0))
 
     def ticks_skipped(self, count: int) -> None:
         self.skipped.inc(count)

@@ -21,7 +21,7 @@ from reconciler.engine.safety import replay
 from reconciler.manifest.errors import ManifestLoadError
 from reconciler.manifest.gitsource import GitSourceError, load_at
 from reconciler.model.actions import Action, Disruption
-from reconciler.model.records import Estate
+from reconciler.model.records import Estate, kind_of
 from reconciler.providers.base import Provider, ProviderError
 from reconciler.runtime.apply import apply_plan, close_interrupted
 from reconciler.runtime.clock import Clock
@@ -31,7 +31,8 @@ from reconciler.runtime.executor import (
     RetryPolicy,
     RunReport,
 )
-from reconciler.runtime.journal import LOCK_TTL_SECONDS, Journal, LockHeld, LockRecord
+from reconciler.runtime.journal import LOCK_TTL_SECONDS, LockHeld, LockRecord
+from reconciler.runtime.store.base import StateStore
 from reconciler.runtime.ticks import (
     MODES,
     Mode,
@@ -151,7 +152,7 @@ class Reconciler:
         self,
         source: ManifestSource,
         provider_factory: Callable[[], Provider],
-        journal: Journal,
+        journal: StateStore,
         clock: Clock,
         mode: Mode = "monitor",
         interval_seconds: float = 900.0,
@@ -162,6 +163,7 @@ class Reconciler:
         stop: threading.Event | None = None,
         retry: RetryPolicy | None = None,
         poll_seconds: float = 1.0,
+        scope: str | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -179,6 +181,8 @@ class Reconciler:
         self.stop = stop or threading.Event()
         self.retry = retry
         self.poll_seconds = poll_seconds  # the longest sleep between looks at ``stop``
+        # One cluster's tick (a worker's job): drift of other clusters is not this tick's to close.
+        self.scope = scope
         self.ticks = 0
         self.skipped_ticks = 0
 
@@ -242,7 +246,7 @@ class Reconciler:
             report.message = _error_text(exc)
             if report.run_id is None:
                 report.run_id = self.journal.start_run(
-                    "-", report.source or "-", 0, self._kind, report.commit_id
+                    "-", report.source or "-", 0, self._kind, report.commit_id, self.scope or ""
                 )
             self.journal.end_run(report.run_id, "error", report.message)
         report.ended_at = self.clock.now()
@@ -286,7 +290,7 @@ class Reconciler:
             report.outcome, report.message = "locked", f"skipped: {held}"
             report.notes = tuple(notes)
             report.run_id = self.journal.start_run(
-                "-", report.source, 0, self._kind, report.commit_id
+                "-", report.source, 0, self._kind, report.commit_id, ",".join(clusters)
             )
             self.journal.end_run(report.run_id, "locked", report.message)
             return
@@ -316,7 +320,12 @@ class Reconciler:
         report.violations = tuple(plan.violations)
         report.notes = tuple(notes + list(plan.notes))
         run_id = self.journal.start_run(
-            plan.digest(), manifests.source, len(plan.actions), self._kind, manifests.commit_id
+            plan.digest(),
+            manifests.source,
+            len(plan.actions),
+            self._kind,
+            manifests.commit_id,
+            ",".join(sorted(desired.clusters)),
         )
         report.run_id = run_id
         if locks:
@@ -324,7 +333,10 @@ class Reconciler:
         drifted = {d.ref: drift_fields(d) for d in diffs}
         open_before = self.journal.open_drift()
         report.new_drift = tuple(self.journal.note_drift(run_id, drifted))
-        resolved = sorted(obj for obj in open_before if obj not in drifted)
+        known = _refs(desired) | _refs(observed) if self.scope is not None else None
+        resolved = sorted(
+            obj for obj in open_before if obj not in drifted and (known is None or obj in known)
+        )
         self.journal.close_drift(
             resolved, None, f"no longer drifting at {run_id}: changed outside this loop"
         )
@@ -446,6 +458,10 @@ class Reconciler:
                     f"waits for the next one (opens {when})"
                 )
         return None
+
+
+def _refs(estate: Estate) -> set[str]:
+    return {f"{kind_of(r)}/{r.name}" for r in estate.records()}
 
 
 def _error_text(exc: BaseException) -> str:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -11,6 +12,7 @@ import structlog
 
 from reconciler.engine.plan import Plan
 from reconciler.engine.planner import make_plan
+from reconciler.manifest.documents import manifest_files
 from reconciler.manifest.errors import ManifestLoadError
 from reconciler.manifest.load import load_paths
 from reconciler.model.records import Estate
@@ -34,6 +36,22 @@ class Planned:
     desired: Estate
     observed: Estate
     plan: Plan
+
+
+def manifests_digest(paths: list[str]) -> str:
+    """Digest of the manifest files under ``paths`` (names and bytes): what a plan was made
+    from. Empty if one cannot be read (the load reports that)."""
+    h = hashlib.sha256()
+    try:
+        for name, path in manifest_files(paths):
+            if path is None:
+                return ""
+            content = path.read_bytes()
+            h.update(f"{name}\0{len(content)}\0".encode())
+            h.update(content)
+    except OSError:
+        return ""
+    return "sha256:" + h.hexdigest()
 
 
 def load_desired(paths: list[str], cache_dir: Path | None = None) -> Estate:
@@ -74,7 +92,7 @@ def plan_paths(
         on_cluster=progress.advance if progress is not None else None,
     )
     log_planned(plan, time.perf_counter() - planning)
-    return Planned(desired, observed, plan)
+    return Planned(desired, observed, replace(plan, manifests_digest=manifests_digest(paths)))
 
 
 def observe(provider: Provider, progress: PlanProgress | None = None) -> Estate:

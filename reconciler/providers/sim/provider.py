@@ -7,7 +7,7 @@ simulated clock advances; nothing sleeps) and writes the new state in one transa
 from __future__ import annotations
 
 import os
-import sqlite3
+import signal
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -30,7 +30,12 @@ from reconciler.model.rules import apply_rules, placement_problems
 from reconciler.model.timing import makespan
 from reconciler.providers.base import Capabilities, Outcome, ProviderError
 from reconciler.providers.hook import HookResult, run_hook
-from reconciler.providers.sim.store import MigrationRecord, WorldStore
+from reconciler.providers.sim.store import (
+    MigrationRecord,
+    WorldBackend,
+    WorldTx,
+    open_world_store,
+)
 
 log = structlog.get_logger("reconciler.sim")
 
@@ -40,13 +45,17 @@ log = structlog.get_logger("reconciler.sim")
 CRASH_AFTER = "crash_after"
 CRASH_DURING = "crash_during"
 CRASH_EXIT_CODE = 137
+# Test hook: the process stops itself (SIGSTOP) inside the N-th action's transaction, so a
+# test can kill -9 it there, mid-apply, holding its lease.
+HANG_MID_ACTION_ENV = "RECONCILER_SIM_HANG_MID_ACTION"
 
 
 class SimProvider:
     name = "sim"
 
-    def __init__(self, state_dir: Path, **_options: Any) -> None:
-        self.store = WorldStore(Path(state_dir))
+    def __init__(self, state_dir: Path, state_url: str | None = None, **_options: Any) -> None:
+        self.store: WorldBackend = open_world_store(Path(state_dir), state_url)
+        self._applied = 0  # actions this provider applied, for the hang test hook
 
     # --- protocol ---------------------------------------------------------------------------
 
@@ -72,6 +81,7 @@ class SimProvider:
     def apply(self, action: Action) -> Outcome:
         self._require_world()
         dies_inside = self._arm_crash_during(1)
+        self._applied += 1
         if action.type not in ACTION_TYPES:
             # Not a state of the world: no retry and no change of the world will make it run.
             return Outcome("permanent_error", f"the simulator has no action type {action.type}")
@@ -117,13 +127,14 @@ class SimProvider:
                         seconds,
                     )
                 seconds = self._record_moves(conn, before, action, "done")
-                details.update(self._last_migration_details(conn))
+                details.update(self.store.last_migration(conn))
                 if action.type == "migrate_vm" and action.params["method"] == "live":
                     factor = self.store.link_factor(conn, action.cluster)
                     details["pass_seconds"] = self._pass_seconds(before, action, factor)
             else:
                 seconds = action_seconds(action, before.clusters.get(action.cluster), None)
             self.store.save_changes(conn, before, result.estate)
+            self._maybe_hang()
             if dies_inside:
                 os._exit(CRASH_EXIT_CODE)  # the transaction never commits
             self.store.advance_clock(conn, seconds)
@@ -216,9 +227,7 @@ class SimProvider:
 
     # --- physics ----------------------------------------------------------------------------
 
-    def _record_moves(
-        self, conn: sqlite3.Connection, estate: Estate, action: Action, outcome: str
-    ) -> float:
+    def _record_moves(self, conn: WorldTx, estate: Estate, action: Action, outcome: str) -> float:
         vm = estate.vms[action.params.get("vm") or action.params["test_vm"]]
         cluster = estate.clusters[vm.cluster]
         factor = self.store.link_factor(conn, cluster.name)
@@ -254,21 +263,6 @@ class SimProvider:
         return total
 
     @staticmethod
-    def _last_migration_details(conn: sqlite3.Connection) -> dict[str, Any]:
-        row = conn.execute(
-            "SELECT total_seconds, downtime_seconds, passes, bytes_sent FROM migrations "
-            "ORDER BY id DESC LIMIT 1"
-        ).fetchone()
-        if row is None:
-            return {}
-        return {
-            "migration_seconds": row[0],
-            "downtime_seconds": row[1],
-            "passes": row[2],
-            "bytes_sent": row[3],
-        }
-
-    @staticmethod
     def _pass_seconds(estate: Estate, action: Action, factor: float) -> list[float]:
         """How long each pre-copy pass takes, for progress shown pass by pass."""
         vm = estate.vms[action.params["vm"]]
@@ -281,6 +275,11 @@ class SimProvider:
             out.append(size / inputs.bandwidth_mib_s)
             size = min(inputs.memory_mib, inputs.dirty_mib_s * out[-1])
         return out
+
+    def _maybe_hang(self) -> None:
+        hang = os.environ.get(HANG_MID_ACTION_ENV)
+        if hang and hang.isdigit() and int(hang) == self._applied:
+            os.kill(os.getpid(), signal.SIGSTOP)
 
     @staticmethod
     def _run_hook(action: Action) -> HookResult:
@@ -303,7 +302,7 @@ class SimProvider:
     def _require_world(self) -> None:
         if not self.store.exists:
             raise ProviderError(
-                f"no simulated world in {self.store.path.parent}: "
+                f"no simulated world in {self.store.location}: "
                 "create one with 'reconciler sim init WORLD.yaml' "
                 "(try manifests/worlds/demo.yaml, which 'reconciler demo' writes)"
             )
@@ -400,7 +399,7 @@ class SimProvider:
         self._require_world()
         when = "after" if kind == CRASH_AFTER else "during"
         with self.store.transaction() as conn:
-            conn.execute("DELETE FROM faults WHERE kind = ?", (kind,))
+            self.store.clear_faults(conn, kind)
             self.store.add_fault(conn, kind, None, remaining=count)
             self.store.log_event(conn, "fault", f"crash {when} action {count}")
         return [

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from reconciler.model.codec import canonical_text, decode_record, stamp_digest
 from reconciler.model.records import KINDS, Estate, Record, kind_of
@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
-def _cluster_of(record: Record) -> str:
+def cluster_of(record: Record) -> str:
     return record.name if kind_of(record) == "Cluster" else getattr(record, "cluster", "")
 
 
@@ -64,9 +64,77 @@ class MigrationRecord:
     outcome: str
 
 
+# A transaction handle: an sqlite3 or a psycopg connection, passed back to the same store.
+WorldTx = Any
+
+
+class WorldBackend(Protocol):
+    """What the simulator needs of its world's storage: SQLite here, or PostgreSQL."""
+
+    location: str  # where the world lives, for messages
+
+    @property
+    def exists(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+    def transaction(self) -> AbstractContextManager[WorldTx]: ...
+
+    def replace_world(self, estate: Estate, source: str) -> None: ...
+
+    def load(self, conn: WorldTx | None = None, cluster: str | None = None) -> Estate: ...
+
+    def save_changes(self, conn: WorldTx, before: Estate, after: Estate) -> int: ...
+
+    def meta(self, key: str, conn: WorldTx | None = None) -> str | None: ...
+
+    def clock(self, conn: WorldTx | None = None) -> float: ...
+
+    def advance_clock(self, conn: WorldTx, seconds: float) -> float: ...
+
+    def record_migration(self, conn: WorldTx, m: MigrationRecord) -> None: ...
+
+    def last_migration(self, conn: WorldTx) -> dict[str, Any]: ...
+
+    def migrations(self) -> list[MigrationRecord]: ...
+
+    def add_fault(
+        self,
+        conn: WorldTx,
+        kind: str,
+        cluster: str | None,
+        remaining: int | None = None,
+        factor: float | None = None,
+    ) -> None: ...
+
+    def take_migration_failure(self, conn: WorldTx, cluster: str) -> bool: ...
+
+    def count_toward_crash(self, conn: WorldTx, kind: str, actions: int = 1) -> bool: ...
+
+    def clear_faults(self, conn: WorldTx, kind: str) -> None: ...
+
+    def has_fault(self, kind: str) -> bool: ...
+
+    def link_factor(self, conn: WorldTx, cluster: str) -> float: ...
+
+    def log_event(self, conn: WorldTx, kind: str, message: str) -> None: ...
+
+    def events(self, limit: int = 50) -> list[tuple[float, str, str]]: ...
+
+
+def open_world_store(state_dir: Path, state_url: str | None = None) -> WorldBackend:
+    """The world in the state directory, or in the PostgreSQL database of ``state_url``."""
+    if state_url:
+        from reconciler.providers.sim.pg_store import PostgresWorldStore
+
+        return PostgresWorldStore(state_url)
+    return WorldStore(state_dir)
+
+
 class WorldStore:
     def __init__(self, state_dir: Path) -> None:
         self.path = Path(state_dir) / WORLD_FILE
+        self.location = str(self.path.parent)
         self.conn: sqlite3.Connection | None = None
 
     @property
@@ -133,7 +201,7 @@ class WorldStore:
     def _row(record: Record) -> tuple[str, str, str, str]:
         doc = canonical_text(record)
         stamp_digest(record, doc)
-        return kind_of(record), record.name, _cluster_of(record), doc
+        return kind_of(record), record.name, cluster_of(record), doc
 
     def load(self, conn: sqlite3.Connection | None = None, cluster: str | None = None) -> Estate:
         conn = conn or self.open()
@@ -206,6 +274,20 @@ class WorldStore:
             ),
         )
 
+    def last_migration(self, conn: sqlite3.Connection) -> dict[str, Any]:
+        row = conn.execute(
+            "SELECT total_seconds, downtime_seconds, passes, bytes_sent FROM migrations "
+            "ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return {}
+        return {
+            "migration_seconds": row[0],
+            "downtime_seconds": row[1],
+            "passes": row[2],
+            "bytes_sent": row[3],
+        }
+
     def migrations(self) -> list[MigrationRecord]:
         rows = (
             self.open()
@@ -254,6 +336,9 @@ class WorldStore:
         left = int(row[1]) - actions
         conn.execute("UPDATE faults SET remaining = ? WHERE id = ?", (max(0, left), row[0]))
         return left <= 0
+
+    def clear_faults(self, conn: sqlite3.Connection, kind: str) -> None:
+        conn.execute("DELETE FROM faults WHERE kind = ?", (kind,))
 
     def has_fault(self, kind: str) -> bool:
         row = (

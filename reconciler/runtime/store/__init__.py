@@ -1,0 +1,1 @@
+"""Where the journal, locks, drift, saved plans and schedules live: SQLite or PostgreSQL."""
