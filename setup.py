@@ -27,7 +27,7 @@ setup(
     ],
     package_dir={"reconciler.schemas": "schemas", "reconciler.examples": "manifests"},
     package_data={
-        "reconciler": ["py.typed", "model/*.yaml"],
+        "reconciler": ["py.typed", "model/*.yaml", "providers/hyperv/jea/*.psrc"],
         "reconciler.schemas": ["*.json"],
         **{name: ["*.yaml"] for name in EXAMPLES},
     },

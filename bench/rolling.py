@@ -3,6 +3,9 @@
 Run: .venv/bin/python bench/rolling.py          (clusters of 4, 8, 16 and 64 nodes)
      .venv/bin/python bench/rolling.py --quick  (4 and 8 nodes)
 
+It also times planning one 64-node cluster with 25 VMs per node (the spare node empty) with
+and without the rolling update, in the same run, and prints the ratio (goal: at most 1.5x).
+
 For each size, two clusters at 60-80% memory use with mixed VM sizes and dirty rates: one
 with an empty spare node (one node's worth of spare capacity), one with the load spread over
 every node. Compared, in the same run and on the same migration model:
@@ -65,8 +68,13 @@ class Result:
     seconds: float
 
 
-def build(nodes: int, spare: bool, seed: int) -> tuple[Estate, Estate]:
-    """(observed, desired): a 2019 cluster at 60-80% use; desired adds the rolling update."""
+def build(
+    nodes: int, spare: bool, seed: int, vms_per_node: int | None = None
+) -> tuple[Estate, Estate]:
+    """(observed, desired): a 2019 cluster at 60-80% use; desired adds the rolling update.
+
+    With ``vms_per_node``, each loaded node holds at most that many VMs.
+    """
     rng = random.Random(seed)
     names = [f"n{i:02d}" for i in range(1, nodes + 1)]
     switch_cfg = SwitchConfig("external", "NIC4", False, frozenset({10, 20}), 1)
@@ -99,7 +107,7 @@ def build(nodes: int, spare: bool, seed: int) -> tuple[Estate, Estate]:
     for n in loaded:
         # No spare node: the others must hold one node's load, so stay at 60-75%.
         target = usable * rng.uniform(0.6, 0.8 if spare else 0.75)
-        used = 0
+        used = on_node = 0
         while True:
             memory = rng.choice(VM_SIZES_GIB) * 1024
             vm = VirtualMachine(
@@ -113,8 +121,9 @@ def build(nodes: int, spare: bool, seed: int) -> tuple[Estate, Estate]:
                 status=VmStatus(dirty_rate_mib_s=rng.choice((1.0, 4.0, 10.0, 25.0, 50.0))),
             )
             cost = vm_cost_mib(vm, cluster)
-            if used + cost > target:
+            if used + cost > target or (vms_per_node is not None and on_node == vms_per_node):
                 break
+            on_node += 1
             vms[vm.name] = vm
             used += cost
             count += 1
@@ -192,11 +201,37 @@ def baseline(estate: Estate, fail_back: bool) -> Result:
     return Result(len(moved), sent, seconds)
 
 
+def plan_time(nodes: int, vms_per_node: int, seed: int, repeat: int) -> tuple[float, float, int]:
+    """Best-of-``repeat`` seconds to plan with and without the rolling update; VMs."""
+    observed, desired = build(nodes, True, seed, vms_per_node)
+    cluster = desired.clusters["c1"]
+    without = replace(desired, clusters={"c1": replace(cluster, rolling_update=None)})
+    times: dict[str, float] = {}
+    for label, want in (("without", without), ("with", desired)):
+        best = float("inf")
+        for _ in range(repeat):
+            started = time.perf_counter()
+            make_plan(want, observed)
+            best = min(best, time.perf_counter() - started)
+        times[label] = best
+    return times["with"], times["without"], len(observed.vms)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--plan-only", action="store_true", help="only the plan-time ratio")
     args = parser.parse_args()
+    with_ru, without_ru, count = plan_time(64, 25, args.seed, 1 if args.quick else 3)
+    ratio = with_ru / without_ru
+    print(
+        f"plan time, 64 nodes, {count} VMs: with the rolling update {with_ru:.2f} s, without "
+        f"{without_ru:.2f} s = {ratio:.2f}x (goal <= 1.5x): {'met' if ratio <= 1.5 else 'NOT MET'}"
+    )
+    if args.plan_only:
+        return
+    print()
     sizes = (4, 8) if args.quick else (4, 8, 16, 64)
     rows = []
     for nodes in sizes:

@@ -25,6 +25,7 @@ def test_version_lists_the_providers() -> None:
     assert code == 0
     assert out.splitlines() == [
         f"reconciler {__version__}",
+        f"provider hyperv {__version__} (reconciler)",
         f"provider sim {__version__} (reconciler)",
     ]
 

@@ -127,7 +127,11 @@ def test_version_comes_from_the_metadata(
     pyproject = (ROOT / "pyproject.toml").read_text()
     version = pyproject.split('\nversion = "', 1)[1].split('"', 1)[0]
     out = _run(venv / "bin" / "reconciler", "--version", cwd=tmp_path, env=user_env)
-    assert out.splitlines() == [f"reconciler {version}", f"provider sim {version} (reconciler)"]
+    assert out.splitlines() == [
+        f"reconciler {version}",
+        f"provider hyperv {version} (reconciler)",
+        f"provider sim {version} (reconciler)",
+    ]
 
 
 def test_demo_and_schemas_come_out_of_the_installed_package(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from reconciler.cli.console import Output
 from reconciler.providers.base import Provider, ProviderError
@@ -26,12 +27,18 @@ class Context:
     """Options shared by every subcommand."""
 
     def __init__(
-        self, state_dir: Path, provider: str, log_format: str, state_url: str | None = None
+        self,
+        state_dir: Path,
+        provider: str,
+        log_format: str,
+        state_url: str | None = None,
+        connections: Path | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.state_url = state_url or None  # postgresql://...: the shared state database
         self.provider = provider
         self.log_format = log_format
+        self.connections = connections  # the hyperv provider's connections file
         self.out = Output()
 
     @property
@@ -49,9 +56,12 @@ class Context:
             raise SystemExit(EXIT_ERROR) from exc
 
     @property
-    def provider_options(self) -> dict[str, str]:
+    def provider_options(self) -> dict[str, Any]:
         """The simulator keeps its world beside the journal: in the state database if any."""
-        return {"state_url": self.state_url} if self.state_url else {}
+        options: dict[str, Any] = {"state_url": self.state_url} if self.state_url else {}
+        if self.connections is not None:
+            options["connections"] = self.connections  # the hyperv provider's
+        return options
 
     def store(self, clock: Callable[[], float]) -> StateStore:
         """The journal, locks and drift history: SQLite in the state directory, or PostgreSQL."""

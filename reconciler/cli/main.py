@@ -16,6 +16,7 @@ import click
 from reconciler import __version__
 from reconciler.cli.apply_commands import apply, force_unlock, history, show_run
 from reconciler.cli.context import EXIT_BLOCKED, EXIT_CHANGES, EXIT_ERROR, EXIT_OK, Context
+from reconciler.cli.doctor_command import doctor
 from reconciler.cli.logs import configure as configure_logs
 from reconciler.cli.plan_progress import plan_bar
 from reconciler.cli.reconcile_commands import drift, reconcile
@@ -80,6 +81,14 @@ def _print_version(ctx: click.Context) -> None:
     help="Provider that observes and changes the estate (env RECONCILER_PROVIDER).",
 )
 @click.option(
+    "--connections",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="RECONCILER_CONNECTIONS",
+    default=None,
+    help="hyperv provider: per cluster and node, the WinRM endpoints (YAML or JSON; env "
+    "RECONCILER_CONNECTIONS).",
+)
+@click.option(
     "--log-format",
     type=click.Choice(["console", "json"]),
     default="console",
@@ -88,7 +97,12 @@ def _print_version(ctx: click.Context) -> None:
 )
 @click.pass_context
 def cli(
-    ctx: click.Context, state_dir: Path, state_url: str | None, provider: str, log_format: str
+    ctx: click.Context,
+    state_dir: Path,
+    state_url: str | None,
+    provider: str,
+    connections: Path | None,
+    log_format: str,
 ) -> None:
     """Declarative reconciler for Hyper-V failover clusters.
 
@@ -104,7 +118,7 @@ def cli(
       3  changes blocked by a safety rule
     """
     configure_logs(log_format)
-    ctx.obj = Context(state_dir, provider, log_format, state_url)
+    ctx.obj = Context(state_dir, provider, log_format, state_url, connections)
 
 
 @cli.command()
@@ -302,6 +316,7 @@ def plan(
 
 
 cli.add_command(sim)
+cli.add_command(doctor)
 cli.add_command(apply)
 cli.add_command(history)
 cli.add_command(show_run)

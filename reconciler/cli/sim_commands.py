@@ -371,3 +371,37 @@ def sim_generate(
         f"{len(gen.desired.nodes)} nodes in {len(gen.desired.clusters)} cluster(s), "
         f"{len(gen.drifted)} drifted object(s), in {time.perf_counter() - started:.1f} s"
     )
+
+
+@sim.command("serve-winrm")
+@click.argument("world", type=click.Path(exists=True, dir_okay=True, path_type=Path))
+@click.option("--port", type=click.IntRange(0, 65535), default=5985, show_default=True,
+              help="TCP port on 127.0.0.1 (0: any free port).")  # fmt: skip
+@click.option(
+    "--write-connections",
+    "connections_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write a connections file (YAML, or JSON for a .json name) for the served nodes.",
+)
+@click.option(
+    "--reset/--keep",
+    default=False,
+    show_default=True,
+    help="--keep (default) serves the world already in the state directory if it came from "
+    "WORLD; --reset starts again from WORLD.",
+)
+@click.pass_obj
+def sim_serve_winrm(
+    obj: Context, world: Path, port: int, connections_file: Path | None, reset: bool
+) -> None:
+    """Serve the world over WS-Management + PSRP on 127.0.0.1, as Hyper-V hosts would.
+
+    Every node of WORLD answers at http://127.0.0.1:PORT/<node>/wsman (Basic auth with
+    RECONCILER_HYPERV_USER / RECONCILER_HYPERV_PASSWORD, loopback only), with the
+    Hyper-V and FailoverClusters cmdlets the hyperv provider uses; writes go through the
+    simulator's rules into the state directory. Runs until stopped (Ctrl-C or SIGTERM).
+    """
+    from reconciler.cli.serve import serve_winrm
+
+    raise SystemExit(serve_winrm(obj, world, port, connections_file, reset))

@@ -73,18 +73,18 @@ def choose_destination(
 ) -> str | None:
     """The best node for ``vm``: valid, then preferred, fewest soft conflicts, most free memory."""
     cluster = estate.clusters[vm.cluster]
-    best: tuple[int, int, int, str] | None = None
-    for name in sorted(cluster.nodes):
-        if name == vm.node or name in exclude:
-            continue
-        if destination_problems(estate, vm, name):
-            continue
-        score = (
+    scored = sorted(
+        (
             0 if name in prefer else 1,
             soft_conflicts(estate, vm, name),
             -free_memory_mib(estate, name),
             name,
         )
-        if best is None or score < best:
-            best = score
-    return best[3] if best else None
+        for name in cluster.nodes
+        if name != vm.node and name not in exclude and name in estate.nodes
+    )
+    # Best score first: the first valid node is the best valid one, and checking stops there.
+    for score in scored:
+        if not destination_problems(estate, vm, score[3]):
+            return score[3]
+    return None

@@ -74,6 +74,7 @@ class _ClusterPlanner:
     node_ready: dict[str, list[str]] = field(default_factory=dict)  # before a node is a target
     volume_ready: dict[str, list[str]] = field(default_factory=dict)
     migrations: list[str] = field(default_factory=list)
+    leaving: dict[str, list[str]] = field(default_factory=dict)  # source node -> its moves
 
     # --- emitting ---------------------------------------------------------------------------
 
@@ -519,6 +520,8 @@ class _ClusterPlanner:
         )
         if aid:
             self.migrations.append(aid)
+            if vm.node is not None:
+                self.leaving.setdefault(vm.node, []).append(aid)
         if stop is not None:
             start = self.emit(
                 "start_vm",
@@ -534,11 +537,7 @@ class _ClusterPlanner:
 
     def _moves_out_of(self, node_name: str) -> list[str]:
         """Moves planned so far that leave ``node_name``: they make room there."""
-        return [
-            a.id
-            for a in self.actions
-            if a.type == "migrate_vm" and a.params.get("source") == node_name
-        ]
+        return list(self.leaving.get(node_name, ()))
 
     def _pin_not_ready(self, want: VirtualMachine) -> bool:
         """A running VM pinned to a node that cannot take it yet (memory, hard anti-affinity)."""
@@ -1182,6 +1181,19 @@ class _ClusterPlanner:
                 )
 
 
+def _refused(
+    actions: Sequence[Action], observed: Estate, refuse: Callable[[str, str], str | None]
+) -> list[PlanViolation]:
+    out: list[PlanViolation] = []
+    for action in actions:
+        cluster = observed.clusters.get(action.cluster)
+        why = refuse(action.type, cluster.platform) if cluster is not None else None
+        if why:
+            fix = "do this step by hand (or with a provider that can), then plan again"
+            out.append(PlanViolation("unsupported", action.target, why, fix, "block", action.id))
+    return out
+
+
 def make_plan(
     desired: Estate,
     observed: Estate,
@@ -1189,11 +1201,13 @@ def make_plan(
     target: str | None = None,
     diffs: Sequence[ObjectDiff] | None = None,
     on_cluster: Callable[[str], None] | None = None,
+    refuse: Callable[[str, str], str | None] | None = None,
 ) -> Plan:
     """Plan every cluster of the desired state against the observed state.
 
     ``diffs``: ``diff_estates(desired, observed)`` when the caller has it already.
     ``on_cluster``: called with each cluster's name once it is planned (progress).
+    ``refuse(action type, platform)``: why the provider cannot do a step (its capabilities).
     """
     desired = adopt_unmanaged(desired, observed)  # a field left out keeps the world's value
     actions: list[Action] = []
@@ -1221,6 +1235,8 @@ def make_plan(
     actions = _ordered(actions)
     if target is not None:
         actions = target_closure(actions, target)
+    if refuse is not None:
+        violations.extend(_refused(actions, observed, refuse))
     projected, replayed = replay(observed, desired, actions)
     known = {(v.rule, v.target) for v in violations}
     # A step already named by a policy rule (never, downtime, delete) needs no second,

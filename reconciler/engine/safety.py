@@ -49,17 +49,25 @@ def reserve_shortfall(estate: Estate, cluster_name: str) -> str | None:
     ]
     free = {n: free_memory_mib(estate, n) for n in serving}
     total_free = sum(free.values())
+    # Each node's HA load, kept per state: a move changes two nodes' loads, not all of them.
+    memo = estate.memo("ha_victims")
     for failed in serving:
-        victims = [
-            (vm_cost_mib(vm, cluster), vm.name, vm.memory_mib)
-            for vm in estate.vms_on(failed)
-            if vm.power_state == "running" and vm.highly_available
-        ]
+        entry: tuple[list[tuple[int, str, int]], int, int] | None = memo.get(failed)
+        if entry is None:
+            found = [
+                (vm_cost_mib(vm, cluster), vm.name, vm.memory_mib)
+                for vm in estate.vms_on(failed)
+                if vm.power_state == "running" and vm.highly_available
+            ]
+            entry = memo[failed] = (
+                found,
+                sum(c for c, _, _ in found),
+                max((c for c, _, _ in found), default=0),
+            )
+        victims, load, largest = entry
         if not victims:
             continue
-        load = sum(c for c, _, _ in victims)
         room_total = total_free - free[failed]
-        largest = max(c for c, _, _ in victims)
         if room_total - load >= (len(serving) - 1) * largest:
             continue
         rooms = [-free[n] for n in serving if n != failed]
@@ -78,16 +86,17 @@ def reserve_shortfall(estate: Estate, cluster_name: str) -> str | None:
 def hard_affinity_breaches(estate: Estate, cluster_name: str) -> list[str]:
     seen: dict[tuple[str, str], str] = {}
     out: list[str] = []
-    for vm in sorted(estate.vms.values(), key=lambda v: v.name):
-        if (
-            vm.cluster != cluster_name
-            or vm.anti_affinity_mode != "hard"
-            or not vm.anti_affinity_group
-            or vm.node is None
-            or vm.power_state != "running"
-        ):
-            continue
-        key = (vm.anti_affinity_group, vm.node)
+    hard = [
+        vm
+        for vm in estate.vms.values()
+        if vm.anti_affinity_mode == "hard"
+        and vm.anti_affinity_group
+        and vm.cluster == cluster_name
+        and vm.node is not None
+        and vm.power_state == "running"
+    ]
+    for vm in sorted(hard, key=lambda v: v.name):
+        key = (vm.anti_affinity_group or "", vm.node or "")  # both set: filtered above
         if key in seen:
             out.append(
                 f"{seen[key]} and {vm.name} (group {vm.anti_affinity_group}) share {vm.node}"

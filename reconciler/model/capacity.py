@@ -47,15 +47,21 @@ def vm_cost_mib(vm: VirtualMachine, cluster: Cluster, node: Node | None = None) 
 
 def used_memory_mib(estate: Estate, node_name: str) -> int:
     """Memory taken on a host by the VMs running there (off VMs take none)."""
+    memo = estate.memo("used_mib")
+    cached: int | None = memo.get(node_name)
+    if cached is not None:
+        return cached
     node = estate.nodes[node_name]
     cluster = estate.clusters.get(node.cluster)
     if cluster is None:
         return 0
-    return sum(
+    used: int = sum(
         vm_cost_mib(vm, cluster, node)
         for vm in estate.vms_on(node_name)
         if vm.power_state == "running"
     )
+    memo[node_name] = used
+    return used
 
 
 def free_memory_mib(estate: Estate, node_name: str) -> int:

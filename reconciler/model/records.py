@@ -7,6 +7,7 @@ LUNs a node sees) live in the ``*Status`` records and are empty in desired state
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -419,6 +420,12 @@ class Estate:
         default=None, init=False, repr=False, compare=False
     )
     _slices: dict[str, Estate] | None = field(default=None, init=False, repr=False, compare=False)
+    # Sums per node or volume (memory used, HA load, disk use), by purpose; carried to the
+    # next state when only VMs change, minus the nodes and volumes they touch, so each move
+    # of a plan costs the VMs of two nodes, not the whole estate.
+    _memo: dict[str, dict[str, Any]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def from_tables(cls, tables: Mapping[str, Mapping[str, Any]]) -> Estate:
@@ -488,6 +495,14 @@ class Estate:
             object.__setattr__(self, "_vms_by_node", index)
         return list(index.get(node, ()))
 
+    def memo(self, purpose: str) -> dict[str, Any]:
+        """A per-node or per-volume memo of this state, for values computed from its VMs."""
+        memos = self._memo
+        if memos is None:
+            memos = {}
+            object.__setattr__(self, "_memo", memos)
+        return memos.setdefault(purpose, {})
+
     def with_clusters(self, parts: Mapping[str, Estate]) -> Estate:
         """This estate with the objects of each named cluster replaced by its part."""
         if not parts:
@@ -525,8 +540,39 @@ class Estate:
             "VirtualMachine": "vms",
         }[kind]
         table = dict(getattr(self, attr))
+        before = table.get(name)
         if record is None:
             table.pop(name, None)
         else:
             table[name] = record
-        return replace(self, **{attr: table})
+        after = replace(self, **{attr: table})
+        if kind != "VirtualMachine":
+            # The VMs are the same: the index still holds; costs may not (node, cluster).
+            object.__setattr__(after, "_vms_by_node", self._vms_by_node)
+            return after
+        index = self._vms_by_node
+        if index is not None:
+            # Derive the next index from this one: a plan moves one VM at a time.
+            index = dict(index)
+            if isinstance(before, VirtualMachine):
+                index[before.node] = [v for v in index.get(before.node, ()) if v.name != name]
+            if isinstance(record, VirtualMachine):
+                on = [v for v in index.get(record.node, ()) if v.name != name]
+                bisect.insort(on, record, key=lambda v: v.name)
+                index[record.node] = on
+            object.__setattr__(after, "_vms_by_node", index)
+        if self._memo is not None:
+            stale: set[str | None] = set()
+            old_disks = before.disks if isinstance(before, VirtualMachine) else None
+            new_disks = record.disks if isinstance(record, VirtualMachine) else None
+            for vm in (before, record):
+                if isinstance(vm, VirtualMachine):
+                    stale.add(vm.node)
+                    if old_disks != new_disks:  # a move leaves the volumes' use as it was
+                        stale.update(d.volume for d in vm.disks)
+            memos = {
+                purpose: {k: v for k, v in memo.items() if k not in stale}
+                for purpose, memo in self._memo.items()
+            }
+            object.__setattr__(after, "_memo", memos)
+        return after

@@ -130,12 +130,17 @@ def disk_from_params(p: Mapping[str, Any]) -> Disk:
 
 
 def volume_used_gib(estate: Estate, volume: str) -> float:
+    memo = estate.memo("volume_used_gib")
+    cached: float | None = memo.get(volume)
+    if cached is not None:
+        return cached
     status = estate.volumes[volume].status
     used = status.other_used_gib + sum(status.files.values())
     for vm in estate.vms.values():
         for disk in vm.disks:
             if disk.volume == volume:
                 used += disk.used_gib()
+    memo[volume] = used
     return used
 
 

@@ -42,11 +42,75 @@ class Capabilities:
     simulated: bool
     actions: frozenset[str]
     platforms: frozenset[str]
+    reasons: Mapping[str, str] = field(default_factory=dict)  # action type -> why not done
+
+    def refusal(self, action_type: str, platform: str) -> str | None:
+        """Why this provider cannot do ``action_type`` on ``platform``, or None if it can."""
+        if platform not in self.platforms:
+            return f"the {self.name} provider does not drive Windows Server {platform} clusters"
+        if action_type not in self.actions:
+            why = self.reasons.get(action_type, "it has no way to do it")
+            return f"the {self.name} provider cannot {action_type}: {why}"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What a targeted observe reads: one cluster, or only some of its objects ("Kind/name")."""
+
+    cluster: str
+    objects: frozenset[str] = frozenset()
+
+
+LIFECYCLE_SCOPES = frozenset(
+    {
+        "detach_disk",
+        "create_vm",
+        "remove_vm",
+        "evict_node",
+        "add_vm_nic",
+        "remove_vm_nic",
+        "set_vm_nic",
+        "move_disk",
+        "set_preferred_owners",
+        "set_automatic_actions",
+    }
+)
+
+
+def scope_of(action: Action) -> Scope:
+    """The objects an action changes, i.e. what must be read back to verify it."""
+    p = action.params
+    refs = {action.target}
+    if "node" in p and isinstance(p["node"], str):
+        refs.add(f"Node/{p['node']}")
+    if "vm" in p and isinstance(p["vm"], str):
+        refs.add(f"VirtualMachine/{p['vm']}")
+    if "volume" in p and isinstance(p["volume"], str):
+        refs.add(f"ClusterSharedVolume/{p['volume']}")
+    disk = p.get("disk")
+    if isinstance(disk, Mapping) and isinstance(disk.get("volume"), str):
+        refs.add(f"ClusterSharedVolume/{disk['volume']}")
+    if action.type in (
+        "add_node",
+        "patch_node",
+        "test_live_migration",
+        "validate_cluster",
+        "complete_rolling_update",
+    ):
+        refs.add(f"Cluster/{action.cluster}")
+    if action.type in LIFECYCLE_SCOPES:
+        # Read back against the whole cluster: membership and quorum (evict), placement
+        # and volume space (create), unused files (detach, remove), host switches (adapters).
+        return Scope(action.cluster)
+    return Scope(action.cluster, frozenset(refs))
 
 
 @runtime_checkable
 class Provider(Protocol):
-    def observe(self) -> Estate: ...
+    def observe(self, scope: Scope | None = None) -> Estate:
+        """The whole estate; with ``scope``, only those objects (or that cluster)."""
+        ...
 
     def apply(self, action: Action) -> Outcome: ...
 

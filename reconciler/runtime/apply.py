@@ -120,7 +120,13 @@ def prepare(
     if saved is None:
         assert paths is not None
         desired = load_desired(paths, cache_dir)
-        plan = make_plan(desired, observed, manifests=paths, target=target)
+        plan = make_plan(
+            desired,
+            observed,
+            manifests=paths,
+            target=target,
+            refuse=provider.capabilities().refusal,  # what the provider cannot do is blocked
+        )
         plan = replace(plan, manifests_digest=manifests_digest(paths))
         if (
             target

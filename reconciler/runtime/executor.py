@@ -18,7 +18,13 @@ from reconciler.model.actions import Action
 from reconciler.model.physics import max_parallel_migrations
 from reconciler.model.records import Estate
 from reconciler.model.rules import apply_rules
-from reconciler.providers.base import Outcome, Provider, RunsMigrationsTogether
+from reconciler.providers.base import (
+    Outcome,
+    Provider,
+    RunsMigrationsTogether,
+    Scope,
+    scope_of,
+)
 from reconciler.runtime.clock import Clock
 from reconciler.runtime.store.base import StateStore
 
@@ -89,8 +95,36 @@ def _live_move(action: Action) -> bool:
 
 
 def _observe(provider: Provider, cluster: str) -> Estate:
-    observe_cluster: Callable[[str], Estate] | None = getattr(provider, "observe_cluster", None)
-    return observe_cluster(cluster) if observe_cluster else provider.observe()
+    return provider.observe(Scope(cluster))
+
+
+class _Views:
+    """What the run knows of each cluster: read whole once, then only what each action touched.
+
+    On a real cluster a full read is seconds of PowerShell per node; verifying an action needs
+    only the objects it changed (issue 11, item 4).
+    """
+
+    def __init__(self, provider: Provider) -> None:
+        self.provider = provider
+        self.known: dict[str, Estate] = {}
+
+    def cluster(self, name: str) -> Estate:
+        if name not in self.known:
+            self.known[name] = _observe(self.provider, name)
+        return self.known[name]
+
+    def after(self, action: Action) -> Estate:
+        scope = scope_of(action)
+        part = self.provider.observe(scope)
+        if not scope.objects:
+            self.known[action.cluster] = part
+            return part
+        merged = self.cluster(action.cluster)
+        for record in part.records():
+            merged = merged.with_record(record)
+        self.known[action.cluster] = merged
+        return merged
 
 
 class Executor:
@@ -120,6 +154,7 @@ class Executor:
 
     def run(self, plan: Plan, run_id: str) -> RunReport:
         report = RunReport(run_id)
+        self._views = _Views(self.provider)
         self._prefetched: dict[str, ActionResult] = {}  # run together with an earlier one
         self.progress.run_started(plan, run_id)
         broken: dict[str, str] = {}  # action id -> root cause action id
@@ -224,7 +259,7 @@ class Executor:
         first = actions[seq - 1]
         if not isinstance(self.provider, RunsMigrationsTogether) or not _live_move(first):
             return [first]
-        cluster = _observe(self.provider, first.cluster).clusters.get(first.cluster)
+        cluster = self._views.cluster(first.cluster).clusters.get(first.cluster)
         limit = max_parallel_migrations(cluster) if cluster is not None else 1
         group = [first]
         for candidate in actions[seq:]:
@@ -243,7 +278,7 @@ class Executor:
         return group
 
     def _execute_together(self, group: list[Action]) -> dict[str, ActionResult]:
-        fresh = _observe(self.provider, group[0].cluster)
+        fresh = self._views.cluster(group[0].cluster)
         results: dict[str, ActionResult] = {}
         ready: list[Action] = []
         for action in group:
@@ -265,7 +300,7 @@ class Executor:
     def _execute(self, action: Action, first: Outcome | None = None) -> ActionResult:
         """Check, apply (retrying transient errors), verify. ``first``: an attempt made already."""
         if first is None:
-            fresh = _observe(self.provider, action.cluster)
+            fresh = self._views.cluster(action.cluster)
             check = apply_rules(fresh, action)
             if check.done:
                 return ActionResult("already_done", f"{action.target} already as desired")
@@ -291,6 +326,11 @@ class Executor:
             )
             self.clock.sleep(delay)
         details = dict(outcome.details)
+        if outcome.status not in ("done", "already_done"):
+            # A failed step may have changed part of the world: read the cluster again.
+            self._views.known.pop(action.cluster, None)
+        elif outcome.status == "done" and action.type in UNVERIFIABLE:
+            self._views.after(action)
         if outcome.status == "transient_error":
             return ActionResult(
                 "failed",
@@ -306,7 +346,7 @@ class Executor:
                 "precondition_failed", outcome.message, total_seconds, attempts, details
             )
         if outcome.status == "done" and action.type not in UNVERIFIABLE:
-            after = apply_rules(_observe(self.provider, action.cluster), action)
+            after = apply_rules(self._views.after(action), action)
             if not after.done:
                 return ActionResult(
                     "failed",

@@ -34,7 +34,7 @@ from reconciler.engine.plan import (
     verify_document,
 )
 from reconciler.model.records import Estate
-from reconciler.providers.base import Provider
+from reconciler.providers.base import Provider, Scope
 from reconciler.providers.postgres import (
     StateDatabaseError,
     acquire,
@@ -148,12 +148,9 @@ class ClusterProvider:
     def __init__(self, inner: Provider, cluster: str) -> None:
         self.inner, self.cluster = inner, cluster
 
-    def observe(self) -> Estate:
-        by_cluster = getattr(self.inner, "observe_cluster", None)
-        if callable(by_cluster):
-            estate: Estate = by_cluster(self.cluster)
-            return estate
-        return self.inner.observe().of_cluster(self.cluster)
+    def observe(self, scope: Scope | None = None) -> Estate:
+        # The protocol's targeted read: the whole of this cluster, or the objects asked for.
+        return self.inner.observe(scope if scope is not None else Scope(self.cluster))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -90,6 +90,7 @@ def plan_paths(
         manifests=[str(Path(p)) for p in paths],
         target=target,
         on_cluster=progress.advance if progress is not None else None,
+        refuse=provider.capabilities().refusal,
     )
     log_planned(plan, time.perf_counter() - planning)
     return Planned(desired, observed, replace(plan, manifests_digest=manifests_digest(paths)))

@@ -1,0 +1,232 @@
+"""Decoded Hyper-V and FailoverClusters objects -> the model's records.
+
+Pure functions over the dicts ``wire.decode`` gives (properties by name, enums by name). A
+value the model has no word for is not guessed: the caller gets an observation warning and
+the object (or field) is left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.model.records import (
+    ClusterNetwork,
+    Disk,
+    NetworkRole,
+    QuorumMode,
+    SwitchConfig,
+    VmNic,
+    Witness,
+)
+from reconciler.model.vlans import VlanListError, parse_vlan_list
+
+GIB = 2**30
+MIB = 2**20
+CSV_ROOT = "C:\\ClusterStorage"
+REGISTRY_KEY = "HKLM:\\SOFTWARE\\Reconciler"
+
+# Win32_OperatingSystem.Version (major.minor.build) -> the model's platform name
+PLATFORM_BY_VERSION = {
+    "6.1.7601": "2008r2",
+    "6.1.7600": "2008r2",
+    "6.3.9600": "2012r2",
+    "10.0.14393": "2016",
+    "10.0.17763": "2019",
+    "10.0.20348": "2022",
+    "10.0.26100": "2025",
+}
+POWER = {"Running": "running", "Off": "off", "Saved": "saved"}
+SWITCH_TYPE = {"External": "external", "Internal": "internal", "Private": "private"}
+VHD_TYPE = {"Fixed": "fixed", "Dynamic": "dynamic", "Differencing": "differencing"}
+QUORUM: dict[str, QuorumMode] = {
+    "Majority": "recommended",
+    "NodeMajority": "node_majority",
+    "NodeAndDiskMajority": "node_and_disk_majority",
+    "NodeAndFileShareMajority": "node_and_file_share_majority",
+    "DiskOnly": "disk_only",
+    "CloudWitness": "cloud_witness",
+}
+# Which cluster-parameter name holds which ClusterStatus field.
+STATUS_PARAMETERS = {
+    "ReconcilerMonitoringMaintenance": "monitoring_maintenance",
+    "ReconcilerRollingUpdateDone": "rolling_update_done",
+    "ReconcilerRollingUpdateInProgress": "rolling_update_in_progress",
+    "ReconcilerUpdatedNodes": "updated_nodes",
+    "ReconcilerPendingNodes": "pending_nodes",
+    "ReconcilerTestedNodes": "tested_nodes",
+}
+
+
+@dataclass
+class Warnings:
+    items: list[str] = field(default_factory=list)
+
+    def add(self, where: str, message: str) -> None:
+        self.items.append(f"{where}: {message}")
+
+
+def platform_of(version: str) -> str | None:
+    parts = str(version).split(".")
+    return PLATFORM_BY_VERSION.get(".".join(parts[:3]))
+
+
+def gib(value: Any, where: str, warnings: Warnings) -> int | None:
+    n = int(value)
+    if n % GIB:
+        warnings.add(where, f"{n} bytes is not a whole number of GiB; the model counts GiB")
+        return None
+    return n // GIB
+
+
+def vhd_parts(path: str) -> tuple[str, str, str, str] | None:
+    """``C:\\ClusterStorage\\vol\\vm\\disk.vhdx`` -> (volume, vm, disk, format)."""
+    prefix = CSV_ROOT.lower() + "\\"
+    if not path.lower().startswith(prefix):
+        return None
+    parts = path[len(prefix) :].split("\\")
+    if len(parts) != 3:
+        return None
+    stem, _, ext = parts[2].rpartition(".")
+    if not stem or ext.lower() not in ("vhd", "vhdx"):
+        return None
+    return parts[0], parts[1], stem, ext.lower()
+
+
+def vhd_path(volume: str, vm: str, disk: str, fmt: str) -> str:
+    return f"{CSV_ROOT}\\{volume}\\{vm}\\{disk}.{fmt}"
+
+
+def cpu_text(processors: Sequence[Mapping[str, Any]]) -> str:
+    names = sorted({str(p.get("Name", "")).strip() for p in processors})
+    if len(names) != 1:
+        return " + ".join(names)
+    return names[0] if len(processors) == 1 else f"{len(processors)}x {names[0]}"
+
+
+def switch_config(
+    switch: Mapping[str, Any],
+    vlan: Mapping[str, Any] | None,
+    nic_by_description: Mapping[str, str],
+    where: str,
+    warnings: Warnings,
+) -> SwitchConfig | None:
+    kind = SWITCH_TYPE.get(str(switch.get("SwitchType")))
+    if kind is None:
+        warnings.add(where, f"switch type {switch.get('SwitchType')} is not known to the model")
+        return None
+    uplink: str | None = None
+    if kind == "external":
+        desc = str(switch.get("NetAdapterInterfaceDescription") or "")
+        uplink = nic_by_description.get(desc)
+        if uplink is None:
+            warnings.add(where, f"uplink '{desc}' is no network adapter of the host")
+            return None
+    allowed: frozenset[int] = frozenset()
+    native: int | None = None
+    if vlan is not None:
+        mode = str(vlan.get("OperationMode"))
+        if mode == "Trunk":
+            try:
+                allowed = parse_vlan_list(str(vlan.get("AllowedVlanIdListString") or ""))
+            except VlanListError as exc:
+                warnings.add(where, f"trunk list not understood: {exc}")
+                return None
+            native = int(vlan.get("NativeVlanId") or 0) or None
+        elif mode != "Untagged":
+            warnings.add(where, f"host adapter VLAN mode {mode} is not known to the model")
+            return None
+    return SwitchConfig(kind, uplink, bool(switch.get("AllowManagementOS")), allowed, native)  # type: ignore[arg-type]
+
+
+def vm_nic(
+    adapter: Mapping[str, Any], vlan: Mapping[str, Any] | None, where: str, warnings: Warnings
+) -> VmNic | None:
+    access: int | None = None
+    if vlan is not None:
+        mode = str(vlan.get("OperationMode"))
+        if mode == "Access":
+            access = int(vlan.get("AccessVlanId") or 0) or None
+        elif mode != "Untagged":
+            warnings.add(where, f"VLAN mode {mode} on a VM adapter is not known to the model")
+            return None
+    return VmNic(str(adapter["Name"]), str(adapter.get("SwitchName") or ""), access)
+
+
+def disk_record(
+    hdd: Mapping[str, Any], vhd: Mapping[str, Any] | None, where: str, warnings: Warnings
+) -> Disk | None:
+    path = str(hdd.get("Path") or "")
+    parts = vhd_parts(path)
+    if parts is None:
+        warnings.add(where, f"disk path {path} is outside {CSV_ROOT}\\<volume>\\<vm>\\")
+        return None
+    if vhd is None:
+        warnings.add(where, f"no Get-VHD answer for {path}")
+        return None
+    volume, _vm, name, fmt = parts
+    kind = VHD_TYPE.get(str(vhd.get("VhdType")))
+    controller = str(hdd.get("ControllerType", "")).lower()
+    if kind is None or controller not in ("ide", "scsi"):
+        warnings.add(
+            where, f"{path}: {vhd.get('VhdType')} on {hdd.get('ControllerType')} is not known"
+        )
+        return None
+    size = gib(vhd["Size"], f"{where} {path}", warnings)
+    if size is None:
+        return None
+    return Disk(
+        name=name,
+        controller=controller,  # type: ignore[arg-type]
+        controller_number=int(hdd.get("ControllerNumber", 0)),
+        slot=int(hdd.get("ControllerLocation", 0)),
+        type=kind,  # type: ignore[arg-type]
+        format=fmt,  # type: ignore[arg-type]
+        size_gib=size,
+        volume=volume,
+        parent=str(vhd.get("ParentPath") or "") or None,
+        file_size_gib=round(int(vhd.get("FileSize", 0)) / GIB, 6),
+    )
+
+
+def witness_of(resource: Mapping[str, Any] | None, params: Mapping[str, Any]) -> Witness:
+    if resource is None:
+        return Witness()
+    kind = str(resource.get("ResourceType"))
+    if kind == "Physical Disk":
+        return Witness(disk=str(resource["Name"]))
+    if kind == "File Share Witness":
+        return Witness(file_share=str(params.get("SharePath") or "") or None)
+    if kind == "Cloud Witness":
+        return Witness(cloud_account=str(params.get("AccountName") or "") or None)
+    return Witness()
+
+
+def network_roles(
+    role: str, subnet: str | None, migration_subnets: set[str]
+) -> tuple[NetworkRole, ...]:
+    """ClusterNetworkRole plus the Hyper-V migration networks -> the model's roles."""
+    if role == "ClusterAndClient":
+        return ("management",)
+    if role == "Cluster":
+        return ("live_migration",) if subnet in migration_subnets else ("heartbeat",)
+    return ("vm",)
+
+
+def cluster_network(
+    net: Mapping[str, Any], speeds: Sequence[int], migration_subnets: set[str]
+) -> ClusterNetwork:
+    address = str(net.get("Address") or "")
+    bits = int(net.get("AddressPrefixLength") or 0)
+    subnet = f"{address}/{bits}" if address and bits else None
+    return ClusterNetwork(
+        str(net["Name"]),
+        network_roles(str(net.get("Role")), subnet, migration_subnets),
+        min(speeds) if speeds else 1000,
+        subnet,
+    )
+
+
+def node_list(text: Any) -> frozenset[str]:
+    return frozenset(n for n in str(text or "").split(",") if n)
