@@ -39,6 +39,7 @@ from reconciler.model.records import (
     frozen_map,
 )
 from reconciler.model.rules import disk_to_params, switch_to_params
+from reconciler.model.rules_lifecycle import vm_to_params
 from reconciler.model.vlans import format_vlan_list
 
 REPO = Path(__file__).resolve().parents[1]
@@ -183,6 +184,15 @@ def match_switch(node: str, switch: str, cfg: SwitchConfig, cluster: str = "lab"
     return act("match_vswitch", cluster, node=node, switch=switch, config=switch_to_params(cfg))
 
 
+def new_vm(name: str = "C", memory_mib: int = 1024, vlan: int = 10, *disks: Disk) -> VirtualMachine:
+    """A VM for create_vm in the lab: VLAN 10 on ``vs``, a new 20 GiB fixed os disk on V1."""
+    return _vm(name, "", memory_mib, vlan, *(disks or (os_disk(),)))
+
+
+def create(vm: VirtualMachine, node: str, cluster: str = "lab") -> Action:
+    return act("create_vm", cluster, **vm_to_params(vm, node))
+
+
 # --- Hypothesis: random action sequences -------------------------------------------------------
 
 QUORUM_MODES = (
@@ -227,9 +237,19 @@ def actions(draw: st.DrawFn, estate: Estate, cluster: str) -> Action:
                 "set_vlan_trunk",
                 "match_vswitch",
                 "update_quorum",
+                "create_vm",
+                "remove_vm",
+                "evict_node",
+                "add_vm_nic",
+                "remove_vm_nic",
+                "set_vm_nic",
+                "move_disk",
             )
         )
     )
+    lifecycle = _lifecycle_action(draw, kind, estate, cluster)
+    if lifecycle is not None:
+        return lifecycle
     if kind == "migrate_vm":
         method = draw(st.sampled_from(("live", "quick", "offline")))
         return migrate(draw(st.sampled_from(vms)), draw(st.sampled_from(nodes)), method, cluster)
@@ -282,3 +302,38 @@ def actions(draw: st.DrawFn, estate: Estate, cluster: str) -> Action:
         return match_switch(node, switch, cfg, cluster)
     witness = draw(st.sampled_from(WITNESSES))
     return act(kind, cluster, mode=draw(st.sampled_from(QUORUM_MODES)), witness=witness)
+
+
+def _lifecycle_action(draw: st.DrawFn, kind: str, estate: Estate, cluster: str) -> Action | None:
+    """create, remove, evict, adapters and disk moves, on names that exist (or one new VM)."""
+    vms = sorted(estate.vms)
+    nodes = sorted(estate.nodes)
+    if kind == "create_vm":
+        vlan = draw(st.sampled_from((10, 20, 30)))
+        size = draw(st.integers(min_value=1, max_value=80))
+        vm = new_vm(draw(st.sampled_from(("C", "D", "A"))), 1024, vlan, os_disk(size))
+        return create(vm, draw(st.sampled_from(nodes)), cluster)
+    if kind == "remove_vm":
+        return act(kind, cluster, vm=draw(st.sampled_from(vms)), delete_disks=draw(st.booleans()))
+    if kind == "evict_node":
+        return act(kind, cluster, node=draw(st.sampled_from(nodes)))
+    if kind in ("add_vm_nic", "set_vm_nic"):
+        nic = {
+            "name": draw(st.sampled_from(("nic1", "nic2"))),
+            "switch": draw(st.sampled_from(("vs", "other"))),
+            "vlan": draw(st.sampled_from((None, 10, 20, 30))),
+        }
+        return act(kind, cluster, vm=draw(st.sampled_from(vms)), nic=nic)
+    if kind == "remove_vm_nic":
+        return act(kind, cluster, vm=draw(st.sampled_from(vms)), nic="nic1")
+    if kind == "move_disk":
+        return act(
+            kind,
+            cluster,
+            vm=draw(st.sampled_from(vms)),
+            disk=draw(st.sampled_from(("os", "data"))),
+            controller=draw(st.sampled_from(("ide", "scsi"))),
+            controller_number=draw(st.integers(min_value=0, max_value=4)),
+            slot=draw(st.integers(min_value=0, max_value=2)),
+        )
+    return None

@@ -40,6 +40,7 @@ from reconciler.model.records import (
     NodeNic,
     Offloads,
     PlacementPolicy,
+    Prune,
     Quorum,
     QuorumMode,
     SwitchConfig,
@@ -214,6 +215,7 @@ def _disks(draw: st.DrawFn, generation: int, volumes: list[str], vhdx_ok: bool) 
                 allow_delete=draw(st.booleans()),
                 boot=draw(st.booleans()) if may_boot else False,
                 parent=draw(texts) if kind == "differencing" else None,
+                file=draw(st.none() | texts.map(lambda t, ext=fmt: f"{t}/{t}.{ext}")),
             )
         )
     return tuple(disks)
@@ -233,7 +235,14 @@ def _vm(
     nics = []
     for nic_name in nic_names:
         switch = draw(st.sampled_from(switches))
-        nics.append(VmNic(nic_name, switch.name, draw(_vlan_for(switch.config))))
+        mac = draw(st.none() | st.from_regex(r"\A[0-9A-F]{12}\Z"))
+        carried = sorted(switch.config.allowed_vlans)
+        if carried and draw(st.booleans()):  # a trunk adapter, on VLANs the switch carries
+            trunk = frozenset(draw(st.lists(st.sampled_from(carried), min_size=1, max_size=4)))
+            native = draw(st.none() | st.sampled_from(carried))
+            nics.append(VmNic(nic_name, switch.name, None, trunk, native, mac))
+        else:
+            nics.append(VmNic(nic_name, switch.name, draw(_vlan_for(switch.config)), mac=mac))
     group = draw(st.none() | st.sampled_from(["dc", "sql", "web"]))
     return VirtualMachine(
         name=name,
@@ -312,6 +321,7 @@ def estates(draw: st.DrawFn) -> Estate:
             vm_overhead_mib=draw(st.none() | st.integers(0, 512)),
         ),
         test_vm=draw(st.none() | st.sampled_from(vm_names)) if vm_names else None,
+        prune=Prune(draw(st.booleans()), draw(st.booleans())),
         labels=draw(labels),
     )
     baseline = (draw(texts), draw(texts), draw(texts), draw(texts), draw(texts))

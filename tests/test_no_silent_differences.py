@@ -90,24 +90,37 @@ class TestNotARealDifference:
 class TestDifferencesThePlanCannotActOn:
     """Each is a blocked item with its reason: exit 3, in text, JSON and markdown."""
 
-    def test_an_adapter_on_another_vlan(self, tmp_path: Path) -> None:
+    def test_a_cluster_on_another_platform(self, tmp_path: Path) -> None:
         desired, state = case(
-            tmp_path,
-            [("observed.yaml", WEB01_NIC, WEB01_NIC.replace("vlan: 10", "vlan: 30"))],
+            tmp_path, [("observed.yaml", 'platform: "2008r2"', 'platform: "2012r2"')]
         )
         code, out = plan(desired, state)
         assert code == 3, out
         assert "BLOCKED" in out
-        assert "network adapters differ" in out
+        assert "upgrading a cluster is not done by a plan" in out
         code, out = plan(desired, state, "--json")
         assert code == 3
         document = json.loads(out)
         assert document["summary"]["blocked"] is True
         [v] = [v for v in document["violations"] if v["severity"] == "block"]
-        assert v["target"].startswith("VirtualMachine/")
+        assert v["target"] == "Cluster/lab"
         code, out = plan(desired, state, "--format", "markdown")
         assert code == 3
-        assert "network adapters differ" in out
+        assert "upgrading a cluster is not done by a plan" in out
+
+    def test_an_adapter_on_another_vlan_is_planned_online(self, tmp_path: Path) -> None:
+        # Once blocked as unsupported; now a set_vm_nic while the VM runs (issue 15).
+        desired, state = case(
+            tmp_path,
+            [("observed.yaml", WEB01_NIC, WEB01_NIC.replace("vlan: 10", "vlan: 30"))],
+        )
+        code, out = plan(desired, state, "--json")
+        assert code == 2, out
+        document = json.loads(out)
+        assert [(a["type"], a["disruption"]) for a in document["actions"]] == [
+            ("set_vm_nic", "online")
+        ]
+        assert document["violations"] == []
 
     def test_a_node_at_another_patch_level(self, tmp_path: Path) -> None:
         desired, state = case(

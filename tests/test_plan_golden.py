@@ -152,10 +152,18 @@ class TestCaseBehaviour:
         assert ("never_live_migrate", "block") in rules("never_live_migrate")
         assert all(v.action == "migrate_vm:EXCH01" for v in plan.violations)
 
-    def test_never_policy_with_downtime_moves_quick(self) -> None:
+    def test_never_policy_with_downtime_moves_offline(self) -> None:
+        """Shut down, moved while off, started there: never saved (no quick migration)."""
         plan = plan_of("never_with_downtime")
-        (move,) = actions("never_with_downtime")
-        assert (move["method"], move["disruption"]) == ("quick", "downtime")
+        stop, move, start = actions("never_with_downtime")
+        assert [stop["type"], move["type"], start["type"]] == ["stop_vm", "migrate_vm", "start_vm"]
+        assert (stop["disruption"], move["method"], move["destination"]) == (
+            "downtime",
+            "offline",
+            "hv3",
+        )
+        assert move["estimate_bytes"] == 0, "nothing is saved to disk or copied"
+        assert stop["id"] in move["depends_on"] and move["id"] in start["depends_on"]
         assert not plan.violations
 
     def test_offline_policy_without_downtime_is_blocked(self) -> None:
@@ -249,6 +257,183 @@ class TestCaseBehaviour:
         assert (first["vm"], second["vm"]) == ("SQL02", "SQL01")
         assert first["id"] in second["depends_on"]
         assert not plan_of("pinned_move_waits_for_peer").violations
+
+
+class TestLifecycleCaseBehaviour:
+    """What the create, evict and removal cases show, checked on the plan itself."""
+
+    def test_new_vms_are_placed_built_and_started_as_declared(self) -> None:
+        steps = by_id("create_vm")
+        assert list(steps) == ["create_vm:NEW01", "start_vm:NEW01", "create_vm:NEW02"]
+        # No web VM on hv3 and the most free memory there: where a migration would go.
+        assert steps["create_vm:NEW01"]["params"]["node"] == "hv3"
+        assert steps["start_vm:NEW01"]["depends_on"] == ["create_vm:NEW01"]
+        new02 = steps["create_vm:NEW02"]["params"]
+        assert (new02["node"], new02["disks"][0]["file"]) == ("hv2", "OLD01/os.vhd")
+        assert "start_vm:NEW02" not in steps, "power_state: off"
+        assert {a["disruption"] for a in actions("create_vm")} == {"online"}
+        # 60 s of configuration plus the 40 GiB fixed disk written at 200 MiB/s.
+        assert steps["create_vm:NEW01"]["estimate_seconds"] == 60.0 + 40 * 1024 / 200
+        assert not plan_of("create_vm").violations
+
+    def test_a_new_vm_that_fits_nowhere_is_not_created(self) -> None:
+        plan = plan_of("create_vm_no_room")
+        assert plan.empty
+        assert [(v.rule, v.target) for v in plan.violations] == [
+            ("no_placement", "VirtualMachine/BIG01")
+        ]
+
+    def test_eviction_is_the_mirror_of_add_node(self) -> None:
+        assert [a["id"] for a in actions("evict_node")] == [
+            "begin_monitoring_maintenance:lab",
+            "migrate_vm:DB01",
+            "drain_node:hv3",
+            "evict_node:hv3",
+            "update_quorum:lab",
+            "end_monitoring_maintenance:lab",
+        ]
+        steps = by_id("evict_node")
+        assert (steps["migrate_vm:DB01"]["source"], steps["migrate_vm:DB01"]["method"]) == (
+            "hv3",
+            "live",
+        )
+        assert {"drain_node:hv3", "migrate_vm:DB01"} <= set(steps["evict_node:hv3"]["depends_on"])
+        assert steps["update_quorum:lab"]["params"]["mode"] == "node_majority"
+        assert steps["update_quorum:lab"]["depends_on"] == ["evict_node:hv3"]
+        assert not plan_of("evict_node").violations
+
+    def test_a_down_node_is_evicted_without_a_drain(self) -> None:
+        assert types("evict_node_down") == [
+            "begin_monitoring_maintenance",
+            "evict_node",
+            "update_quorum",
+            "end_monitoring_maintenance",
+        ]
+        assert not plan_of("evict_node_down").violations
+
+    def test_eviction_that_breaks_n_plus_1_is_refused_whatever_the_reserve_policy(self) -> None:
+        plan = plan_of("evict_node_reserve")
+        assert plan.blocked
+        blocking = [(v.rule, v.action) for v in plan.violations if v.severity == "block"]
+        assert blocking == [("failover_reserve", "evict_node:hv3")]
+
+    def test_eviction_whose_vms_fit_nowhere_plans_nothing_for_the_node(self) -> None:
+        plan = plan_of("evict_node_no_room")
+        assert plan.empty and plan.blocked
+        (refusal,) = [v for v in plan.violations if v.rule == "evict_node"]
+        assert refusal.target == "Node/hv3" and "DB02" in refusal.message
+
+    def test_eviction_that_loses_quorum_is_refused(self) -> None:
+        plan = plan_of("evict_node_quorum")
+        (refusal,) = [v for v in plan.violations if v.rule == "precondition"]
+        assert (refusal.severity, refusal.action) == ("block", "evict_node:hv3")
+        assert "would lose quorum" in refusal.message
+        assert "update_quorum" not in types("evict_node_quorum")
+
+    def test_unmanaged_vm_is_reported_and_left_alone(self) -> None:
+        plan = plan_of("unmanaged_vm")
+        assert plan.empty and not plan.violations
+        assert plan.unmanaged == ("VirtualMachine/OLD01",)
+        assert plan.to_json()["unmanaged"] == ["VirtualMachine/OLD01"]
+
+    @pytest.mark.parametrize(
+        ("case", "delete"), [("prune_remove_vm", False), ("prune_delete_disks", True)]
+    )
+    def test_prune_removes_last_and_deletes_files_only_when_told(
+        self, case: str, delete: bool
+    ) -> None:
+        assert types(case) == ["migrate_vm", "remove_vm"]
+        removal = actions(case)[-1]
+        assert (removal["target"], removal["disruption"]) == ("VirtualMachine/OLD01", "destructive")
+        assert removal["params"]["delete_disks"] is delete
+        assert removal["params"]["files"] == ["OLD01/os.vhd"]
+        assert plan_of(case).unmanaged == ()
+        assert not plan_of(case).violations
+
+
+class TestAdapterCaseBehaviour:
+    """VM network adapters: online where Hyper-V allows it, else stop, change, start."""
+
+    def test_generation_1_adds_with_the_vm_off_and_changes_a_vlan_online(self) -> None:
+        case = "vm_adapters_offline_2008r2"
+        assert [a["id"] for a in actions(case)] == [
+            "set_vm_nic:WEB01",
+            "stop_vm:APP01",
+            "add_vm_nic:APP01",
+            "start_vm:APP01",
+        ]
+        steps = by_id(case)
+        assert steps["set_vm_nic:WEB01"]["params"]["nic"] == {
+            "name": "nic1",
+            "switch": "vSwitch-VM",
+            "vlan": 10,
+        }
+        assert steps["add_vm_nic:APP01"]["depends_on"] == ["stop_vm:APP01"]
+        assert not plan_of(case).violations
+
+    def test_an_adapter_that_needs_downtime_is_blocked_without_it(self) -> None:
+        assert ("downtime_not_allowed", "block") in rules("vm_adapters_blocked_2008r2")
+        assert "stop_vm" not in types("vm_adapters_blocked_2008r2")
+
+    def test_generation_2_on_2019_hot_adds_and_sets_a_mac_with_the_vm_off(self) -> None:
+        case = "vm_adapters_hot_2019"
+        steps = by_id(case)
+        assert steps["add_vm_nic:WEB01"]["depends_on"] == []
+        assert steps["set_vm_nic:WEB02"]["params"]["nic"]["trunk"] == "10,20"
+        assert steps["set_vm_nic:TEST01"]["params"]["nic"]["mac"] == "00155D0A0102"
+        assert steps["set_vm_nic:TEST01"]["depends_on"] == ["stop_vm:TEST01"]
+        assert "stop_vm:WEB01" not in steps and "stop_vm:WEB02" not in steps
+        assert not plan_of(case).violations
+
+
+class TestDiskMoveCaseBehaviour:
+    """Disks move between controllers and slots: SCSI online, IDE and boot disks with the VM off."""
+
+    def test_scsi_data_disks_move_online(self) -> None:
+        case = "disk_move_scsi_online_2019"
+        moves = actions(case)
+        assert [(a["id"], a["disruption"]) for a in moves] == [
+            ("move_disk:APP01", "online"),
+            ("move_disk:DB01", "online"),
+        ]
+        assert moves[1]["params"] == {
+            "vm": "DB01",
+            "disk": "data",
+            "controller": "scsi",
+            "controller_number": 2,
+            "slot": 5,
+        }
+        assert not plan_of(case).violations
+
+    def test_ide_moves_stop_the_vm_or_are_blocked_without_downtime(self) -> None:
+        case = "disk_move_ide_needs_off"
+        assert [a["id"] for a in actions(case)][:3] == [
+            "stop_vm:APP01",
+            "move_disk:APP01",
+            "start_vm:APP01",
+        ]
+        assert ("downtime_not_allowed", "VirtualMachine/DB01") in {
+            (v.rule, v.target) for v in plan_of(case).violations
+        }
+        assert "stop_vm:DB01" not in by_id(case)
+
+
+class TestVmSettingsCaseBehaviour:
+    """Preferred owners (a set, never a move) and automatic actions."""
+
+    def test_owners_are_set_without_moving_and_the_stop_action_waits_for_off(self) -> None:
+        case = "vm_settings"
+        steps = by_id(case)
+        assert steps["set_preferred_owners:WEB01"]["params"] == {
+            "vm": "WEB01",
+            "owners": ["hv2", "hv3"],
+        }
+        assert "migrate_vm" not in types(case), "setting owners never moves the VM"
+        assert steps["set_automatic_actions:TEST01"]["params"] == {"vm": "TEST01", "start": "start"}
+        assert steps["set_automatic_actions:TEST01"]["depends_on"] == []
+        assert steps["set_automatic_actions:APP01"]["depends_on"] == ["stop_vm:APP01"]
+        assert steps["start_vm:APP01"]["depends_on"] == ["set_automatic_actions:APP01"]
+        assert not plan_of(case).violations
 
 
 def _patched_order(case: str) -> list[str]:

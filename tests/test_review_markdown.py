@@ -483,3 +483,20 @@ class TestCli:
     def test_detailed_exitcode_is_unchanged(self, state: Path) -> None:
         code, _ = self.run(state, "--format", "markdown", "--detailed-exitcode", str(DEMO))
         assert code == 2
+
+
+class TestRemovalsAndUnmanaged:
+    """Removals are shown apart in the comment; objects in no manifest are listed, left alone."""
+
+    def test_removals_have_their_own_section_and_summary(self) -> None:
+        text = plan_markdown(golden_plan("prune_remove_vm"))
+        assert "REMOVES 1: VirtualMachine/OLD01" in text
+        section = text[text.index("**Removals**") :].split("\n\n")[1]
+        assert section.startswith("- 🗑️ `remove_vm` VirtualMachine/OLD01: OLD01 is in no manifest")
+        assert "destructive" in text
+
+    def test_unmanaged_objects_are_listed_even_with_nothing_to_do(self) -> None:
+        text = plan_markdown(golden_plan("unmanaged_vm"))
+        assert "**Unmanaged** (in the world, in no manifest; left alone)" in text
+        assert "- VirtualMachine/OLD01" in text
+        assert "**Removals**" not in text

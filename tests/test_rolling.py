@@ -299,10 +299,13 @@ class TestDemoCycle:
         assert not any(world.nodes[n].maintenance for n in NODES)
         assert invariants(world) == []
 
-    def test_exch01_is_quick_migrated_never_live(self, cycle: Cycle) -> None:
+    def test_exch01_moves_offline_never_live_nor_saved(self, cycle: Cycle) -> None:
         exch = [m for m in migrations(cycle.state) if m.vm == "EXCH01"]
         assert exch, "EXCH01's node is patched too: it must have moved"
-        assert {m.method for m in exch} == {"quick"}
+        # Shut down, moved off, started: no live migration and no saved state.
+        assert {m.method for m in exch} == {"offline"}
+        assert all(m.bytes_sent == 0 for m in exch)
+        assert observe(cycle.state).vms["EXCH01"].power_state == "running"
 
     def test_each_vm_moves_once_and_a_pinned_vm_out_and_back(self, cycle: Cycle) -> None:
         moved = collections.Counter(m.vm for m in cycle.moves)

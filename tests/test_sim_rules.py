@@ -16,11 +16,13 @@ from sim_strategies import (
     TRUNK,
     act,
     add_disk,
+    create,
     data_disk,
     demo_world,
     lab_world,
     match_switch,
     migrate,
+    new_vm,
     trunk,
 )
 
@@ -280,7 +282,8 @@ class TestDetachKeepsTheFile:
         before = volume_used_gib(world, "V1")
         after = accepted(world, act("detach_disk", vm="A", disk="data"))
         assert volume_used_gib(after, "V1") == pytest.approx(before)
-        assert after.volumes["V1"].status.other_used_gib == pytest.approx(5.0)  # 10 GiB dynamic
+        # A 10 GiB dynamic disk, listed as an unused file on its volume.
+        assert dict(after.volumes["V1"].status.files) == {"A/data.vhdx": pytest.approx(5.0)}
 
     def test_delete_file_frees_the_space(self) -> None:
         world = lab_world()
@@ -288,6 +291,7 @@ class TestDetachKeepsTheFile:
         after = accepted(world, act("detach_disk", vm="A", disk="data", delete_file=True))
         assert volume_used_gib(after, "V1") == pytest.approx(before - 5.0)
         assert after.volumes["V1"].status.other_used_gib == 0.0
+        assert dict(after.volumes["V1"].status.files) == {}
 
 
 class TestResizingDisks:
@@ -736,6 +740,35 @@ ONCE_THEN_DONE: dict[str, tuple[Callable[[], Estate], tuple[Action, ...], Action
     "set_vm": (lab_world, (STOP_A,), act("set_vm", vm="A", memory_mib=4096, vcpus=4)),
     "stop_vm": (lab_world, (), STOP_A),
     "start_vm": (lab_world, (STOP_A,), act("start_vm", vm="A")),
+    "create_vm": (lab_world, (), create(new_vm(), "n2")),
+    "remove_vm": (lab_world, (), act("remove_vm", vm="B", delete_disks=False)),
+    "evict_node": (
+        lab_world,
+        (migrate("B", "n1"), act("drain_node", node="n2")),
+        act("evict_node", node="n2"),
+    ),
+    "add_vm_nic": (
+        lab_world,
+        (STOP_A,),
+        act("add_vm_nic", vm="A", nic={"name": "nic2", "switch": "vs", "vlan": 20}),
+    ),
+    "remove_vm_nic": (lab_world, (STOP_A,), act("remove_vm_nic", vm="A", nic="nic1")),
+    "set_vm_nic": (
+        lab_world,
+        (),
+        act("set_vm_nic", vm="A", nic={"name": "nic1", "switch": "vs", "vlan": 20}),
+    ),
+    "move_disk": (
+        lab_world,
+        (),
+        act("move_disk", vm="A", disk="data", controller="scsi", controller_number=1, slot=5),
+    ),
+    "set_preferred_owners": (lab_world, (), act("set_preferred_owners", vm="A", owners=["n2"])),
+    "set_automatic_actions": (
+        lab_world,
+        (STOP_A,),
+        act("set_automatic_actions", vm="A", start="start", stop="shut_down"),
+    ),
 }
 
 

@@ -176,10 +176,15 @@ def validate(obj: Context, paths: tuple[str, ...], fmt: str) -> None:
     show_default=True,
     help="Include observed-only facts (a world file); without them, manifests.",
 )
+@click.option(
+    "--pin-vms",
+    is_flag=True,
+    help="Pin every VM to the node it runs on (by default placement is left free).",
+)
 @click.pass_obj
-def observe(obj: Context, fmt: str, status: bool) -> None:
+def observe(obj: Context, fmt: str, status: bool, pin_vms: bool) -> None:
     """Print the observed estate as manifests: also the way to adopt an existing estate."""
-    from reconciler.manifest.dump import to_documents, to_yaml
+    from reconciler.manifest.dump import adoptable, to_documents, to_yaml
 
     provider = obj.provider_instance()
     bar = plan_bar(obj, text_output=fmt == "yaml")
@@ -189,6 +194,8 @@ def observe(obj: Context, fmt: str, status: bool) -> None:
     finally:
         provider.close()
     conditions = [c.note() for c in observed_conditions(estate)]
+    if not status and not pin_vms:
+        estate = adoptable(estate)
     if fmt == "json":
         click.echo(json.dumps(to_documents(estate, status=status), indent=2))
         for line in conditions:

@@ -36,6 +36,9 @@ SYMBOL: dict[str, str] = {
     "migrate_vm": "→",
     "test_live_migration": "→",
     "detach_disk": "-",
+    "create_vm": "+",
+    "remove_vm": "-",
+    "evict_node": "-",
 }
 COLOUR = {"+": "green", "~": "yellow", "→": "cyan", "-": "red"}
 
@@ -116,9 +119,11 @@ def summary_line(plan: Plan) -> str:
     warned = len(plan.violations) - blocked
     state = f"BLOCKED by {blocked} safety violation(s)" if blocked else "safe to apply"
     warn = f", {warned} warning(s)" if warned else ""
+    removals = [a.target for a in plan.actions if a.disruption == "destructive"]
+    removed = f" REMOVES {len(removals)}: {', '.join(removals)}." if removals else ""
     return (
         f"Plan: {len(plan.actions)} action(s) ({disruption}); estimated "
-        f"{duration(plan.estimate_seconds())}{moved}; {state}{warn}."
+        f"{duration(plan.estimate_seconds())}{moved}; {state}{warn}.{removed}"
     )
 
 
@@ -157,6 +162,10 @@ def plan_lines(plan: Plan, colour: bool = True) -> list[str]:
     if plan.notes:
         out.append("")
         out.extend(safe(f"note: {n}") for n in plan.notes)
+    if plan.unmanaged:
+        out.append("")
+        out.append("Unmanaged (in the world, in no manifest; left alone):")
+        out.extend(safe(f"  ? {ref}") for ref in plan.unmanaged)
     return out
 
 

@@ -35,6 +35,7 @@ COLOUR: dict[str, str] = {
     "live-migration": "#cfe3ff",
     "downtime": "#ffd0d0",
     "reboot": "#e8c8ff",
+    "destructive": "#ff9e80",
 }
 BLOCKED_COLOUR = "#c62828"
 COLOUR_NAME = {
@@ -43,6 +44,7 @@ COLOUR_NAME = {
     "live-migration": "blue",
     "downtime": "red",
     "reboot": "purple",
+    "destructive": "orange",
 }
 
 
@@ -140,7 +142,7 @@ def _summary(plan: Plan) -> list[str]:
     elif plan.actions:
         out += ["> **Safe to apply**: no safety rule is broken.", ""]
     if not plan.actions and not plan.violations:
-        return out
+        return out + _unmanaged(plan)
     s = plan.summary()
     by_disruption = Counter(a.disruption for a in plan.actions)
     disruption = ", ".join(f"{by_disruption[d]} {d}" for d in DISRUPTION_ORDER if by_disruption[d])
@@ -169,6 +171,7 @@ def _summary(plan: Plan) -> list[str]:
         f"| **Clusters** | {_named(clusters, 20) or 'none'} |",
         "",
     ]
+    out += _removals(plan)
     out += _violations(plan)
     if plan.notes:
         out += ["**Notes**", ""]
@@ -177,6 +180,28 @@ def _summary(plan: Plan) -> list[str]:
             out.append(f"- … and {len(plan.notes) - MAX_NOTES} more: {FULL_PLAN}")
         out.append("")
     return out
+
+
+def _removals(plan: Plan) -> list[str]:
+    """Removals apart, above everything else a reviewer reads: they cannot be undone."""
+    removals = [a for a in plan.actions if a.disruption == "destructive"]
+    out: list[str] = []
+    if removals:
+        out += [f"**Removals** ({len(removals)}, destructive, last in the plan)", ""]
+        out += [f"- 🗑️ {code(a.type)} {md(a.target)}: {md(a.reason)}" for a in removals]
+        out.append("")
+    return out + _unmanaged(plan)
+
+
+def _unmanaged(plan: Plan) -> list[str]:
+    if not plan.unmanaged:
+        return []
+    return [
+        "**Unmanaged** (in the world, in no manifest; left alone)",
+        "",
+        f"- {_named(list(plan.unmanaged))}",
+        "",
+    ]
 
 
 def _violations(plan: Plan) -> list[str]:
@@ -312,9 +337,12 @@ def timeline_mermaid(plan: Plan) -> str:
         if bar.cluster != section:
             section = bar.cluster
             lines.append(f"    section {mermaid_text(section)}")
-        tag = {"live-migration": "active, ", "downtime": "crit, ", "reboot": "crit, "}.get(
-            bar.disruption, ""
-        )
+        tag = {
+            "live-migration": "active, ",
+            "downtime": "crit, ",
+            "reboot": "crit, ",
+            "destructive": "crit, ",
+        }.get(bar.disruption, "")
         start = "00:00:00" if i == 0 else f"after t{i}"
         seconds = max(1, round(bar.seconds))
         lines.append(f"    {mermaid_text(bar.label)} :{tag}t{i + 1}, {start}, {seconds}s")

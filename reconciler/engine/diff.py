@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from reconciler.engine.unset import adopt_unmanaged
-from reconciler.model.compare import nic_key, same_nics
+from reconciler.model.compare import same_nics
 from reconciler.model.quorum import effective_quorum
 from reconciler.model.records import (
     Cluster,
@@ -21,6 +21,7 @@ from reconciler.model.records import (
     VirtualMachine,
     VirtualSwitch,
 )
+from reconciler.model.rules_adapters import nic_text
 from reconciler.model.vlans import format_vlan_list
 
 Op = Literal["add", "change", "remove"]
@@ -149,12 +150,27 @@ def vm_fields(desired: VirtualMachine, observed: VirtualMachine) -> list[FieldCh
                 out.append(FieldChange(f"{path}.{attr}", a, b))
     for name, disk in sorted(have.items()):
         out.append(FieldChange(f"spec.disks[{name}]", _disk_text(disk), None))
+    if desired.preferred_owners is not None and desired.preferred_owners != (
+        observed.preferred_owners
+    ):
+        before = observed.preferred_owners
+        out.append(
+            FieldChange(
+                "spec.preferred_owners",
+                sorted(before) if before is not None else None,
+                sorted(desired.preferred_owners),
+            )
+        )
+    for attr in ("automatic_start_action", "automatic_stop_action"):
+        want = getattr(desired, attr)
+        if want is not None and want != getattr(observed, attr):
+            out.append(FieldChange(f"spec.{attr}", getattr(observed, attr), want))
     if not same_nics(observed.nics, desired.nics):
         out.append(
             FieldChange(
                 "spec.nics",
-                [f"{n}: {s}/{v or 'untagged'}" for n, s, v in nic_key(observed.nics)],
-                [f"{n}: {s}/{v or 'untagged'}" for n, s, v in nic_key(desired.nics)],
+                [nic_text(n) for n in sorted(observed.nics, key=lambda n: n.name)],
+                [nic_text(n) for n in sorted(desired.nics, key=lambda n: n.name)],
             )
         )
     return out

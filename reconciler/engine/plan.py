@@ -65,6 +65,8 @@ class Plan:
     # Start to end, migrations of a group overlapping as apply runs them (None: one at a time).
     makespan_seconds: float | None = None
     manifests_digest: str = ""  # of the manifest files the plan was made from, if read from files
+    # Objects in the world that no manifest declares ("Kind/name"): reported, left alone.
+    unmanaged: tuple[str, ...] = ()
 
     @property
     def blocked(self) -> bool:
@@ -121,6 +123,9 @@ class Plan:
             "violations": [v.as_json() for v in self.violations],
             "notes": list(self.notes),
             "changed_objects": list(self.changed_objects),
+            # Written only when there are some, so plans of fully managed estates keep
+            # the bytes they always had.
+            **({"unmanaged": list(self.unmanaged)} if self.unmanaged else {}),
         }
         body["digest"] = plan_digest(body)
         return body
@@ -333,6 +338,7 @@ def plan_from_json(d: Mapping[str, Any]) -> Plan:
         changed_objects=tuple(d.get("changed_objects") or ()),
         makespan_seconds=_float_or_none((d.get("summary") or {}).get("estimate_seconds")),
         manifests_digest=str(d.get("manifests_digest") or ""),
+        unmanaged=tuple(d.get("unmanaged") or ()),
     )
 
 

@@ -12,9 +12,17 @@ from dataclasses import dataclass, field, replace
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
+from reconciler.engine.adapters import adapter_steps, settings_steps
 from reconciler.engine.changes import switch_changes
 from reconciler.engine.diff import ObjectDiff, diff_estates
 from reconciler.engine.health import moves_onto_unhealthy, observed_conditions
+from reconciler.engine.lifecycle import (
+    create_vms,
+    evict_nodes,
+    leaving_nodes,
+    prune_vms,
+    report_unmanaged,
+)
 from reconciler.engine.placement import (
     choose_destination,
     destination_problems,
@@ -49,6 +57,7 @@ from reconciler.model.rules import (
     placement_problems,
     switch_to_params,
 )
+from reconciler.model.rules_disks import move_needs_off
 from reconciler.model.vlans import format_vlan_list
 
 
@@ -60,6 +69,7 @@ class _ClusterPlanner:
     actions: list[Action] = field(default_factory=list)
     violations: list[PlanViolation] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    unmanaged: list[str] = field(default_factory=list)  # in the world, in no manifest
     ids: set[str] = field(default_factory=set)
     node_ready: dict[str, list[str]] = field(default_factory=dict)  # before a node is a target
     volume_ready: dict[str, list[str]] = field(default_factory=dict)
@@ -135,11 +145,15 @@ class _ClusterPlanner:
                 "create the cluster by hand, then adopt it with observe",
             )
             return
+        report_unmanaged(self, desired_cluster)
         self.check_platform(desired_cluster, observed_cluster)
         member_fixes = self.fix_member_switches(observed_cluster)
         joins = self.add_nodes(desired_cluster, member_fixes)
-        quorum = self.update_quorum(desired_cluster, joins)
+        # With evictions to come, quorum is set once, for the membership after them.
+        leaving = leaving_nodes(self, desired_cluster)
+        quorum = None if leaving else self.update_quorum(desired_cluster, joins)
         self.validate_new_nodes(desired_cluster, joins, quorum)
+        evict_nodes(self, desired_cluster)
         self.extend_storage()
         self.resume_nodes(desired_cluster)
         self.place_vms()
@@ -147,6 +161,7 @@ class _ClusterPlanner:
         self.drain_nodes()
         self.rolling_update(desired_cluster)
         self.check_node_drift()
+        prune_vms(self, desired_cluster)  # removals come last
 
     def _cycle_active(self, desired: Cluster) -> bool:
         """A rolling update is declared and not yet recorded as complete."""
@@ -165,14 +180,6 @@ class _ClusterPlanner:
                 f"{desired.platform}; upgrading a cluster is not done by a plan",
                 f"set platform: {observed.platform}",
             )
-        for name in observed.nodes:
-            if name not in desired.nodes:
-                self.block(
-                    "unsupported",
-                    f"Node/{name}",
-                    f"{name} is a member but not in the manifest; evicting nodes is not supported",
-                    f"add {name} back to spec.nodes",
-                )
 
     def _switch_actions(self, node_name: str, reason: str) -> list[str]:
         ids: list[str] = []
@@ -358,7 +365,8 @@ class _ClusterPlanner:
             for node_name in pending:
                 self.node_ready.setdefault(node_name, []).extend([validate] if validate else [])
             after = [validate or ""]
-        cycle_ends_it = self._cycle_active(desired)  # the rolling update ends it after the cycle
+        # The rolling update, or the evictions, end it after their own work.
+        cycle_ends_it = self._cycle_active(desired) or bool(leaving_nodes(self, desired))
         if self.state.clusters[self.cluster].status.monitoring_maintenance and not cycle_ends_it:
             end = self.emit(
                 "end_monitoring_maintenance",
@@ -445,12 +453,15 @@ class _ClusterPlanner:
     # --- VMs --------------------------------------------------------------------------------
 
     def _method(self, vm: VirtualMachine, policy: VirtualMachine) -> str:
+        """How a VM moves; ``never`` and ``offline`` VMs with downtime allowed move off instead.
+
+        Without allow_downtime those get the move their policy forbids, so the replay blocks
+        it and says why (``never``: live; ``offline``: quick, which is downtime).
+        """
         if vm.power_state != "running":
             return "offline"
         if policy.migration_policy == "live":
             return "live"
-        if policy.migration_policy in ("quick", "never", "offline") and policy.allow_downtime:
-            return "quick"
         return "live" if policy.migration_policy == "never" else "quick"
 
     def migrate(
@@ -458,6 +469,27 @@ class _ClusterPlanner:
     ) -> str | None:
         vm = self.state.vms[vm_name]
         policy = self.desired.vms.get(vm_name, vm)
+        target = f"VirtualMachine/{vm_name}"
+        stop: str | None = None
+        if (
+            vm.power_state == "running"
+            and policy.migration_policy in ("never", "offline")
+            and policy.allow_downtime
+        ):
+            # Saved state is not supported for such workloads (an Exchange DAG member):
+            # shut down, move the VM while it is off, start it on the destination.
+            stop = self.emit(
+                "stop_vm",
+                target,
+                vm_name,
+                {"vm": vm_name},
+                depends_on=[*self.node_ready.get(destination, []), *depends_on],
+                reason=f"{reason}: migration_policy {policy.migration_policy} moves it off "
+                "(shut down, move, start), never saved",
+                changes={"power_state": ("running", "off")},
+            )
+            vm = self.state.vms[vm_name]
+            depends_on = [*depends_on, stop or ""]
         method = self._method(vm, policy)
         cluster = self.state.clusters[self.cluster]
         parallel = max_parallel_migrations(cluster)
@@ -490,6 +522,17 @@ class _ClusterPlanner:
             self.migrations.append(aid)
             if vm.node is not None:
                 self.leaving.setdefault(vm.node, []).append(aid)
+        if stop is not None:
+            start = self.emit(
+                "start_vm",
+                target,
+                vm_name,
+                {"vm": vm_name},
+                depends_on=[aid or ""],
+                reason=f"started again on {destination} after its offline move",
+                changes={"power_state": ("off", "running")},
+            )
+            return start or aid
         return aid
 
     def _moves_out_of(self, node_name: str) -> list[str]:
@@ -505,17 +548,12 @@ class _ClusterPlanner:
 
     def place_vms(self) -> None:
         waiting: list[VirtualMachine] = []
+        missing: list[VirtualMachine] = []
         for vm in self.desired.vms.values():
             if vm.cluster != self.cluster:
                 continue
             if vm.name not in self.state.vms:
-                self.block(
-                    "unsupported",
-                    f"VirtualMachine/{vm.name}",
-                    f"VM {vm.name} does not exist; creating VMs is not supported yet",
-                    "create it by hand (or with your VM tooling), then plan",
-                    "warn",
-                )
+                missing.append(vm)
                 continue
             waiting.append(vm)
         # A VM pinned to a node that the VMs leaving it have not made ready yet waits for
@@ -532,6 +570,8 @@ class _ClusterPlanner:
             waiting = later
         for vm in waiting:
             self.plan_vm(vm)
+        # New VMs after the moves of existing ones, which may make room for them.
+        create_vms(self, missing)
 
     def plan_vm(self, want: VirtualMachine) -> None:
         have = self.state.vms[want.name]
@@ -592,14 +632,17 @@ class _ClusterPlanner:
                 ("set_vm", params, "memory or vCPUs differ from the manifest", changes, [])
             )
         if not same_nics(want.nics, have.nics):
-            self.block(
-                "unsupported",
-                target,
-                "VM network adapters differ from the manifest; "
-                "changing adapters is not supported yet",
-                "change them by hand",
-                "warn",
-            )
+            nic_steps, nic_off = adapter_steps(self.state, want, have)
+            steps.extend(nic_steps)
+            needs_off.extend(nic_off)
+        if (want.preferred_owners, want.automatic_start_action, want.automatic_stop_action) != (
+            None,
+            None,
+            None,
+        ):
+            settings, settings_off = settings_steps(want, have)
+            steps.extend(settings)
+            needs_off.extend(settings_off)
         if want.generation != have.generation:
             self.block(
                 "unsupported",
@@ -678,18 +721,42 @@ class _ClusterPlanner:
         online_resize: bool,
     ) -> None:
         target = f"VirtualMachine/{want.name}"
-        if (old.controller, old.controller_number, old.slot, old.volume) != (
-            disk.controller,
-            disk.controller_number,
-            disk.slot,
-            disk.volume,
-        ):
+        if old.volume != disk.volume:
             self.block(
                 "unsupported",
                 target,
-                f"disk {disk.name} moved controller, slot or volume; moving disks is not "
-                "supported yet",
-                "keep its controller, slot and volume",
+                f"disk {disk.name} moved to another volume; storage migration is not supported yet",
+                f"keep volume: {old.volume}",
+            )
+        elif (old.controller, old.controller_number, old.slot) != (
+            disk.controller,
+            disk.controller_number,
+            disk.slot,
+        ):
+            why = move_needs_off(have, old, disk)
+            if why:
+                needs_off.append(f"move {disk.name} ({why})")
+            # Before disks are added: one may take the slot this one leaves.
+            steps.insert(
+                0,
+                (
+                    "move_disk",
+                    {
+                        "vm": want.name,
+                        "disk": disk.name,
+                        "controller": disk.controller,
+                        "controller_number": disk.controller_number,
+                        "slot": disk.slot,
+                    },
+                    f"disk {disk.name} is on another controller or slot in the manifest",
+                    {
+                        f"disks.{disk.name}": (
+                            f"{old.controller} {old.controller_number}:{old.slot}",
+                            f"{disk.controller} {disk.controller_number}:{disk.slot}",
+                        )
+                    },
+                    [],
+                ),
             )
         if disk.size_gib < old.size_gib:
             self.block(
@@ -1146,6 +1213,8 @@ def make_plan(
     actions: list[Action] = []
     violations: list[PlanViolation] = []
     notes: list[str] = []
+    # Clusters in the world that no manifest declares: reported, never touched.
+    unmanaged = [f"Cluster/{c}" for c in sorted(observed.clusters) if c not in desired.clusters]
     for cluster_name in sorted(desired.clusters):
         planner = _ClusterPlanner(
             desired=desired.of_cluster(cluster_name),
@@ -1156,8 +1225,13 @@ def make_plan(
         actions.extend(planner.actions)
         violations.extend(planner.violations)
         notes.extend(planner.notes)
+        unmanaged.extend(planner.unmanaged)
         if on_cluster is not None:
             on_cluster(cluster_name)
+    # Removals last in the whole plan, after every cluster's other work (nothing needs them).
+    actions = [a for a in actions if a.disruption != "destructive"] + [
+        a for a in actions if a.disruption == "destructive"
+    ]
     actions = _ordered(actions)
     if target is not None:
         actions = target_closure(actions, target)
@@ -1190,6 +1264,7 @@ def make_plan(
         manifests=tuple(manifests),
         changed_objects=tuple(changed),
         makespan_seconds=actions_makespan(actions, observed),
+        unmanaged=tuple(unmanaged),
     )
 
 

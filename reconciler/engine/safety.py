@@ -28,7 +28,7 @@ FIXES: dict[str, str] = {
 
 # Only these can take free memory away from the cluster (moves, starts, resizes, drains);
 # the failover reserve is checked after them, and need not be after anything else.
-SPENDS_RESERVE = frozenset({"migrate_vm", "start_vm", "set_vm", "drain_node"})
+SPENDS_RESERVE = frozenset({"migrate_vm", "start_vm", "set_vm", "drain_node", "evict_node"})
 
 
 def reserve_shortfall(estate: Estate, cluster_name: str) -> str | None:
@@ -183,6 +183,50 @@ def action_policy(desired: Estate, state: Estate, action: Action) -> list[PlanVi
                     action.id,
                 )
             )
+    if action.type == "remove_vm":
+        out.extend(_removal_policy(desired, action))
+    return out
+
+
+def _removal_policy(desired: Estate, action: Action) -> list[PlanViolation]:
+    """A VM is removed only with its cluster's consent, and its files deleted only with more."""
+    out: list[PlanViolation] = []
+    vm_name = action.params["vm"]
+    cluster = desired.clusters.get(action.cluster)
+    prune = cluster.prune if cluster is not None else None
+    if vm_name in desired.vms:
+        out.append(
+            PlanViolation(
+                "remove_managed",
+                action.target,
+                f"{vm_name} is in the manifests: it is not removed",
+                "make the plan again; only VMs in no manifest are removed",
+                "block",
+                action.id,
+            )
+        )
+    if prune is None or not prune.enabled:
+        out.append(
+            PlanViolation(
+                "prune_not_enabled",
+                action.target,
+                f"Cluster/{action.cluster} does not allow removals (spec.prune.enabled)",
+                "set spec.prune.enabled: true on the cluster, or leave the VM alone",
+                "block",
+                action.id,
+            )
+        )
+    elif action.params.get("delete_disks") and not prune.delete_disks:
+        out.append(
+            PlanViolation(
+                "delete_not_allowed",
+                action.target,
+                f"deleting the disk files of {vm_name} is not allowed",
+                "set spec.prune.delete_disks: true on the cluster, or keep the files",
+                "block",
+                action.id,
+            )
+        )
     return out
 
 
@@ -257,6 +301,20 @@ def _replay_cluster(
                     )
                 )
         cluster = state.clusters.get(action.cluster)
+        if cluster is not None and action.type == "evict_node":
+            # Capacity given up for good: refused whatever reserve_policy says for moves.
+            short = reserve_shortfall(state, action.cluster)
+            if short:
+                add(
+                    PlanViolation(
+                        "failover_reserve",
+                        action.target,
+                        f"after evicting {action.params['node']}: {short}",
+                        "add capacity before the node leaves, or keep it in spec.nodes",
+                        "block",
+                        action.id,
+                    )
+                )
         reserve_at_risk = action.type in SPENDS_RESERVE
         if cluster is not None and reserve_at_risk and not reserve_before.get(action.cluster):
             short = reserve_shortfall(state, action.cluster)

@@ -24,6 +24,7 @@ from reconciler.model.records import (
     NodeStatus,
     Offloads,
     PlacementPolicy,
+    Prune,
     Quorum,
     Record,
     RollingUpdate,
@@ -160,6 +161,10 @@ def build_cluster(data: Data) -> Cluster:
             )
             for w in spec.get("maintenance_windows") or ()
         ),
+        prune=Prune(
+            enabled=bool((spec.get("prune") or {}).get("enabled", False)),
+            delete_disks=bool((spec.get("prune") or {}).get("delete_disks", False)),
+        ),
         labels=_labels(data),
         status=ClusterStatus(
             monitoring_maintenance=bool(status.get("monitoring_maintenance", False)),
@@ -232,7 +237,22 @@ def build_volume(data: Data) -> ClusterSharedVolume:
         status=VolumeStatus(
             coordinator=status.get("coordinator"),
             other_used_gib=float(status.get("other_used_gib", 0.0)),
+            files=frozen_map({str(k): float(v) for k, v in (status.get("files") or {}).items()}),
         ),
+    )
+
+
+def _vm_nic(n: Data) -> VmNic:
+    trunk = n.get("trunk") or {}
+    mac = n.get("mac")
+    return VmNic(
+        name=n["name"],
+        switch=n["switch"],
+        vlan=n.get("vlan"),
+        trunk=parse_vlan_list(trunk["allowed"]) if "allowed" in trunk else frozenset(),
+        native_vlan=trunk.get("native_vlan"),
+        # One spelling of a MAC address: 12 upper-case hex digits, no separators.
+        mac="".join(c for c in str(mac) if c not in "-:").upper() if mac else None,
     )
 
 
@@ -254,10 +274,12 @@ def build_vm(data: Data) -> VirtualMachine:
         anti_affinity_group=spec.get("anti_affinity_group"),
         anti_affinity_mode=spec.get("anti_affinity_mode", "soft"),
         allow_downtime=spec.get("allow_downtime", False),
-        nics=tuple(
-            VmNic(name=n["name"], switch=n["switch"], vlan=n.get("vlan"))
-            for n in spec.get("nics") or ()
+        nics=tuple(_vm_nic(n) for n in spec.get("nics") or ()),
+        preferred_owners=(
+            frozenset(spec["preferred_owners"]) if "preferred_owners" in spec else None
         ),
+        automatic_start_action=spec.get("automatic_start_action"),
+        automatic_stop_action=spec.get("automatic_stop_action"),
         disks=tuple(
             replace(disk_from_params(d), file_size_gib=file_sizes.get(d["name"]))
             for d in spec.get("disks") or ()

@@ -254,6 +254,18 @@ def _check_references(estate: Estate, report: Report, ref: _UnknownReferences) -
                     vm.cluster,
                     _cluster_of(estate.nodes, vm.node),
                 )
+        members = sorted(estate.clusters[vm.cluster].nodes)
+        for owner in sorted(vm.preferred_owners or ()):
+            if owner not in members:
+                ref(
+                    vm,
+                    ("spec", "preferred_owners"),
+                    "node",
+                    owner,
+                    members,
+                    vm.cluster,
+                    _cluster_of(estate.nodes, owner),
+                )
         switches = sorted(s.name for s in estate.switches_of(vm.cluster))
         for i, vm_nic in enumerate(vm.nics):
             if vm_nic.switch not in switches:
@@ -584,8 +596,34 @@ def _check_vm(estate: Estate, vm: VirtualMachine, report: Report) -> None:
         )
     if cluster is None:
         return
+    names = [n.name for n in vm.nics]
     for i, nic in enumerate(vm.nics):
+        if names.index(nic.name) != i:
+            report(
+                vm,
+                ("spec", "nics", i, "name"),
+                f"two adapters are named '{nic.name}'",
+                "a unique name per adapter",
+            )
+        if nic.vlan is not None and nic.trunk:
+            report(
+                vm,
+                ("spec", "nics", i, "trunk"),
+                "an adapter is in access mode (vlan) or trunk mode, not both",
+                "remove vlan, or remove trunk",
+            )
         switch = estate.switches.get(nic.switch)
+        if switch is not None and nic.trunk and switch.config.allowed_vlans:
+            carried = switch.config.allowed_vlans | {switch.config.native_vlan}
+            missing = sorted(nic.vlans() - carried)
+            if missing:
+                report(
+                    vm,
+                    ("spec", "nics", i, "trunk", "allowed"),
+                    f"VLAN(s) {format_vlan_list(frozenset(missing))} are not on the trunk of "
+                    f"switch '{switch.name}'",
+                    f"allowed: {format_vlan_list(switch.config.allowed_vlans)}",
+                )
         if switch is None or nic.vlan is None:
             continue
         cfg = switch.config

@@ -5,20 +5,24 @@ With ``status=True`` the observed-only facts are written too, so the output is a
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import yaml
 
 from reconciler.manifest.schema import API_VERSION
+from reconciler.model.quorum import effective_quorum
 from reconciler.model.records import (
     Cluster,
     ClusterSharedVolume,
     Estate,
     Node,
+    Quorum,
     Record,
     SwitchConfig,
     VirtualMachine,
     VirtualSwitch,
+    VmNic,
     kind_of,
 )
 from reconciler.model.vlans import format_vlan_list
@@ -122,6 +126,8 @@ def _cluster(c: Cluster, status: bool) -> tuple[dict[str, Any], dict[str, Any]]:
             }
             for w in c.maintenance_windows
         ]
+    if c.prune.enabled or c.prune.delete_disks:
+        spec["prune"] = {"enabled": c.prune.enabled, "delete_disks": c.prune.delete_disks}
     st: dict[str, Any] = {}
     if status and c.status.monitoring_maintenance:
         st["monitoring_maintenance"] = True
@@ -204,7 +210,23 @@ def _volume(v: ClusterSharedVolume, status: bool) -> tuple[dict[str, Any], dict[
             st["coordinator"] = v.status.coordinator
         if v.status.other_used_gib:
             st["other_used_gib"] = v.status.other_used_gib
+        if v.status.files:
+            st["files"] = dict(sorted(v.status.files.items()))
     return spec, st
+
+
+def _vm_nic(n: VmNic) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": n.name, "switch": n.switch}
+    if n.vlan:
+        out["vlan"] = n.vlan
+    if n.trunk:
+        trunk: dict[str, Any] = {"allowed": format_vlan_list(n.trunk)}
+        if n.native_vlan is not None:
+            trunk["native_vlan"] = n.native_vlan
+        out["trunk"] = trunk
+    if n.mac:
+        out["mac"] = "-".join(n.mac[i : i + 2] for i in range(0, 12, 2))
+    return out
 
 
 def _vm(vm: VirtualMachine, status: bool) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -226,10 +248,13 @@ def _vm(vm: VirtualMachine, status: bool) -> tuple[dict[str, Any], dict[str, Any
         spec["anti_affinity_mode"] = vm.anti_affinity_mode
     spec["allow_downtime"] = vm.allow_downtime
     if vm.nics:
-        spec["nics"] = [
-            {"name": n.name, "switch": n.switch, **({"vlan": n.vlan} if n.vlan else {})}
-            for n in vm.nics
-        ]
+        spec["nics"] = [_vm_nic(n) for n in vm.nics]
+    if vm.preferred_owners is not None:
+        spec["preferred_owners"] = sorted(vm.preferred_owners)
+    if vm.automatic_start_action is not None:
+        spec["automatic_start_action"] = vm.automatic_start_action
+    if vm.automatic_stop_action is not None:
+        spec["automatic_stop_action"] = vm.automatic_stop_action
     if vm.disks:
         spec["disks"] = [
             {
@@ -243,6 +268,7 @@ def _vm(vm: VirtualMachine, status: bool) -> tuple[dict[str, Any], dict[str, Any
                 "volume": d.volume,
                 **({"boot": True} if d.boot else {}),
                 **({"parent": d.parent} if d.parent else {}),
+                **({"file": d.file} if d.file else {}),
                 **({"allow_delete": True} if d.allow_delete else {}),
             }
             for d in vm.disks
@@ -257,6 +283,24 @@ def _vm(vm: VirtualMachine, status: bool) -> tuple[dict[str, Any], dict[str, Any
         if sizes:
             st["disk_file_size_gib"] = sizes
     return spec, st
+
+
+def adoptable(observed: Estate) -> Estate:
+    """An observed estate as manifests to adopt it: what is chosen, not what happens to be.
+
+    VMs are not pinned to the node they run on (placement stays free: a pin would make the
+    next drain or failover look like drift), and a quorum that is what ``recommended``
+    gives for the member count is written as ``recommended`` (it follows membership).
+    """
+    estate = observed
+    for vm in observed.vms.values():
+        if vm.node is not None:
+            estate = estate.with_record(replace(vm, node=None))
+    for cluster in observed.clusters.values():
+        recommended = Quorum("recommended", cluster.quorum.witness)
+        if effective_quorum(recommended, len(cluster.nodes)) == cluster.quorum:
+            estate = estate.with_record(replace(cluster, quorum=recommended))
+    return estate
 
 
 def to_document(record: Record, estate: Estate, status: bool = False) -> dict[str, Any]:

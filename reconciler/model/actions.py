@@ -35,16 +35,27 @@ ActionType = Literal[
     "set_vm",
     "stop_vm",
     "start_vm",
+    "create_vm",
+    "remove_vm",
+    "evict_node",
+    "add_vm_nic",
+    "remove_vm_nic",
+    "set_vm_nic",
+    "move_disk",
+    "set_preferred_owners",
+    "set_automatic_actions",
 ]
 ACTION_TYPES: tuple[str, ...] = ActionType.__args__  # type: ignore[attr-defined]
 
-Disruption = Literal["none", "online", "live-migration", "downtime", "reboot"]
+# destructive: something is removed for good (a VM, its files); shown apart, planned last.
+Disruption = Literal["none", "online", "live-migration", "downtime", "reboot", "destructive"]
 DISRUPTION_ORDER: tuple[Disruption, ...] = (
     "none",
     "online",
     "live-migration",
     "downtime",
     "reboot",
+    "destructive",
 )
 
 # What each action costs the workloads, by type (migrate_vm depends on its method).
@@ -73,6 +84,15 @@ DISRUPTION: dict[str, Disruption] = {
     "set_vm": "downtime",
     "stop_vm": "downtime",
     "start_vm": "online",
+    "create_vm": "online",
+    "remove_vm": "destructive",
+    "evict_node": "online",
+    "add_vm_nic": "online",
+    "remove_vm_nic": "online",
+    "set_vm_nic": "online",
+    "move_disk": "online",
+    "set_preferred_owners": "none",
+    "set_automatic_actions": "none",
 }
 
 

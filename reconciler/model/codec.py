@@ -62,8 +62,33 @@ def _encoder(tp: Any) -> Codec:
         return lambda v: {str(k): item(v[k]) for k in sorted(v)}
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         parts = [(name, _encoder(hint)) for name, hint in _fields(tp)]
-        return lambda v: {name: enc(getattr(v, name)) for name, enc in parts}
+        later = _later_defaults(tp)
+        if not later:
+            return lambda v: {name: enc(getattr(v, name)) for name, enc in parts}
+
+        def encode_record(v: Any) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            for name, enc in parts:
+                value = getattr(v, name)
+                if name in later and value == later[name]:
+                    continue  # a later field at its default: the text (and digest) as before
+                out[name] = enc(value)
+            return out
+
+        return encode_record
     return _identity
+
+
+def _later_defaults(cls: type[Any]) -> dict[str, Any]:
+    """Defaults of the fields marked ``omit_default`` (added after records were first stored)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("omit_default"):
+            if f.default is not dataclasses.MISSING:
+                out[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                out[f.name] = f.default_factory()
+    return out
 
 
 @cache

@@ -10,9 +10,16 @@ from collections.abc import Iterable
 
 from reconciler.model.records import VmNic
 
+NicKey = tuple[str, str, int | None, tuple[int, ...], int | None, str | None]
 
-def nic_key(nics: Iterable[VmNic]) -> tuple[tuple[str, str, int | None], ...]:
-    return tuple(sorted((n.name, n.switch, n.vlan) for n in nics))
+
+def nic_key(nics: Iterable[VmNic]) -> tuple[NicKey, ...]:
+    """Each adapter by name: switch, access VLAN, trunk VLANs and native VLAN, static MAC."""
+    return tuple(
+        sorted(
+            (n.name, n.switch, n.vlan, tuple(sorted(n.trunk)), n.native_vlan, n.mac) for n in nics
+        )
+    )
 
 
 def same_nics(a: Iterable[VmNic], b: Iterable[VmNic]) -> bool:

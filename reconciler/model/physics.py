@@ -56,6 +56,15 @@ ACTION_SECONDS: dict[str, float] = {
     "set_vm": 5.0,
     "stop_vm": 60.0,
     "start_vm": 90.0,
+    "create_vm": 60.0,  # New-VM, adapters, Add-ClusterVirtualMachineRole; new files on top
+    "remove_vm": 60.0,  # stop, Remove-ClusterGroup, Remove-VM (files deleted on top)
+    "evict_node": 120.0,  # Remove-ClusterNode
+    "add_vm_nic": 10.0,
+    "remove_vm_nic": 10.0,
+    "set_vm_nic": 5.0,
+    "move_disk": 20.0,
+    "set_preferred_owners": 2.0,
+    "set_automatic_actions": 2.0,
 }
 
 
@@ -126,8 +135,19 @@ def estimate_move(
     return MigrationEstimate(OFFLINE_MOVE_SECONDS, 0.0, 0, 0)
 
 
+def create_seconds(action: Action) -> float:
+    """A new VM's configuration, plus its new files: a fixed disk is written in full."""
+    disks = action.params.get("disks", ())
+    written_gib = sum(
+        int(d["size_gib"]) for d in disks if d["type"] == "fixed" and not d.get("file")
+    )
+    return ACTION_SECONDS["create_vm"] + written_gib * 1024 / STORAGE_MIB_S
+
+
 def action_seconds(action: Action, cluster: Cluster | None, vm: VirtualMachine | None) -> float:
     """Estimated duration of an action; moves use the migration model."""
+    if action.type == "create_vm":
+        return create_seconds(action)
     if action.type == "migrate_vm" and cluster is not None and vm is not None:
         return estimate_move(cluster, vm, action.params["method"]).total_seconds
     if action.type == "test_live_migration" and cluster is not None and vm is not None:

@@ -31,6 +31,7 @@ class Platform:
     online_vhd_resize: bool
     vhdx: bool
     generation2: bool
+    nic_hot_add: bool  # network adapters added and removed on a running generation-2 VM
     cloud_witness: bool
     parent_reserve_mib: int
     vm_overhead_base_mib: int

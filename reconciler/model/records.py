@@ -32,6 +32,8 @@ MigrationPolicy = Literal["live", "quick", "offline", "never"]
 AntiAffinityMode = Literal["soft", "hard"]
 NodeState = Literal["up", "down"]
 ReservePolicy = Literal["warn", "block"]
+AutomaticStartAction = Literal["nothing", "start_if_running", "start"]
+AutomaticStopAction = Literal["turn_off", "save", "shut_down"]
 
 EMPTY: Mapping[str, object] = MappingProxyType({})
 
@@ -54,6 +56,11 @@ UNSET_NONE: Any = field(default=frozenset(), compare=False)
 # Every record carries a slot for its content digest, filled on first use (see codec).
 # Not a real field: not in __init__, equality or repr, and dropped by dataclasses.replace.
 DIGEST_SLOT: Any = field(default=None, init=False, repr=False, compare=False)
+
+# Fields added after records were first stored are left out of the canonical text while they
+# hold their default (see codec), so digests, and the plans and journals keyed by them, stay
+# as they were for every record that does not use the new field.
+LATER: Mapping[str, bool] = MappingProxyType({"omit_default": True})
 
 
 # --- cluster ---------------------------------------------------------------------------------
@@ -141,6 +148,14 @@ class MaintenanceWindow:
 
 
 @dataclass(frozen=True, slots=True)
+class Prune:
+    """Consent to remove what has left the manifests; without it, such objects are left alone."""
+
+    enabled: bool = False  # VMs in the world but in no manifest are removed
+    delete_disks: bool = False  # and their disk files deleted (otherwise kept on the volume)
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterStatus:
     """Observed only."""
 
@@ -166,6 +181,7 @@ class Cluster:
     rolling_update: RollingUpdate | None = None
     balance: Balance | None = None
     maintenance_windows: tuple[MaintenanceWindow, ...] = ()
+    prune: Prune = field(default_factory=Prune, metadata=LATER)
     labels: Mapping[str, str] = field(default_factory=frozen_map)
     status: ClusterStatus = field(default_factory=ClusterStatus)
     unset: frozenset[str] = UNSET_NONE  # spec fields the manifest leaves out (desired)
@@ -257,6 +273,8 @@ class VirtualSwitch:
 class VolumeStatus:
     coordinator: str | None = None
     other_used_gib: float = 0.0  # space used by files the reconciler does not manage
+    # Disk files no VM uses (kept when a disk was detached or a VM removed): path -> GiB.
+    files: Mapping[str, float] = field(default_factory=frozen_map, metadata=LATER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +295,19 @@ class ClusterSharedVolume:
 class VmNic:
     name: str
     switch: str
-    vlan: int | None = None  # None: untagged
+    vlan: int | None = None  # access VLAN; None: untagged (or trunk, below)
+    # A trunk adapter carries these VLANs tagged, and native_vlan untagged.
+    trunk: frozenset[int] = field(default=frozenset(), metadata=LATER)
+    native_vlan: int | None = field(default=None, metadata=LATER)
+    mac: str | None = field(
+        default=None, metadata=LATER
+    )  # static MAC (12 hex digits); None: dynamic
+
+    def vlans(self) -> frozenset[int]:
+        """Every VLAN the adapter needs its host's switch to carry."""
+        if self.trunk:
+            return self.trunk | ({self.native_vlan} if self.native_vlan else frozenset())
+        return frozenset({self.vlan}) if self.vlan is not None else frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,7 +323,14 @@ class Disk:
     allow_delete: bool = False
     boot: bool = False
     parent: str | None = None
+    file: str | None = field(
+        default=None, metadata=LATER
+    )  # an existing file on the volume to attach; None: a new file
     file_size_gib: float | None = None  # observed: space the file takes on its volume
+
+    def file_path(self, vm_name: str) -> str:
+        """The file on its volume: the one named in the manifest, or <vm>/<disk>.<format>."""
+        return self.file or f"{vm_name}/{self.name}.{self.format}"
 
     def used_gib(self) -> float:
         """Space on the volume: a fixed disk takes its size, others what they have grown to."""
@@ -323,6 +360,10 @@ class VirtualMachine:
     allow_downtime: bool = False
     nics: tuple[VmNic, ...] = ()
     disks: tuple[Disk, ...] = ()
+    # None in a manifest: not managed (whatever the host has is fine).
+    preferred_owners: frozenset[str] | None = field(default=None, metadata=LATER)
+    automatic_start_action: AutomaticStartAction | None = field(default=None, metadata=LATER)
+    automatic_stop_action: AutomaticStopAction | None = field(default=None, metadata=LATER)
     labels: Mapping[str, str] = field(default_factory=frozen_map)
     status: VmStatus = field(default_factory=VmStatus)
     unset: frozenset[str] = UNSET_NONE  # spec fields the manifest leaves out (desired)

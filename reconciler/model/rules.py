@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
 
 from reconciler.model.actions import Action
 from reconciler.model.capacity import (
@@ -19,10 +18,6 @@ from reconciler.model.capacity import (
     vm_cost_mib,
 )
 from reconciler.model.platforms import (
-    IDE_CONTROLLERS,
-    IDE_SLOTS,
-    SCSI_CONTROLLERS,
-    SCSI_SLOTS,
     VHD_MAX_GIB,
     VHDX_MAX_GIB,
     platform,
@@ -39,156 +34,53 @@ from reconciler.model.records import (
     Witness,
     frozen_map,
 )
-from reconciler.model.vlans import format_vlan_list, parse_vlan_list
+from reconciler.model.rules_adapters import ADAPTER_RULES
+from reconciler.model.rules_base import (
+    RuleResult,
+    Violation,
+    already_done,
+    cluster_of,
+    disk_from_params,
+    disk_to_params,
+    fail,
+    node_of,
+    placement_problems,
+    set_switch,
+    slot_problems,
+    switch_from_params,
+    switch_to_params,
+    vm_of,
+    volume_free_gib,
+    volume_used_gib,
+)
+from reconciler.model.rules_disks import DISK_RULES
+from reconciler.model.rules_lifecycle import LIFECYCLE_RULES, keep_disk_files
+from reconciler.model.rules_vm_settings import SETTINGS_RULES
+from reconciler.model.vlans import parse_vlan_list
+
+# What callers import from here (the helpers live in rules_base, shared with rules_lifecycle).
+__all__ = [
+    "CONVERT_MARGIN",
+    "RULES",
+    "RuleResult",
+    "Touched",
+    "Violation",
+    "apply_rules",
+    "disk_from_params",
+    "disk_to_params",
+    "invariants",
+    "join_problems",
+    "migration_problems",
+    "placement_problems",
+    "slot_problems",
+    "switch_from_params",
+    "switch_to_params",
+    "touched_between",
+    "volume_free_gib",
+    "volume_used_gib",
+]
 
 CONVERT_MARGIN = 1.1  # a converted file needs its data size plus 10% free while both exist
-
-
-@dataclass(frozen=True, slots=True)
-class RuleResult:
-    """``done``: the target was already as desired; ``failures``: why it cannot run."""
-
-    estate: Estate
-    done: bool = False
-    failures: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures
-
-
-@dataclass(frozen=True, slots=True)
-class Violation:
-    rule: str
-    target: str
-    message: str
-    fix: str
-
-
-# --- serialising parameters ---------------------------------------------------------------
-
-
-def switch_to_params(cfg: SwitchConfig) -> dict[str, Any]:
-    return {
-        "type": cfg.type,
-        "uplink_nic": cfg.uplink_nic,
-        "management_os": cfg.management_os,
-        "allowed_vlans": format_vlan_list(cfg.allowed_vlans),
-        "native_vlan": cfg.native_vlan,
-    }
-
-
-def switch_from_params(p: Mapping[str, Any]) -> SwitchConfig:
-    allowed = p.get("allowed_vlans") or ""
-    return SwitchConfig(
-        type=p["type"],
-        uplink_nic=p.get("uplink_nic"),
-        management_os=bool(p.get("management_os", False)),
-        allowed_vlans=parse_vlan_list(allowed) if allowed else frozenset(),
-        native_vlan=p.get("native_vlan"),
-    )
-
-
-def disk_to_params(d: Disk) -> dict[str, Any]:
-    return {
-        "name": d.name,
-        "controller": d.controller,
-        "controller_number": d.controller_number,
-        "slot": d.slot,
-        "type": d.type,
-        "format": d.format,
-        "size_gib": d.size_gib,
-        "volume": d.volume,
-        "allow_delete": d.allow_delete,
-        "boot": d.boot,
-        "parent": d.parent,
-    }
-
-
-def disk_from_params(p: Mapping[str, Any]) -> Disk:
-    return Disk(
-        name=p["name"],
-        controller=p["controller"],
-        controller_number=p["controller_number"],
-        slot=p["slot"],
-        type=p["type"],
-        format=p["format"],
-        size_gib=p["size_gib"],
-        volume=p["volume"],
-        allow_delete=bool(p.get("allow_delete", False)),
-        boot=bool(p.get("boot", False)),
-        parent=p.get("parent"),
-    )
-
-
-# --- helpers --------------------------------------------------------------------------------
-
-
-def volume_used_gib(estate: Estate, volume: str) -> float:
-    memo = estate.memo("volume_used_gib")
-    cached: float | None = memo.get(volume)
-    if cached is not None:
-        return cached
-    used = estate.volumes[volume].status.other_used_gib
-    for vm in estate.vms.values():
-        for disk in vm.disks:
-            if disk.volume == volume:
-                used += disk.used_gib()
-    memo[volume] = used
-    return used
-
-
-def volume_free_gib(estate: Estate, volume: str) -> float:
-    return estate.volumes[volume].size_gib - volume_used_gib(estate, volume)
-
-
-def placement_problems(estate: Estate, vm: VirtualMachine, node_name: str) -> list[str]:
-    """Why ``vm`` cannot run on ``node_name`` (switches, VLANs, storage), ignoring memory."""
-    node = estate.nodes.get(node_name)
-    if node is None:
-        return [f"node {node_name} does not exist"]
-    problems: list[str] = []
-    for nic in vm.nics:
-        host = node.status.switches.get(nic.switch)
-        if host is None:
-            problems.append(f"{node_name} has no switch {nic.switch}")
-        elif (
-            nic.vlan is not None
-            and host.allowed_vlans
-            and nic.vlan not in host.allowed_vlans
-            and nic.vlan != host.native_vlan
-        ):
-            problems.append(f"{node_name}'s switch {nic.switch} does not carry VLAN {nic.vlan}")
-    for volume in sorted(vm.volumes()):
-        if volume not in node.status.luns:
-            problems.append(f"{node_name} does not see the LUN of {volume}")
-    return problems
-
-
-def _cluster_of(estate: Estate, action: Action) -> Cluster | None:
-    return estate.clusters.get(action.cluster)
-
-
-def _vm(estate: Estate, action: Action) -> VirtualMachine | None:
-    return estate.vms.get(action.params["vm"])
-
-
-def _node(estate: Estate, name: str) -> Node | None:
-    return estate.nodes.get(name)
-
-
-def _fail(estate: Estate, *reasons: str) -> RuleResult:
-    return RuleResult(estate, failures=tuple(reasons))
-
-
-def _done(estate: Estate) -> RuleResult:
-    return RuleResult(estate, done=True)
-
-
-def _set_switch(node: Node, name: str, cfg: SwitchConfig) -> Node:
-    switches = dict(node.status.switches)
-    switches[name] = cfg
-    return replace(node, status=replace(node.status, switches=frozen_map(switches)))
 
 
 # --- the rules, one per action type -------------------------------------------------------
@@ -196,11 +88,11 @@ def _set_switch(node: Node, name: str, cfg: SwitchConfig) -> Node:
 
 def _monitoring(on: bool) -> Callable[[Estate, Action], RuleResult]:
     def rule(estate: Estate, action: Action) -> RuleResult:
-        cluster = _cluster_of(estate, action)
+        cluster = cluster_of(estate, action)
         if cluster is None:
-            return _fail(estate, f"cluster {action.cluster} does not exist")
+            return fail(estate, f"cluster {action.cluster} does not exist")
         if cluster.status.monitoring_maintenance == on:
-            return _done(estate)
+            return already_done(estate)
         status = replace(cluster.status, monitoring_maintenance=on)
         return RuleResult(estate.with_record(replace(cluster, status=status)))
 
@@ -208,14 +100,14 @@ def _monitoring(on: bool) -> Callable[[Estate, Action], RuleResult]:
 
 
 def _match_vswitch(estate: Estate, action: Action) -> RuleResult:
-    node = _node(estate, action.params["node"])
+    node = node_of(estate, action.params["node"])
     if node is None:
-        return _fail(estate, f"node {action.params['node']} does not exist")
+        return fail(estate, f"node {action.params['node']} does not exist")
     name = action.params["switch"]
     cfg = switch_from_params(action.params["config"])
     current = node.status.switches.get(name)
     if current == cfg:
-        return _done(estate)
+        return already_done(estate)
     if current is not None and (current.type, current.uplink_nic) != (cfg.type, cfg.uplink_nic):
         users = [
             vm.name
@@ -223,30 +115,29 @@ def _match_vswitch(estate: Estate, action: Action) -> RuleResult:
             if vm.power_state == "running" and any(n.switch == name for n in vm.nics)
         ]
         if users:
-            return _fail(
+            return fail(
                 estate,
                 f"changing the type or uplink of {name} on {node.name} would cut off running "
                 f"VMs {', '.join(users)}: move them first",
             )
     if cfg.uplink_nic and node.nics and cfg.uplink_nic not in {n.name for n in node.nics}:
-        return _fail(estate, f"{node.name} has no NIC {cfg.uplink_nic} to bind {name} to")
+        return fail(estate, f"{node.name} has no NIC {cfg.uplink_nic} to bind {name} to")
     if current is not None:
         # A whole new config can drop VLANs too: the same guard as set_vlan_trunk.
         for vm in estate.vms_on(node.name):
             if vm.power_state != "running":
                 continue
             for nic in vm.nics:
-                if (
-                    nic.switch == name
-                    and _carries(current, nic.vlan)
-                    and not _carries(cfg, nic.vlan)
-                ):
-                    return _fail(
-                        estate,
-                        f"VLAN {nic.vlan} is in use by {vm.name} on {node.name}: "
-                        f"the new {name} config would cut it off",
-                    )
-    return RuleResult(estate.with_record(_set_switch(node, name, cfg)))
+                if nic.switch != name:
+                    continue
+                for vlan in sorted(nic.vlans()):
+                    if _carries(current, vlan) and not _carries(cfg, vlan):
+                        return fail(
+                            estate,
+                            f"VLAN {vlan} is in use by {vm.name} on {node.name}: "
+                            f"the new {name} config would cut it off",
+                        )
+    return RuleResult(estate.with_record(set_switch(node, name, cfg)))
 
 
 def _carries(cfg: SwitchConfig, vlan: int | None) -> bool:
@@ -260,42 +151,44 @@ def _carries(cfg: SwitchConfig, vlan: int | None) -> bool:
 
 
 def _set_vlan_trunk(estate: Estate, action: Action) -> RuleResult:
-    node = _node(estate, action.params["node"])
+    node = node_of(estate, action.params["node"])
     if node is None:
-        return _fail(estate, f"node {action.params['node']} does not exist")
+        return fail(estate, f"node {action.params['node']} does not exist")
     name = action.params["switch"]
     current = node.status.switches.get(name)
     if current is None:
-        return _fail(estate, f"{node.name} has no switch {name}: match the switch first")
+        return fail(estate, f"{node.name} has no switch {name}: match the switch first")
     allowed = parse_vlan_list(action.params["allowed_vlans"])
     native = action.params.get("native_vlan")
     if current.allowed_vlans == allowed and current.native_vlan == native:
-        return _done(estate)
+        return already_done(estate)
     for vm in estate.vms_on(node.name):
         if vm.power_state != "running":
             continue
         for nic in vm.nics:
-            cut_off = nic.vlan is not None and nic.vlan not in allowed and nic.vlan != native
-            if nic.switch == name and cut_off:
-                return _fail(
-                    estate,
-                    f"VLAN {nic.vlan} is in use by {vm.name} on {node.name}: "
-                    "removing it from the trunk would cut it off",
-                )
+            if nic.switch != name:
+                continue
+            for vlan in sorted(nic.vlans()):
+                if vlan not in allowed and vlan != native:
+                    return fail(
+                        estate,
+                        f"VLAN {vlan} is in use by {vm.name} on {node.name}: "
+                        "removing it from the trunk would cut it off",
+                    )
     cfg = replace(current, allowed_vlans=allowed, native_vlan=native)
-    return RuleResult(estate.with_record(_set_switch(node, name, cfg)))
+    return RuleResult(estate.with_record(set_switch(node, name, cfg)))
 
 
 def _present_storage(estate: Estate, action: Action) -> RuleResult:
-    node = _node(estate, action.params["node"])
+    node = node_of(estate, action.params["node"])
     if node is None:
-        return _fail(estate, f"node {action.params['node']} does not exist")
+        return fail(estate, f"node {action.params['node']} does not exist")
     volumes = frozenset(action.params["volumes"])
     missing = sorted(v for v in volumes if v not in estate.volumes)
     if missing:
-        return _fail(estate, f"volumes {', '.join(missing)} do not exist")
+        return fail(estate, f"volumes {', '.join(missing)} do not exist")
     if volumes <= node.status.luns:
-        return _done(estate)
+        return already_done(estate)
     status = replace(node.status, luns=node.status.luns | volumes)
     return RuleResult(estate.with_record(replace(node, status=status)))
 
@@ -334,66 +227,66 @@ def join_problems(estate: Estate, cluster: Cluster, node: Node) -> list[str]:
 
 
 def _add_node(estate: Estate, action: Action) -> RuleResult:
-    cluster = _cluster_of(estate, action)
-    node = _node(estate, action.params["node"])
+    cluster = cluster_of(estate, action)
+    node = node_of(estate, action.params["node"])
     if cluster is None or node is None:
-        return _fail(estate, "cluster or node does not exist")
+        return fail(estate, "cluster or node does not exist")
     if node.name in cluster.nodes:
-        return _done(estate)
+        return already_done(estate)
     problems = join_problems(estate, cluster, node)
     if problems:
-        return _fail(estate, "unsupported cluster configuration: " + "; ".join(problems))
+        return fail(estate, "unsupported cluster configuration: " + "; ".join(problems))
     status = replace(cluster.status, pending_nodes=cluster.status.pending_nodes | {node.name})
     joined = replace(cluster, nodes=(*cluster.nodes, node.name), status=status)
     return RuleResult(estate.with_record(joined))
 
 
 def _update_quorum(estate: Estate, action: Action) -> RuleResult:
-    cluster = _cluster_of(estate, action)
+    cluster = cluster_of(estate, action)
     if cluster is None:
-        return _fail(estate, f"cluster {action.cluster} does not exist")
+        return fail(estate, f"cluster {action.cluster} does not exist")
     witness = Witness(**(action.params.get("witness") or {}))
     quorum = Quorum(mode=action.params["mode"], witness=witness)
     if cluster.quorum == quorum:
-        return _done(estate)
+        return already_done(estate)
     if quorum.mode in WITNESS_MODES and witness.kind is None:
-        return _fail(estate, f"quorum mode {quorum.mode} needs a witness")
+        return fail(estate, f"quorum mode {quorum.mode} needs a witness")
     up = members_up(estate, cluster)
     if not has_quorum(quorum.mode, len(cluster.nodes), up):
-        return _fail(estate, f"mode {quorum.mode} would lose quorum with {up} node(s) up")
+        return fail(estate, f"mode {quorum.mode} would lose quorum with {up} node(s) up")
     return RuleResult(estate.with_record(replace(cluster, quorum=quorum)))
 
 
 def _test_live_migration(estate: Estate, action: Action) -> RuleResult:
-    cluster = _cluster_of(estate, action)
-    vm = _vm(estate, action)
+    cluster = cluster_of(estate, action)
+    vm = vm_of(estate, action)
     node_name = action.params["node"]
     if cluster is None or vm is None:
-        return _fail(estate, "cluster or test VM does not exist")
+        return fail(estate, "cluster or test VM does not exist")
     if node_name in cluster.status.tested_nodes or (
         node_name in cluster.nodes and node_name not in cluster.status.pending_nodes
     ):
-        return _done(estate)
+        return already_done(estate)
     if node_name not in cluster.nodes:
-        return _fail(estate, f"{node_name} has not joined {cluster.name}")
+        return fail(estate, f"{node_name} has not joined {cluster.name}")
     if vm.power_state != "running":
-        return _fail(estate, f"test VM {vm.name} is not running")
+        return fail(estate, f"test VM {vm.name} is not running")
     problems = placement_problems(estate, vm, node_name)
     if vm.node == node_name:
         problems.append(f"test VM {vm.name} is already on {node_name}")
     elif free_memory_mib(estate, node_name) < vm_cost_mib(vm, cluster):
         problems.append(f"{node_name} has too little free memory for {vm.name}")
     if problems:
-        return _fail(estate, *problems)
+        return fail(estate, *problems)
     # Moved there and back: the VM ends where it began; the node is known to work.
     status = replace(cluster.status, tested_nodes=cluster.status.tested_nodes | {node_name})
     return RuleResult(estate.with_record(replace(cluster, status=status)))
 
 
 def _validate_cluster(estate: Estate, action: Action) -> RuleResult:
-    cluster = _cluster_of(estate, action)
+    cluster = cluster_of(estate, action)
     if cluster is None:
-        return _fail(estate, f"cluster {action.cluster} does not exist")
+        return fail(estate, f"cluster {action.cluster} does not exist")
     members = [estate.nodes[n] for n in cluster.nodes if n in estate.nodes]
     problems: list[str] = []
     for member in members:
@@ -414,48 +307,48 @@ def _validate_cluster(estate: Estate, action: Action) -> RuleResult:
         if missing:
             problems.append(f"{member.name} does not see {', '.join(missing)}")
     if problems:
-        return _fail(estate, "cluster validation failed: " + "; ".join(problems))
+        return fail(estate, "cluster validation failed: " + "; ".join(problems))
     if not cluster.status.pending_nodes and action.params.get("only_if_pending", True):
-        return _done(estate)
+        return already_done(estate)
     status = replace(cluster.status, pending_nodes=frozenset(), tested_nodes=frozenset())
     return RuleResult(estate.with_record(replace(cluster, status=status)))
 
 
 def _drain_node(estate: Estate, action: Action) -> RuleResult:
-    node = _node(estate, action.params["node"])
+    node = node_of(estate, action.params["node"])
     if node is None:
-        return _fail(estate, f"node {action.params['node']} does not exist")
+        return fail(estate, f"node {action.params['node']} does not exist")
     if node.maintenance:
-        return _done(estate)
+        return already_done(estate)
     running = [vm.name for vm in estate.vms_on(node.name) if vm.power_state == "running"]
     if running:
-        return _fail(estate, f"{node.name} still runs {', '.join(running)}: move them first")
+        return fail(estate, f"{node.name} still runs {', '.join(running)}: move them first")
     return RuleResult(estate.with_record(replace(node, maintenance=True)))
 
 
 def _resume_node(estate: Estate, action: Action) -> RuleResult:
-    node = _node(estate, action.params["node"])
+    node = node_of(estate, action.params["node"])
     if node is None:
-        return _fail(estate, f"node {action.params['node']} does not exist")
+        return fail(estate, f"node {action.params['node']} does not exist")
     if not node.maintenance:
-        return _done(estate)
+        return already_done(estate)
     if node.status.state != "up":
-        return _fail(estate, f"{node.name} is down")
+        return fail(estate, f"{node.name} is down")
     return RuleResult(estate.with_record(replace(node, maintenance=False)))
 
 
 def _patch_node(estate: Estate, action: Action) -> RuleResult:
     """The hook patches a drained node and reboots it: quorum must survive it being down."""
-    cluster = _cluster_of(estate, action)
-    node = _node(estate, action.params["node"])
+    cluster = cluster_of(estate, action)
+    node = node_of(estate, action.params["node"])
     if cluster is None or node is None:
-        return _fail(estate, "cluster or node does not exist")
+        return fail(estate, "cluster or node does not exist")
     cycle = action.params["cycle"]
     status = cluster.status
     if status.rolling_update_in_progress == cycle and node.name in status.updated_nodes:
-        return _done(estate)
+        return already_done(estate)
     if status.rolling_update_done == cycle:
-        return _done(estate)
+        return already_done(estate)
     problems: list[str] = []
     if node.name not in cluster.nodes:
         problems.append(f"{node.name} is not a member of {cluster.name}")
@@ -470,7 +363,7 @@ def _patch_node(estate: Estate, action: Action) -> RuleResult:
             f"rebooting {node.name} would lose quorum ({up} of {len(cluster.nodes)} nodes left up)"
         )
     if problems:
-        return _fail(estate, *problems)
+        return fail(estate, *problems)
     patched = replace(
         node, hardware=replace(node.hardware, patch_level=action.params["patch_level"])
     )
@@ -486,10 +379,10 @@ def _patch_node(estate: Estate, action: Action) -> RuleResult:
 
 def _verify_node(estate: Estate, action: Action) -> RuleResult:
     """A patched node is up, at the cycle's patch level, and could host the test VM."""
-    cluster = _cluster_of(estate, action)
-    node = _node(estate, action.params["node"])
+    cluster = cluster_of(estate, action)
+    node = node_of(estate, action.params["node"])
     if cluster is None or node is None:
-        return _fail(estate, "cluster or node does not exist")
+        return fail(estate, "cluster or node does not exist")
     problems: list[str] = []
     if node.status.state != "up":
         problems.append(f"{node.name} did not come back up")
@@ -524,17 +417,17 @@ def _verify_node(estate: Estate, action: Action) -> RuleResult:
             problems.append(f"test VM {test_vm.name} is already on {node.name}")
         problems.extend(placement_problems(estate, test_vm, node.name))
     if problems:
-        return _fail(estate, "verification failed: " + "; ".join(problems))
+        return fail(estate, "verification failed: " + "; ".join(problems))
     return RuleResult(estate)
 
 
 def _complete_rolling_update(estate: Estate, action: Action) -> RuleResult:
-    cluster = _cluster_of(estate, action)
+    cluster = cluster_of(estate, action)
     if cluster is None:
-        return _fail(estate, f"cluster {action.cluster} does not exist")
+        return fail(estate, f"cluster {action.cluster} does not exist")
     cycle = action.params["cycle"]
     if cluster.status.rolling_update_done == cycle:
-        return _done(estate)
+        return already_done(estate)
     listed = set(action.params["nodes"])
     done = (
         cluster.status.updated_nodes
@@ -543,10 +436,10 @@ def _complete_rolling_update(estate: Estate, action: Action) -> RuleResult:
     )
     missing = sorted(listed - done)
     if missing:
-        return _fail(estate, f"not yet patched in cycle {cycle}: {', '.join(missing)}")
+        return fail(estate, f"not yet patched in cycle {cycle}: {', '.join(missing)}")
     paused = sorted(n for n in listed if n in estate.nodes and estate.nodes[n].maintenance)
     if paused:
-        return _fail(estate, f"still paused: {', '.join(paused)}")
+        return fail(estate, f"still paused: {', '.join(paused)}")
     status = replace(
         cluster.status,
         rolling_update_done=cycle,
@@ -592,45 +485,45 @@ def migration_problems(
 
 
 def _migrate_vm(estate: Estate, action: Action) -> RuleResult:
-    vm = _vm(estate, action)
+    vm = vm_of(estate, action)
     if vm is None:
-        return _fail(estate, f"VM {action.params['vm']} does not exist")
+        return fail(estate, f"VM {action.params['vm']} does not exist")
     destination = action.params["destination"]
     if vm.node == destination:
-        return _done(estate)
+        return already_done(estate)
     problems = migration_problems(estate, vm, destination, action.params["method"])
     if problems:
-        return _fail(estate, *problems)
+        return fail(estate, *problems)
     return RuleResult(estate.with_record(replace(vm, node=destination)))
 
 
 def _extend_lun(estate: Estate, action: Action) -> RuleResult:
     volume = estate.volumes.get(action.params["volume"])
     if volume is None:
-        return _fail(estate, f"volume {action.params['volume']} does not exist")
+        return fail(estate, f"volume {action.params['volume']} does not exist")
     size = int(action.params["lun_size_gib"])
     if volume.lun_size_gib == size:
-        return _done(estate)
+        return already_done(estate)
     if size < volume.lun_size_gib:
-        return _fail(estate, f"a LUN never shrinks ({volume.lun_size_gib} -> {size} GiB)")
+        return fail(estate, f"a LUN never shrinks ({volume.lun_size_gib} -> {size} GiB)")
     return RuleResult(estate.with_record(replace(volume, lun_size_gib=size)))
 
 
 def _extend_volume(estate: Estate, action: Action) -> RuleResult:
     volume = estate.volumes.get(action.params["volume"])
     if volume is None:
-        return _fail(estate, f"volume {action.params['volume']} does not exist")
+        return fail(estate, f"volume {action.params['volume']} does not exist")
     size = int(action.params["size_gib"])
     if volume.size_gib == size:
-        return _done(estate)
+        return already_done(estate)
     if size < volume.size_gib:
-        return _fail(estate, f"a volume never shrinks ({volume.size_gib} -> {size} GiB)")
+        return fail(estate, f"a volume never shrinks ({volume.size_gib} -> {size} GiB)")
     if size > volume.lun_size_gib:
-        return _fail(estate, f"the LUN is {volume.lun_size_gib} GiB: grow the LUN first")
+        return fail(estate, f"the LUN is {volume.lun_size_gib} GiB: grow the LUN first")
     coordinator = volume.status.coordinator
     node = estate.nodes.get(coordinator) if coordinator else None
     if node is None or node.status.state != "up":
-        return _fail(estate, f"coordinator node {coordinator} of {volume.name} is not up")
+        return fail(estate, f"coordinator node {coordinator} of {volume.name} is not up")
     return RuleResult(estate.with_record(replace(volume, size_gib=size)))
 
 
@@ -644,23 +537,23 @@ def _replace_disk(vm: VirtualMachine, disk: Disk) -> VirtualMachine:
 
 
 def _extend_vhd(estate: Estate, action: Action) -> RuleResult:
-    vm = _vm(estate, action)
+    vm = vm_of(estate, action)
     if vm is None:
-        return _fail(estate, f"VM {action.params['vm']} does not exist")
+        return fail(estate, f"VM {action.params['vm']} does not exist")
     cluster = estate.clusters[vm.cluster]
     disk = vm.disk(action.params["disk"])
     if disk is None:
-        return _fail(estate, f"{vm.name} has no disk {action.params['disk']}")
+        return fail(estate, f"{vm.name} has no disk {action.params['disk']}")
     size = int(action.params["size_gib"])
     if disk.size_gib == size:
-        return _done(estate)
+        return already_done(estate)
     if size < disk.size_gib:
-        return _fail(estate, f"a virtual disk is never shrunk ({disk.size_gib} -> {size} GiB)")
+        return fail(estate, f"a virtual disk is never shrunk ({disk.size_gib} -> {size} GiB)")
     limit = VHD_MAX_GIB if disk.format == "vhd" else VHDX_MAX_GIB
     if size > limit:
-        return _fail(estate, f"{disk.format} disks are at most {limit} GiB")
+        return fail(estate, f"{disk.format} disks are at most {limit} GiB")
     if vm.power_state == "running" and _needs_off_for_resize(cluster, disk):
-        return _fail(
+        return fail(
             estate,
             f"{vm.name} must be off to resize {disk.name} "
             f"({disk.format} on {disk.controller}, platform {cluster.platform})",
@@ -668,84 +561,73 @@ def _extend_vhd(estate: Estate, action: Action) -> RuleResult:
     grown = replace(disk, size_gib=size)
     growth = grown.used_gib() - disk.used_gib()
     if growth > volume_free_gib(estate, disk.volume):
-        return _fail(estate, f"{disk.volume} has too little free space to grow {disk.name}")
+        return fail(estate, f"{disk.volume} has too little free space to grow {disk.name}")
     return RuleResult(estate.with_record(_replace_disk(vm, grown)))
 
 
-def slot_problems(vm: VirtualMachine, disk: Disk) -> list[str]:
-    problems: list[str] = []
-    if disk.controller == "ide":
-        if not (0 <= disk.controller_number < IDE_CONTROLLERS and 0 <= disk.slot < IDE_SLOTS):
-            problems.append(f"IDE {disk.controller_number}:{disk.slot} is beyond 2 x 2")
-    elif not (0 <= disk.controller_number < SCSI_CONTROLLERS and 0 <= disk.slot < SCSI_SLOTS):
-        problems.append(f"SCSI {disk.controller_number}:{disk.slot} is beyond 4 x 64")
-    for other in vm.disks:
-        if other.name != disk.name and (other.controller, other.controller_number, other.slot) == (
-            disk.controller,
-            disk.controller_number,
-            disk.slot,
-        ):
-            problems.append(
-                f"{disk.controller.upper()} {disk.controller_number}:{disk.slot} holds {other.name}"
-            )
-    return problems
-
-
 def _add_disk(estate: Estate, action: Action) -> RuleResult:
-    vm = _vm(estate, action)
+    vm = vm_of(estate, action)
     if vm is None:
-        return _fail(estate, f"VM {action.params['vm']} does not exist")
+        return fail(estate, f"VM {action.params['vm']} does not exist")
     disk = disk_from_params(action.params["disk"])
     existing = vm.disk(disk.name)
     if existing is not None:
         same = replace(existing, file_size_gib=None) == replace(disk, file_size_gib=None)
         return (
-            _done(estate)
+            already_done(estate)
             if same
-            else _fail(estate, f"{vm.name} already has a different disk {disk.name}")
+            else fail(estate, f"{vm.name} already has a different disk {disk.name}")
         )
     problems = slot_problems(vm, disk)
     if vm.power_state == "running" and disk.controller == "ide":
         problems.append(f"{vm.name} is running: a disk can be hot-added only on SCSI")
-    if disk.volume not in estate.volumes:
+    volume = estate.volumes.get(disk.volume)
+    if volume is None:
         problems.append(f"volume {disk.volume} does not exist")
+    elif disk.file is not None:
+        if disk.file not in volume.status.files:
+            problems.append(f"{disk.volume} holds no unused file {disk.file} to attach")
     elif disk.used_gib() > volume_free_gib(estate, disk.volume):
         problems.append(f"{disk.volume} has too little free space for {disk.name}")
     if problems:
-        return _fail(estate, *problems)
+        return fail(estate, *problems)
+    if volume is not None and disk.file is not None:
+        # An existing file is attached: it takes the space it took, now as this disk.
+        files = dict(volume.status.files)
+        disk = replace(disk, file_size_gib=files.pop(disk.file))
+        status = replace(volume.status, files=frozen_map(files))
+        estate = estate.with_record(replace(volume, status=status))
     return RuleResult(estate.with_record(replace(vm, disks=(*vm.disks, disk))))
 
 
 def _detach_disk(estate: Estate, action: Action) -> RuleResult:
-    vm = _vm(estate, action)
+    vm = vm_of(estate, action)
     if vm is None:
-        return _fail(estate, f"VM {action.params['vm']} does not exist")
+        return fail(estate, f"VM {action.params['vm']} does not exist")
     disk = vm.disk(action.params["disk"])
     if disk is None:
-        return _done(estate)
+        return already_done(estate)
     if vm.power_state == "running" and disk.controller == "ide":
-        return _fail(estate, f"{vm.name} is running: an IDE disk can be removed only when off")
+        return fail(estate, f"{vm.name} is running: an IDE disk can be removed only when off")
     estate = estate.with_record(replace(vm, disks=tuple(d for d in vm.disks if d is not disk)))
     if not action.params.get("delete_file", False):
-        # The file stays on the volume: its space is still used.
-        volume = estate.volumes[disk.volume]
-        kept = replace(volume.status, other_used_gib=volume.status.other_used_gib + disk.used_gib())
-        estate = estate.with_record(replace(volume, status=kept))
+        # The file stays on the volume, unused: its space is still taken.
+        estate = keep_disk_files(estate, vm, (disk,))
     return RuleResult(estate)
 
 
 def _convert_disk(estate: Estate, action: Action) -> RuleResult:
-    vm = _vm(estate, action)
+    vm = vm_of(estate, action)
     if vm is None:
-        return _fail(estate, f"VM {action.params['vm']} does not exist")
+        return fail(estate, f"VM {action.params['vm']} does not exist")
     disk = vm.disk(action.params["disk"])
     if disk is None:
-        return _fail(estate, f"{vm.name} has no disk {action.params['disk']}")
+        return fail(estate, f"{vm.name} has no disk {action.params['disk']}")
     to_type = action.params["type"]
     if disk.type == to_type:
-        return _done(estate)
+        return already_done(estate)
     if vm.power_state != "off":
-        return _fail(estate, f"{vm.name} must be off to convert {disk.name}")
+        return fail(estate, f"{vm.name} must be off to convert {disk.name}")
     data = (
         disk.used_gib()
         if disk.type != "fixed"
@@ -753,7 +635,7 @@ def _convert_disk(estate: Estate, action: Action) -> RuleResult:
     )
     new_size = float(disk.size_gib) if to_type == "fixed" else data
     if new_size * CONVERT_MARGIN > volume_free_gib(estate, disk.volume):
-        return _fail(
+        return fail(
             estate,
             f"{disk.volume} needs {new_size * CONVERT_MARGIN:.1f} GiB free to convert {disk.name}",
         )
@@ -762,35 +644,35 @@ def _convert_disk(estate: Estate, action: Action) -> RuleResult:
 
 
 def _set_vm(estate: Estate, action: Action) -> RuleResult:
-    vm = _vm(estate, action)
+    vm = vm_of(estate, action)
     if vm is None:
-        return _fail(estate, f"VM {action.params['vm']} does not exist")
+        return fail(estate, f"VM {action.params['vm']} does not exist")
     memory = action.params.get("memory_mib", vm.memory_mib)
     vcpus = action.params.get("vcpus", vm.vcpus)
     if (vm.memory_mib, vm.vcpus) == (memory, vcpus):
-        return _done(estate)
+        return already_done(estate)
     if vm.power_state != "off":
-        return _fail(estate, f"{vm.name} must be off to change memory or vCPUs")
+        return fail(estate, f"{vm.name} must be off to change memory or vCPUs")
     return RuleResult(estate.with_record(replace(vm, memory_mib=memory, vcpus=vcpus)))
 
 
 def _stop_vm(estate: Estate, action: Action) -> RuleResult:
-    vm = _vm(estate, action)
+    vm = vm_of(estate, action)
     if vm is None:
-        return _fail(estate, f"VM {action.params['vm']} does not exist")
+        return fail(estate, f"VM {action.params['vm']} does not exist")
     if vm.power_state == "off":
-        return _done(estate)
+        return already_done(estate)
     return RuleResult(estate.with_record(replace(vm, power_state="off")))
 
 
 def _start_vm(estate: Estate, action: Action) -> RuleResult:
-    vm = _vm(estate, action)
+    vm = vm_of(estate, action)
     if vm is None:
-        return _fail(estate, f"VM {action.params['vm']} does not exist")
+        return fail(estate, f"VM {action.params['vm']} does not exist")
     if vm.power_state == "running":
-        return _done(estate)
+        return already_done(estate)
     if vm.node is None:
-        return _fail(estate, f"{vm.name} is on no node")
+        return fail(estate, f"{vm.name} is on no node")
     node = estate.nodes[vm.node]
     cluster = estate.clusters[vm.cluster]
     problems = placement_problems(estate, vm, vm.node)
@@ -802,7 +684,7 @@ def _start_vm(estate: Estate, action: Action) -> RuleResult:
     if need > free_memory_mib(estate, vm.node):
         problems.append(f"{vm.node} has too little free memory ({need} MiB needed)")
     if problems:
-        return _fail(estate, *problems)
+        return fail(estate, *problems)
     return RuleResult(estate.with_record(replace(vm, power_state="running")))
 
 
@@ -831,6 +713,10 @@ RULES: dict[str, Callable[[Estate, Action], RuleResult]] = {
     "set_vm": _set_vm,
     "stop_vm": _stop_vm,
     "start_vm": _start_vm,
+    **LIFECYCLE_RULES,
+    **ADAPTER_RULES,
+    **DISK_RULES,
+    **SETTINGS_RULES,
 }
 
 
@@ -838,11 +724,11 @@ def apply_rules(estate: Estate, action: Action) -> RuleResult:
     """Check an action's preconditions on ``estate`` and return the state after it."""
     rule = RULES.get(action.type)
     if rule is None:
-        return _fail(estate, f"unknown action type {action.type}")
+        return fail(estate, f"unknown action type {action.type}")
     try:
         return rule(estate, action)
     except KeyError as exc:
-        return _fail(estate, f"action {action.id} is missing parameter or object {exc}")
+        return fail(estate, f"action {action.id} is missing parameter or object {exc}")
 
 
 # --- invariants ----------------------------------------------------------------------------

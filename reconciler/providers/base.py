@@ -67,6 +67,22 @@ class Scope:
     objects: frozenset[str] = frozenset()
 
 
+LIFECYCLE_SCOPES = frozenset(
+    {
+        "detach_disk",
+        "create_vm",
+        "remove_vm",
+        "evict_node",
+        "add_vm_nic",
+        "remove_vm_nic",
+        "set_vm_nic",
+        "move_disk",
+        "set_preferred_owners",
+        "set_automatic_actions",
+    }
+)
+
+
 def scope_of(action: Action) -> Scope:
     """The objects an action changes, i.e. what must be read back to verify it."""
     p = action.params
@@ -88,8 +104,9 @@ def scope_of(action: Action) -> Scope:
         "complete_rolling_update",
     ):
         refs.add(f"Cluster/{action.cluster}")
-    if action.type == "detach_disk":
-        # The detached file's space moves to "other files" of its volume.
+    if action.type in LIFECYCLE_SCOPES:
+        # Read back against the whole cluster: membership and quorum (evict), placement
+        # and volume space (create), unused files (detach, remove), host switches (adapters).
         return Scope(action.cluster)
     return Scope(action.cluster, frozenset(refs))
 

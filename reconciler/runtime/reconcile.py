@@ -44,7 +44,9 @@ from reconciler.runtime.workflow import load_desired
 
 log = structlog.get_logger("reconciler.reconcile")
 
-DISRUPTIVE: frozenset[Disruption] = frozenset({"live-migration", "downtime", "reboot"})
+DISRUPTIVE: frozenset[Disruption] = frozenset(
+    {"live-migration", "downtime", "reboot", "destructive"}
+)
 # Errors that end a tick with outcome "error"; the loop goes on to the next tick.
 TICK_ERRORS = (ManifestLoadError, GitSourceError, ProviderError, OSError)
 

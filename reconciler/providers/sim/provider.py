@@ -18,7 +18,7 @@ import structlog
 from reconciler.model.actions import ACTION_TYPES, Action
 from reconciler.model.capacity import free_memory_mib, vm_cost_mib
 from reconciler.model.physics import (
-    ACTION_SECONDS,
+    action_seconds,
     estimate_move,
     live_inputs,
     schedule_live_moves,
@@ -143,7 +143,7 @@ class SimProvider:
                     factor = self.store.link_factor(conn, action.cluster)
                     details["pass_seconds"] = self._pass_seconds(before, action, factor)
             else:
-                seconds = ACTION_SECONDS.get(action.type, 10.0)
+                seconds = action_seconds(action, before.clusters.get(action.cluster), None)
             self.store.save_changes(conn, before, result.estate)
             self._maybe_hang()
             if dies_inside:

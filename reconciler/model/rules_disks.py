@@ -1,0 +1,53 @@
+"""World rules for moving a virtual disk to another controller or slot of its VM.
+
+SCSI data disks are hot-plugged (removed and added again) while the VM runs; a disk on IDE,
+or the disk the VM boots from, moves only with the VM off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from reconciler.model.actions import Action
+from reconciler.model.records import Disk, Estate, VirtualMachine
+from reconciler.model.rules_base import RuleResult, already_done, fail, slot_problems, vm_of
+
+
+def move_needs_off(vm: VirtualMachine, old: Disk, new: Disk) -> str | None:
+    """Why moving ``old`` to ``new``'s slot needs the VM off, or None when it can run."""
+    if old.controller == "ide" or new.controller == "ide":
+        return "IDE devices change only while the VM is off"
+    boot = vm.boot_disk()
+    if boot is not None and boot.name == old.name:
+        return "it is the boot disk"
+    return None
+
+
+def _move_disk(estate: Estate, action: Action) -> RuleResult:
+    vm = vm_of(estate, action)
+    if vm is None:
+        return fail(estate, f"VM {action.params['vm']} does not exist")
+    disk = vm.disk(action.params["disk"])
+    if disk is None:
+        return fail(estate, f"{vm.name} has no disk {action.params['disk']}")
+    moved = replace(
+        disk,
+        controller=action.params["controller"],
+        controller_number=int(action.params["controller_number"]),
+        slot=int(action.params["slot"]),
+    )
+    if moved == disk:
+        return already_done(estate)
+    problems = slot_problems(vm, moved)
+    if moved.controller == "ide" and vm.generation == 2:
+        problems.append(f"{vm.name} is generation 2: it has no IDE controller")
+    why = move_needs_off(vm, disk, moved)
+    if why and vm.power_state != "off":
+        problems.append(f"{vm.name} must be off to move {disk.name}: {why}")
+    if problems:
+        return fail(estate, *problems)
+    disks = tuple(moved if d.name == disk.name else d for d in vm.disks)
+    return RuleResult(estate.with_record(replace(vm, disks=disks)))
+
+
+DISK_RULES = {"move_disk": _move_disk}
