@@ -373,9 +373,8 @@ def _print_hook(obj: Context, action_id: str, hook: object) -> None:
         status = "timed out and was killed"
     else:
         status = f"exit status {hook.get('exit_code')}"
-    obj.out.note(
-        f"\nhook of {action_id}: {' '.join(map(str, hook.get('command') or ()))}: {status}"
-    )
+    obj.out.console.print()  # a blank line of our own: note() escapes control characters
+    obj.out.note(f"hook of {action_id}: {' '.join(map(str, hook.get('command') or ()))}: {status}")
     for stream in ("stdout", "stderr"):
         text = str(hook.get(stream) or "")
         if not text:

@@ -306,8 +306,9 @@ def plan(
         for line in plan_lines(result, colour=obj.out.interactive):
             obj.out.console.print(line, markup=obj.out.interactive, highlight=False)
         if out_file is not None:
+            obj.out.console.print()  # a blank line of our own: note() escapes control characters
             obj.out.note(
-                f"\nSaved the plan to {out_file}; apply it with: reconciler apply --plan {out_file}"
+                f"Saved the plan to {out_file}; apply it with: reconciler apply --plan {out_file}"
             )
     if detailed_exitcode:
         if result.blocked:
