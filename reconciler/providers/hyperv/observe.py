@@ -29,7 +29,6 @@ from reconciler.model.records import (
     VolumeStatus,
     frozen_map,
 )
-from reconciler.providers.base import ProviderError
 from reconciler.providers.hyperv import model_map as m
 from reconciler.providers.hyperv.wmi1 import observe as wmi1
 
@@ -55,14 +54,6 @@ class Sessions(Protocol):
 
 class NodeUnreachable(Exception):
     pass
-
-
-def refuse_2008r2(cluster: str, node: str, caption: str) -> ProviderError:
-    return ProviderError(
-        f"cluster {cluster} runs Windows Server 2008 R2 ({caption} on {node}): the hyperv "
-        "provider drives Windows Server 2012 R2 and later through the Hyper-V module, which "
-        "2008 R2 does not have; its WMI v1 path is not built yet"
-    )
 
 
 @dataclass
