@@ -89,6 +89,25 @@ class ActionRecord:
     details: dict[str, Any]
 
 
+# The columns both state backends select, in record field order, and the row decoders.
+RUN_COLUMNS = (
+    "id, started_at, ended_at, outcome, plan_hash, source, commit_id, kind, actions_total, "
+    "owner, host, pid, message, cluster"
+)
+ACTION_COLUMNS = (
+    "run_id, seq, action_id, type, target, cluster, status, started_at, ended_at, "
+    "seconds, attempts, error, details"
+)
+
+
+def action_from_row(row: Sequence[Any]) -> ActionRecord:
+    """An ActionRecord from a row of ACTION_COLUMNS (details are stored as JSON text)."""
+    r = row
+    return ActionRecord(
+        r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], json.loads(r[12])
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class LockRecord:
     cluster: str
@@ -366,45 +385,24 @@ class Journal:
 
     def runs(self, limit: int = 20) -> list[RunRecord]:
         rows = self.conn.execute(
-            "SELECT id, started_at, ended_at, outcome, plan_hash, source, commit_id, kind, "
-            "actions_total, owner, host, pid, message, cluster FROM runs "
-            "ORDER BY started_at DESC, rowid DESC LIMIT ?",
+            f"SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?",
             (limit,),
         ).fetchall()
         return [RunRecord(*r) for r in rows]
 
     def run(self, run_id: str) -> RunRecord | None:
         row = self.conn.execute(
-            "SELECT id, started_at, ended_at, outcome, plan_hash, source, commit_id, kind, "
-            "actions_total, owner, host, pid, message, cluster FROM runs WHERE id = ?",
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?",
             (run_id,),
         ).fetchone()
         return RunRecord(*row) if row else None
 
     def actions(self, run_id: str) -> list[ActionRecord]:
         rows = self.conn.execute(
-            "SELECT run_id, seq, action_id, type, target, cluster, status, started_at, ended_at, "
-            "seconds, attempts, error, details FROM run_actions WHERE run_id = ? ORDER BY seq",
+            f"SELECT {ACTION_COLUMNS} FROM run_actions WHERE run_id = ? ORDER BY seq",
             (run_id,),
         ).fetchall()
-        return [
-            ActionRecord(
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                r[5],
-                r[6],
-                r[7],
-                r[8],
-                r[9],
-                r[10],
-                r[11],
-                json.loads(r[12]),
-            )
-            for r in rows
-        ]
+        return [action_from_row(r) for r in rows]
 
     def interrupted_runs(self) -> list[RunRecord]:
         """Runs still marked running whose process is gone: killed, crashed or cut off."""

@@ -20,6 +20,8 @@ import psycopg
 
 from reconciler.providers.postgres import StateDatabaseError, acquire, connect, migrate, release
 from reconciler.runtime.journal import (
+    ACTION_COLUMNS,
+    RUN_COLUMNS,
     ActionRecord,
     DriftRecord,
     LockHeld,
@@ -27,6 +29,7 @@ from reconciler.runtime.journal import (
     LockRecord,
     RunRecord,
     _pid_alive,
+    action_from_row,
     whoami,
 )
 
@@ -87,10 +90,6 @@ JOURNAL_STEPS = (
     """,
 )
 
-_RUN_COLUMNS = (
-    "id, started_at, ended_at, outcome, plan_hash, source, commit_id, kind, actions_total, "
-    "owner, host, pid, message, cluster"
-)
 _LOCK_COLUMNS = "cluster, lock_id, run_id, owner, pid, host, acquired_at, expires_at"
 _DRIFT_COLUMNS = (
     "id, detected_at, tick_run, object, fields, corrected, corrected_at, correction_run, "
@@ -296,46 +295,28 @@ class PostgresJournal:
 
     def runs(self, limit: int = 20) -> list[RunRecord]:
         rows = self.conn.execute(
-            f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY started_at DESC, seq DESC LIMIT %s",
+            f"SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at DESC, seq DESC LIMIT %s",
             (limit,),
         ).fetchall()
         return [RunRecord(*r) for r in rows]
 
     def run(self, run_id: str) -> RunRecord | None:
         row = self.conn.execute(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = %s", (run_id,)
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE id = %s", (run_id,)
         ).fetchone()
         return RunRecord(*row) if row else None
 
     def actions(self, run_id: str) -> list[ActionRecord]:
         rows = self.conn.execute(
-            "SELECT run_id, seq, action_id, type, target, cluster, status, started_at, ended_at, "
-            "seconds, attempts, error, details FROM run_actions WHERE run_id = %s ORDER BY seq",
+            f"SELECT {ACTION_COLUMNS} FROM run_actions WHERE run_id = %s ORDER BY seq",
             (run_id,),
         ).fetchall()
-        return [
-            ActionRecord(
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                r[5],
-                r[6],
-                r[7],
-                r[8],
-                r[9],
-                r[10],
-                r[11],
-                json.loads(r[12]),
-            )
-            for r in rows
-        ]
+        return [action_from_row(r) for r in rows]
 
     def interrupted_runs(self) -> list[RunRecord]:
         """Runs marked running whose process is gone (see ``process_gone``)."""
         rows = self.conn.execute(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE outcome = 'running' ORDER BY started_at"
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE outcome = 'running' ORDER BY started_at"
         ).fetchall()
         return [run for run in (RunRecord(*r) for r in rows) if self.process_gone(run)]
 
