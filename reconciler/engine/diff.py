@@ -23,6 +23,7 @@ from reconciler.model.records import (
     VirtualSwitch,
 )
 from reconciler.model.rules_adapters import nic_text
+from reconciler.model.rules_memory import dynamic_text
 from reconciler.model.vlans import format_vlan_list
 
 Op = Literal["add", "change", "remove"]
@@ -183,6 +184,14 @@ def vm_fields(desired: VirtualMachine, observed: VirtualMachine) -> list[FieldCh
             out.append(FieldChange(f"spec.{attr}", a, b))
     if desired.power_state != observed.power_state:
         out.append(FieldChange("spec.power_state", observed.power_state, desired.power_state))
+    if desired.dynamic_memory != observed.dynamic_memory:
+        out.append(
+            FieldChange(
+                "spec.dynamic_memory",
+                dynamic_text(observed.dynamic_memory),
+                dynamic_text(desired.dynamic_memory),
+            )
+        )
     have = {d.name: d for d in observed.disks}
     for i, disk in enumerate(desired.disks):
         current = have.pop(disk.name, None)

@@ -115,13 +115,20 @@ def _mac_text(mac: str) -> str:
 
 
 def _vm_rules(vm: VirtualMachine, report: Report) -> None:
-    if vm.memory_mib % 2:
-        report(
-            vm,
-            ("spec", "memory_mib"),
-            f"{vm.memory_mib} MiB is not a multiple of 2 MB",
-            f"Hyper-V sets memory in 2 MB steps: {vm.memory_mib - 1} or {vm.memory_mib + 1}",
-        )
+    amounts: list[tuple[tuple[str, ...], int]] = [(("memory_mib",), vm.memory_mib)]
+    if vm.dynamic_memory is not None:
+        amounts += [
+            (("dynamic_memory", "minimum_mib"), vm.dynamic_memory.minimum_mib),
+            (("dynamic_memory", "maximum_mib"), vm.dynamic_memory.maximum_mib),
+        ]
+    for path, mib in amounts:
+        if mib % 2:
+            report(
+                vm,
+                ("spec", *path),
+                f"{mib} MiB is not a multiple of 2 MB",
+                f"Hyper-V sets memory in 2 MB steps: {mib - 1} or {mib + 1}",
+            )
     for i, nic in enumerate(vm.nics):
         base = ("spec", "nics", i)
         if nic.mac is not None and not _unicast(nic.mac):
