@@ -188,7 +188,7 @@ class TestReplacingADiskInItsSlot:
         return code, json.loads(out), desired
 
     def test_another_disk_in_the_slot(self, tmp_path: Path) -> None:
-        code, document, desired = self._plan(
+        code, document, _ = self._plan(
             tmp_path, APP01_DATA.replace("name: data,", "name: logs,")
         )
         assert code == 2, document
