@@ -106,7 +106,7 @@ def node_reads(call: Call, node: str) -> dict[str, Any]:
         if a.get("NetConnectionID") and a.get("PhysicalAdapter")
     ]
     # 2008 R2 has no per-adapter VMQ or jumbo-frame cmdlets: offloads are not observed.
-    r["vmq"], r["jumbo"] = [], []
+    r["vmq"], r["jumbo"], r["offloads_unread"] = [], [], True
     r["switches"], r["host_vlans"] = switch_reads(call, node)
     r["disks"] = [
         {
