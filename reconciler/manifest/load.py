@@ -17,6 +17,7 @@ from reconciler.manifest.discovery import select_manifests
 from reconciler.manifest.documents import (
     NOT_CHECKED,
     Document,
+    Source,
     declared_names,
     manifest_files,
     read_bytes,
@@ -90,8 +91,9 @@ def load_paths(paths: list[str], world: bool = False, cache_dir: Path | None = N
             key = keys[name] = content_key(content, world)
             cached = cache.get(key)
             if cached is not None:
+                source = Source(file=str(path))
                 docs.extend(
-                    Document(name, i, data, line, col, positions=None, checked=True)
+                    Document(name, i, data, line, col, checked=True, source=source)
                     for i, (data, line, col) in enumerate(cached)
                 )
                 continue
