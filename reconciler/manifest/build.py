@@ -14,6 +14,7 @@ from reconciler.model.records import (
     ClusterNetwork,
     ClusterSharedVolume,
     ClusterStatus,
+    Disk,
     Hardware,
     Hook,
     LiveMigrationSettings,
@@ -256,6 +257,11 @@ def _vm_nic(n: Data) -> VmNic:
     )
 
 
+def _disk(params: Data, file_size_gib: float | None) -> Disk:
+    disk = disk_from_params(params)
+    return disk if file_size_gib is None else replace(disk, file_size_gib=file_size_gib)
+
+
 def build_vm(data: Data) -> VirtualMachine:
     spec = data["spec"]
     status = data.get("status") or {}
@@ -281,7 +287,7 @@ def build_vm(data: Data) -> VirtualMachine:
         automatic_start_action=spec.get("automatic_start_action"),
         automatic_stop_action=spec.get("automatic_stop_action"),
         disks=tuple(
-            replace(disk_from_params(d), file_size_gib=file_sizes.get(d["name"]))
+            _disk(d, file_sizes.get(d["name"]) if file_sizes else None)
             for d in spec.get("disks") or ()
         ),
         labels=_labels(data),

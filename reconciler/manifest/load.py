@@ -32,6 +32,7 @@ from reconciler.model.records import (
     Record,
     SwitchConfig,
     VirtualMachine,
+    VirtualSwitch,
     frozen_map,
     kind_of,
 )
@@ -280,10 +281,17 @@ def _observed_facts(
 ) -> Estate:
     """A world file states per-host facts as exceptions; spell them out for every node."""
     nodes: dict[str, Node] = {}
+    # Each cluster's switches and volumes once, not a scan of the estate per node.
+    switches_of: dict[str, list[VirtualSwitch]] = {}
+    for _, switch in sorted(estate.switches.items()):
+        switches_of.setdefault(switch.cluster, []).append(switch)
+    luns_of: dict[str, frozenset[str]] = {}
+    for volume in estate.volumes.values():
+        luns_of[volume.cluster] = luns_of.get(volume.cluster, frozenset()) | {volume.name}
     for name, node in estate.nodes.items():
         cluster = estate.clusters.get(node.cluster)
         host_switches: dict[str, SwitchConfig] = {}
-        for switch in estate.switches_of(node.cluster):
+        for switch in switches_of.get(node.cluster, ()):
             status = statuses[("VirtualSwitch", switch.name)]
             if name in (status.get("missing_on") or ()):
                 continue
@@ -303,7 +311,7 @@ def _observed_facts(
         if "luns" in node_status:
             luns = node.status.luns
         elif cluster is not None and name in cluster.nodes:
-            luns = frozenset(v.name for v in estate.volumes_of(node.cluster))
+            luns = luns_of.get(node.cluster, frozenset())
         else:
             luns = frozenset()
         nodes[name] = replace(

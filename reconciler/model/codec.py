@@ -110,9 +110,16 @@ def _decoder(tp: Any) -> Codec:
         return lambda v: frozen_map({k: item(x) for k, x in v.items()})
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         parts = {name: _decoder(hint) for name, hint in _fields(tp)}
+        names = parts.keys()
+        # Only the fields whose values change on the way in (most are text or numbers as is).
+        convert = [(name, dec) for name, dec in parts.items() if dec is not _identity]
 
         def build(v: Mapping[str, Any]) -> Any:
-            return tp(**{k: parts[k](x) for k, x in v.items() if k in parts})
+            kwargs = dict(v) if v.keys() <= names else {k: x for k, x in v.items() if k in names}
+            for name, dec in convert:
+                if name in kwargs:
+                    kwargs[name] = dec(kwargs[name])
+            return tp(**kwargs)
 
         return build
     if tp is float:
