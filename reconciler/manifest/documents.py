@@ -66,17 +66,28 @@ class Document:
     spelled: dict[Path_, str] | None = None
     has_float: bool = False
     source: Source | None = None
+    # Kind and name, kept when the data is let go (see ``release``).
+    label: tuple[str, str] | None = None
 
     @property
     def kind(self) -> str:
+        if self.label is not None:
+            return self.label[0]
         kind = self.data.get("kind") if isinstance(self.data, dict) else None
         return kind if isinstance(kind, str) else "?"
 
     @property
     def name(self) -> str:
+        if self.label is not None:
+            return self.label[1]
         meta = self.data.get("metadata") if isinstance(self.data, dict) else None
         name = meta.get("name") if isinstance(meta, dict) else None
         return str(name) if name is not None else "?"
+
+    def release(self) -> None:
+        """Let the data go once its record is built: errors need only the kind and name."""
+        self.label = (self.kind, self.name)
+        self.data = None
 
     @property
     def ident(self) -> str:
@@ -120,20 +131,25 @@ class Document:
         )
 
 
-def read_bytes(content: bytes, file: str) -> tuple[list[Document], list[ManifestError]]:
-    """Decode a manifest file (UTF-8, or UTF-16 with a BOM), then read its documents."""
+def read_bytes(
+    content: bytes, file: str, path: Path | None = None
+) -> tuple[list[Document], list[ManifestError]]:
+    """Decode a manifest file (UTF-8, or UTF-16 with a BOM), then read its documents.
+    With ``path``, positions an error needs are read again from the file, not kept text."""
     try:
         text = decode(content)
     except ReadError as exc:
         return [], [_read_error(file, exc)]
-    return read_text(text, file)
+    return read_text(text, file, path)
 
 
 def _read_error(file: str, exc: ReadError) -> ManifestError:
     return ManifestError(file, exc.line, exc.col, "-", "-", exc.message, exc.allowed)
 
 
-def read_text(text: str, file: str) -> tuple[list[Document], list[ManifestError]]:
+def read_text(
+    text: str, file: str, path: Path | None = None
+) -> tuple[list[Document], list[ManifestError]]:
     """Parse every document of a YAML stream. A problem that ends the file (syntax, limits)
     is reported at its position and none of the file's objects are checked: half a file
     would only cascade into errors about the objects it no longer declares.
@@ -147,7 +163,7 @@ def read_text(text: str, file: str) -> tuple[list[Document], list[ManifestError]
     else:
         fast = fastyaml.read(text)
     if fast is not None:
-        source = Source(text)
+        source = Source(file=str(path)) if path is not None else Source(text)
         return [
             Document(file, index, data, line, col, has_float=has_float, source=source)
             for index, (data, line, col, has_float) in enumerate(fast)

@@ -95,7 +95,7 @@ class _Reader:
         self.ind = ind
         self.con = con
         self.end = 0
-        self.values: dict[str, Any] = {}  # plain scalar text -> value, for resolvable texts
+        self.values: dict[str, Any] = {}  # plain scalar text -> value
         self.keys: dict[str, str] = {}  # one string object per distinct key
         self.floats = False
         self.flow_values = 0  # items of flow lists in this document (they share a line)
@@ -122,12 +122,11 @@ class _Reader:
         return self.plain(text)
 
     def plain(self, text: str) -> Any:
-        if text[0] not in _RESOLVES:
-            return text
         values = self.values
         value = values.get(text, values)
         if value is values:
-            value = values[text] = _resolve(text)
+            # Each distinct text once (records share repeated values: "scsi", a volume name).
+            value = values[text] = _resolve(text) if text[0] in _RESOLVES else text
             if type(value) is bool and text.lower() not in ("true", "false"):
                 values[text] = _SPELLED
         if value is _SPELLED:  # which word it was is read again with positions, for messages
@@ -230,7 +229,7 @@ class _Reader:
     def mapping(self, i: int, level: int, depth: int) -> tuple[dict[str, Any], int]:
         if depth >= MAX_DEPTH - 1:  # (a flow list in it would be one level deeper)
             raise _Unsupported
-        ind, con, end, keys = self.ind, self.con, self.end, self.keys
+        ind, con, end, keys, values = self.ind, self.con, self.end, self.keys, self.values
         out: dict[str, Any] = {}
         while i < end:
             at = ind[i]
@@ -250,7 +249,9 @@ class _Reader:
             i += 1
             value: Any = None
             if plain is not None:  # the common case: a plain scalar, no ':' or '#' in it
-                value = plain if plain[0] not in _RESOLVES else self.plain(plain)
+                value = values.get(plain, values)
+                if value is values or value is _SPELLED or type(value) is float:
+                    value = self.plain(plain)
                 if i < end and ind[i] > level:
                     raise _Unsupported  # a scalar going on over lines
             elif rest is None or rest[0] == "#":
