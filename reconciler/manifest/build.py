@@ -16,6 +16,7 @@ from reconciler.model.records import (
     ClusterSharedVolume,
     ClusterStatus,
     Disk,
+    DynamicMemory,
     Hardware,
     Hook,
     LiveMigrationSettings,
@@ -98,6 +99,7 @@ VM_DEFAULTED = (
     "migration_policy",
     "anti_affinity_mode",
     "allow_downtime",
+    "dynamic_memory",
 )
 
 
@@ -283,6 +285,18 @@ def _disk(params: Data, file_size_gib: float | None) -> Disk:
     return disk if file_size_gib is None else replace(disk, file_size_gib=file_size_gib)
 
 
+def _dynamic_memory(spec: Data) -> DynamicMemory | None:
+    """None for static memory; a bound left out is the startup memory (validation says so)."""
+    raw = spec.get("dynamic_memory")
+    if not raw or not raw.get("enabled", True):
+        return None
+    return DynamicMemory(
+        minimum_mib=raw.get("minimum_mib", spec["memory_mib"]),
+        maximum_mib=raw.get("maximum_mib", spec["memory_mib"]),
+        buffer_pct=raw.get("buffer_pct", 20),
+    )
+
+
 def build_vm(data: Data) -> VirtualMachine:
     spec = data["spec"]
     status = data.get("status") or {}
@@ -307,6 +321,7 @@ def build_vm(data: Data) -> VirtualMachine:
         ),
         automatic_start_action=spec.get("automatic_start_action"),
         automatic_stop_action=spec.get("automatic_stop_action"),
+        dynamic_memory=_dynamic_memory(spec),
         disks=tuple(
             _disk(d, file_sizes.get(d["name"]) if file_sizes else None)
             for d in spec.get("disks") or ()
