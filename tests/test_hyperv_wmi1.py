@@ -381,3 +381,30 @@ def test_a_vm_that_is_not_clustered_stops_and_starts_through_wmi(tmp_path: Path)
     sent = [c for r in peer.received for c, _ in r.commands]
     assert sent.count(scripts.SET_VM_STATE) == 2
     assert not {"Stop-ClusterGroup", "Start-ClusterGroup"} & set(sent)
+
+
+def test_the_plan_names_the_path_each_cluster_is_driven_by(tmp_path: Path) -> None:
+    import json
+
+    import jsonschema
+
+    from reconciler.cli.render import plan_lines
+    from reconciler.engine.plan import plan_from_json
+    from reconciler.runtime.workflow import plan_paths
+
+    make_world(tmp_path / "w", nodes=2, vms=2, drift=0.3, seed=3, platform="2008r2",
+               out=tmp_path / "gen")  # fmt: skip
+    hv, _, _ = provider_for(tmp_path / "w")
+    desired = [str(tmp_path / "gen" / "desired")]
+    plan = plan_paths(desired, hv).plan
+    wmi1 = "Windows Server 2008 R2 via WMI v1 (root\\virtualization) and FailoverClusters 2008 R2"
+    assert plan.provider_paths == (("c001", wmi1),)
+    doc = plan.to_json()
+    assert doc["provider_paths"] == {"c001": wmi1}
+    schema = json.loads((Path(__file__).parents[1] / "schemas" / "plan.schema.json").read_text())
+    jsonschema.validate(doc, schema)
+    assert plan_from_json(doc).to_json() == doc  # a saved plan keeps it, and its digest
+    assert f"driven as: Cluster/c001: {wmi1}" in plan_lines(plan, colour=False)
+    # the simulator names no path: its plans keep the bytes they always had
+    sim_plan = plan_paths(desired, SimProvider(tmp_path / "w")).plan
+    assert sim_plan.provider_paths == () and "provider_paths" not in sim_plan.to_json()

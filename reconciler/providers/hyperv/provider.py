@@ -175,6 +175,8 @@ class HyperVProvider:
             reasons=dict(act.NOT_DONE),
             platform_actions={"2008r2": frozenset(wmi1_act.ACTIONS)},
             platform_reasons={"2008r2": wmi1_act.reasons()},
+            platform_paths={"2008r2": wmi1_act.PATH},
+            default_path=act.PATH,
         )
 
     def close(self) -> None:

@@ -23,7 +23,8 @@ from reconciler.providers.hyperv.wmi1 import roles, scripts
 from reconciler.providers.hyperv.wmi1.jobs import JOB_STARTED, PLATFORM, Runner, run
 from reconciler.providers.hyperv.wmi1.observe import wmi
 
-__all__ = ["ACTIONS", "JOB_STARTED", "NOT_DONE", "PLATFORM", "Runner", "reasons"]
+__all__ = ["ACTIONS", "JOB_STARTED", "NOT_DONE", "PATH", "PLATFORM", "Runner", "reasons"]
+PATH = "Windows Server 2008 R2 via WMI v1 (root\\virtualization) and FailoverClusters 2008 R2"
 
 
 def _trunk(r: Runner, node: str, switch: str, allowed: str, native: int | None) -> None:
