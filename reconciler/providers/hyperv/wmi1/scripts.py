@@ -30,6 +30,7 @@ UNMASK_LUNS = _load("Unmask-Luns")
 TEST_LIVE_MIGRATION = _load("Test-LiveMigration")
 SET_VM_RESOURCES = _load("Set-VmResources")  # ModifyVirtualSystemResources
 GET_VHD_INFO = _load("Get-VhdInfo")  # GetVirtualHardDiskInfo's embedded instance, read
+GET_NIC_OFFLOADS = _load("Get-NicOffloads")  # *VMQ, *JumboPacket of each adapter, read
 STOP_VM_ROLE = _load("Stop-VmRole")  # Stop-ClusterGroup, the VM resource shut down
 SET_VM_STATE = _load("Set-VmState")  # a VM that is not clustered: RequestStateChange
 REMOVE_VHD_DRIVE = _load("Remove-VhdDrive")  # RemoveVirtualSystemResources
@@ -45,6 +46,7 @@ ALL: dict[str, str] = {
     "Unmask-Luns": UNMASK_LUNS,
     "Test-LiveMigration": TEST_LIVE_MIGRATION,
     "Get-VhdInfo": GET_VHD_INFO,
+    "Get-NicOffloads": GET_NIC_OFFLOADS,
     "Set-VmResources": SET_VM_RESOURCES,
     "Stop-VmRole": STOP_VM_ROLE,
     "Set-VmState": SET_VM_STATE,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from reconciler.model.records import SwitchConfig
 from reconciler.model.rules import switch_to_params
 from reconciler.providers.sim.winrm import objects as o
-from reconciler.providers.sim.winrm import wmi1_roles
+from reconciler.providers.sim.winrm import wmi1_networks, wmi1_roles
 from reconciler.providers.sim.winrm.binding import Param, PeerError, Spec
 from reconciler.providers.sim.winrm.cmdlets_write import WRITE_SPECS
 from reconciler.providers.sim.winrm.wmi1 import obj, u16
@@ -318,6 +318,19 @@ def expand_vhd(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterator[
     yield from _as_job(host, "ExpandVirtualHardDisk", "Resize-VHD", params)
 
 
+def get_nic_offloads(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterator[Any]:
+    """The registry keywords a driver writes: *VMQ "1"/"0", *JumboPacket "9014"/"1514"."""
+    for nic in host.this_node().nics:
+        yield o.ps_object(
+            ("System.Management.Automation.PSCustomObject",),
+            {
+                "Name": nic.name,
+                "Vmq": "1" if nic.offloads.vmq else "0",
+                "JumboPacket": "9014" if nic.offloads.jumbo_frames else "1514",
+            },
+        )
+
+
 HANDLERS: dict[str, Any] = {
     "Set-SwitchVlans": set_switch_vlans,
     "New-Switch": new_switch,
@@ -372,6 +385,7 @@ CMDLETS: dict[str, tuple[Spec, Any]] = {
         validate,
     ),
     **wmi1_roles.CMDLETS,  # pause/resume, Move-/Start-/Stop-ClusterGroup
+    **wmi1_networks.CMDLETS,  # network Ids, the VM resource type's migration networks
     # ... and Move-ClusterVirtualMachineRole without -MigrationType (live only).
     "Move-ClusterVirtualMachineRole": (
         Spec(
@@ -420,3 +434,4 @@ def get_vhd_info(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterato
 
 
 HANDLERS["Get-VhdInfo"] = get_vhd_info
+HANDLERS["Get-NicOffloads"] = get_nic_offloads
