@@ -388,3 +388,55 @@ def test_the_plan_names_the_path_each_cluster_is_driven_by(tmp_path: Path) -> No
     # the simulator names no path: its plans keep the bytes they always had
     sim_plan = plan_paths(desired, SimProvider(tmp_path / "w")).plan
     assert sim_plan.provider_paths == () and "provider_paths" not in sim_plan.to_json()
+
+
+def test_the_demo_reads_back_whole_a_racked_node_included(tmp_path: Path) -> None:
+    """The demo world (2008 R2) through the WMI v1 path equals the world, hv05 included: a node
+    still to join has no cluster network interfaces, so its adapters' networks come from their
+    host addresses (Win32_NetworkAdapterConfiguration) and the cluster networks' subnets, and
+    the address-less VM adapter is on the one network without a subnet."""
+    from reconciler.manifest.load import load_paths
+
+    root = Path(__file__).resolve().parents[1]
+    loaded = load_paths([str(root / "manifests" / "worlds" / "demo.yaml")], world=True)
+    assert loaded.estate is not None
+    sim = SimProvider(tmp_path)
+    sim.init_world(loaded.estate, "demo")
+    sim.close()
+    hv, _, _ = provider_for(tmp_path)
+    seen = hv.observe()
+    truth = SimProvider(tmp_path).observe()
+    assert "hv05" not in truth.clusters["prod"].nodes  # racked, not joined
+    networks = {n.name: n.network for n in seen.nodes["hv05"].nics}
+    assert networks == {
+        "NIC1": "Management",
+        "NIC2": "Heartbeat",
+        "NIC3": "LiveMigration",
+        "NIC4": "VM",
+    }
+    assert seen.clusters["prod"].live_migration.network == "LiveMigration"
+    assert observable(seen) == observable(truth)
+
+
+@pytest.mark.parametrize(
+    ("addresses", "expected"),
+    [
+        (["192.168.10.15"], "Management"),
+        (["fe80::1", "10.10.2.20"], "LiveMigration"),  # IPv6 link-local ignored
+        ([], "VM"),  # no host address: the one network without a subnet
+        (["172.16.0.5"], None),  # in no cluster subnet: not guessed
+    ],
+)
+def test_a_joining_nodes_adapter_is_on_the_network_of_its_address(
+    addresses: list[str], expected: str | None
+) -> None:
+    from reconciler.model.records import ClusterNetwork
+    from reconciler.providers.hyperv.model_map import netifs_by_address
+
+    nets = [
+        ClusterNetwork("Management", ("management",), subnet="192.168.10.0/24"),
+        ClusterNetwork("LiveMigration", ("live_migration",), subnet="10.10.2.0/24"),
+        ClusterNetwork("VM", ("vm",)),
+    ]
+    got = netifs_by_address("hv05", [{"Name": "NIC1", "IPAddress": addresses}], nets)
+    assert got == ([{"Node": "hv05", "Adapter": "NIC1", "Network": expected}] if expected else [])

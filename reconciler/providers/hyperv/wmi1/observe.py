@@ -99,14 +99,31 @@ def node_reads(
             raise
         r["registry"] = []
     r["features"] = call(node, "Get-WindowsFeature", {"Name": ["Hyper-V", "Failover-Clustering"]})
+    physical = [
+        a
+        for a in call(node, "Get-WmiObject", {"Class": "Win32_NetworkAdapter"})
+        if a.get("NetConnectionID") and a.get("PhysicalAdapter")
+    ]
     r["adapters"] = [
         {
             "Name": str(a.get("NetConnectionID")),
             "InterfaceDescription": str(a.get("Description")),
             "Speed": int(a.get("Speed") or 0),
         }
-        for a in call(node, "Get-WmiObject", {"Class": "Win32_NetworkAdapter"})
-        if a.get("NetConnectionID") and a.get("PhysicalAdapter")
+        for a in physical
+    ]
+    # Host addresses (tied to the adapter by Index): which cluster network an adapter of a
+    # node still to join is on.
+    config = {
+        str(x.get("Index")): x
+        for x in call(node, "Get-WmiObject", {"Class": "Win32_NetworkAdapterConfiguration"})
+    }
+    r["addresses"] = [
+        {
+            "Name": str(a.get("NetConnectionID")),
+            "IPAddress": list((config.get(str(a.get("Index"))) or {}).get("IPAddress") or []),
+        }
+        for a in physical
     ]
     # 2008 R2 has no NetAdapter cmdlets: VMQ and jumbo frames are the adapters' standardized
     # registry keywords (Get-NicOffloads.ps1), given the shape Get-NetAdapterVmq and
