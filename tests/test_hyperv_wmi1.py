@@ -440,3 +440,28 @@ def test_a_joining_nodes_adapter_is_on_the_network_of_its_address(
     ]
     got = netifs_by_address("hv05", [{"Name": "NIC1", "IPAddress": addresses}], nets)
     assert got == ([{"Node": "hv05", "Adapter": "NIC1", "Network": expected}] if expected else [])
+
+
+def test_rebinding_a_switch_that_running_vms_use_is_refused_by_the_rule(tmp_path: Path) -> None:
+    make_world(tmp_path, nodes=2, vms=2, seed=7, platform="2008r2")
+    hv, _, _ = provider_for(tmp_path)
+    estate = hv.observe()
+    node = estate.nodes["c001-n01"]
+    switch, cfg = sorted(node.status.switches.items())[0]
+    other = next(n.name for n in node.nics if n.name != cfg.uplink_nic)
+    config = {
+        "type": "external",
+        "uplink_nic": other,
+        "management_os": cfg.management_os,
+        "allowed_vlans": ",".join(str(v) for v in sorted(cfg.allowed_vlans)),
+        "native_vlan": cfg.native_vlan,
+    }
+    out = hv.apply(
+        _action("match_vswitch", "Node/c001-n01", "c001", node="c001-n01", switch=switch,
+                config=config)
+    )  # fmt: skip
+    assert out.status == "precondition_failed"
+    assert out.message.startswith("TeardownSwitch failed: TeardownSwitch returned 32768: ")
+    assert "would cut off running VMs" in out.message
+    after = SimProvider(tmp_path).observe().nodes["c001-n01"].status.switches[switch]
+    assert after == cfg  # nothing changed

@@ -194,12 +194,22 @@ def test_golden_pipelines_of_a_join_on_2008r2(join_rig: tuple[HyperVPeer, HyperV
     world = SimProvider(peer.state_dir).observe()
     test_vm = sorted(world.vms_on("c001-n01"), key=lambda v: v.name)[0].name
     volumes = sorted(world.volumes)
+    switch = sorted(world.nodes["c001-n04"].status.switches)[0]
+    cfg = world.nodes["c001-n04"].status.switches[switch]
+    rebound = {  # the same switch, its host sharing turned around: bound again
+        "type": cfg.type, "uplink_nic": cfg.uplink_nic, "management_os": not cfg.management_os,
+        "allowed_vlans": ",".join(str(v) for v in sorted(cfg.allowed_vlans)),
+        "native_vlan": cfg.native_vlan,
+    }  # fmt: skip
     steps = [
         ("present_storage", act("present_storage", "Node/c001-n04", node="c001-n04",
                                 volumes=volumes)),
         ("add_node", act("add_node", "Node/c001-n04", node="c001-n04")),
         ("test_live_migration", act("test_live_migration", "Node/c001-n04", node="c001-n04",
                                     vm=test_vm)),
+        # joined and empty: its switch bound again (changing an existing switch's binding)
+        ("match_vswitch_existing", act("match_vswitch", "Node/c001-n04", node="c001-n04",
+                                       switch=switch, config=rebound)),
     ]  # fmt: skip
     regen = os.environ.get("RECONCILER_REGEN_GOLDEN") == "1"
     for n, (name, action) in enumerate(steps, start=18):
@@ -213,6 +223,9 @@ def test_golden_pipelines_of_a_join_on_2008r2(join_rig: tuple[HyperVPeer, HyperV
         assert json.loads(path.read_text()) == got, f"{path.name} differs"
         provider.observe(scope_of(action))
     after = SimProvider(peer.state_dir).observe()
+    assert after.nodes["c001-n04"].status.switches[switch] == replace(
+        cfg, management_os=not cfg.management_os
+    )
     c = after.clusters["c001"]
     assert "c001-n04" in c.nodes and c.status.tested_nodes == {"c001-n04"}
     assert after.nodes["c001-n04"].status.luns == set(volumes)

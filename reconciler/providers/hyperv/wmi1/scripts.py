@@ -22,6 +22,7 @@ def _load(name: str) -> str:
 
 SET_SWITCH_VLANS = _load("Set-SwitchVlans")
 NEW_SWITCH = _load("New-Switch")
+SET_SWITCH_BINDING = _load("Set-SwitchBinding")  # TeardownSwitch, then SetupSwitch again
 NEW_VHD = _load("New-Vhd")
 ADD_VHD_DRIVE = _load("Add-VhdDrive")
 EXTEND_PARTITION = _load("Extend-Partition")  # diskpart: only typed integers in its lines
@@ -39,6 +40,7 @@ EXPAND_VHD = _load("Expand-Vhd")  # ExpandVirtualHardDisk (offline only on 2008 
 ALL: dict[str, str] = {
     "Set-SwitchVlans": SET_SWITCH_VLANS,
     "New-Switch": NEW_SWITCH,
+    "Set-SwitchBinding": SET_SWITCH_BINDING,
     "New-Vhd": NEW_VHD,
     "Add-VhdDrive": ADD_VHD_DRIVE,
     "Extend-Partition": EXTEND_PARTITION,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from reconciler.model.records import SwitchConfig
@@ -197,6 +198,44 @@ def new_switch(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterator[
     yield job(host, "SetupSwitch", None)
 
 
+def set_switch_binding(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterator[Any]:
+    """An existing switch bound again through the match_vswitch rule. The VLAN settings the
+    rule checks stay as they are here (the provider sets the trunk again right after)."""
+    name = p["SwitchName"]
+    current = host.this_node().status.switches.get(name)
+    if current is None:
+        raise PeerError(f"no virtual switch named {name}", "ObjectNotFound", "RuntimeException")
+    kind = p.get("SwitchType", "External").lower()
+    uplink: str | None = None
+    if kind == "external":
+        description = p.get("UplinkAdapter", "")
+        uplink = next(
+            (n.name for n in host.this_node().nics if f"{n.name} Ethernet Adapter" == description),
+            None,
+        )
+        if uplink is None:
+            raise PeerError(
+                f"no physical adapter '{description}' to bind", "ObjectNotFound", "RuntimeException"
+            )
+    cfg = replace(
+        current, type=kind, uplink_nic=uplink, management_os=bool(p.get("ManagementOS", False))
+    )
+    try:
+        host.apply(
+            spec,
+            "match_vswitch",
+            f"Node/{host.node}",
+            {"node": host.node, "switch": name, "config": switch_to_params(cfg)},
+            name,
+        )
+    except PeerError as err:
+        yield job(host, "TeardownSwitch", err)
+        return
+    yield job(host, "TeardownSwitch", None)
+    if kind != "private":
+        yield job(host, "SetupSwitch", None)
+
+
 def new_vhd(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterator[Any]:
     kind = p.get("Type", "Dynamic")
     params: dict[str, Any] = {"Path": p["Path"], "SizeBytes": p["SizeBytes"], kind: True}
@@ -334,6 +373,7 @@ def get_nic_offloads(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Ite
 HANDLERS: dict[str, Any] = {
     "Set-SwitchVlans": set_switch_vlans,
     "New-Switch": new_switch,
+    "Set-SwitchBinding": set_switch_binding,
     "New-Vhd": new_vhd,
     "Add-VhdDrive": add_vhd_drive,
     "Extend-Partition": extend_partition,
