@@ -465,3 +465,54 @@ def test_rebinding_a_switch_that_running_vms_use_is_refused_by_the_rule(tmp_path
     assert "would cut off running VMs" in out.message
     after = SimProvider(tmp_path).observe().nodes["c001-n01"].status.switches[switch]
     assert after == cfg  # nothing changed
+
+
+def _demo_world(state: Path) -> Path:
+    from reconciler.manifest.load import load_paths
+
+    root = Path(__file__).resolve().parents[1]
+    loaded = load_paths([str(root / "manifests" / "worlds" / "demo.yaml")], world=True)
+    assert loaded.estate is not None
+    sim = SimProvider(state)
+    sim.init_world(loaded.estate, "demo")
+    sim.close()
+    return root / "manifests" / "demo"
+
+
+def _converge(hv: HyperVProvider, manifests: Path) -> list[str]:
+    """Plan, apply each step in order through the provider, plan again: the types applied."""
+    from reconciler.providers.base import scope_of
+    from reconciler.runtime.workflow import plan_paths
+
+    plan = plan_paths([str(manifests)], hv).plan
+    assert not plan.blocked, [v.message for v in plan.violations]
+    for action in plan.actions:
+        out = hv.apply(action)
+        assert out.status == "done", (action.id, out.message)
+        hv.observe(scope_of(action))
+    again = plan_paths([str(manifests)], hv).plan
+    assert again.empty and not again.violations, [a.id for a in again.actions]
+    return [a.type for a in plan.actions]
+
+
+def test_the_demo_converges_on_2008r2_then_a_node_drains_and_resumes(tmp_path: Path) -> None:
+    """The demo (a 2008 R2 cluster) through the WMI v1 path: its plan applies and converges;
+    then hv01 is put in maintenance (its VMs moved off, the node paused), and resumed."""
+    import shutil
+
+    demo = _demo_world(tmp_path / "w")
+    hv, _, _ = provider_for(tmp_path / "w")
+    assert "add_node" in _converge(hv, demo)
+    maint = tmp_path / "maint"
+    shutil.copytree(demo, maint)
+    nodes = maint / "nodes.yaml"
+    head = "  name: hv01\n  labels:\n    chassis: c7000-1\nspec:\n  cluster: prod\n"
+    text = nodes.read_text()
+    assert head in text
+    nodes.write_text(text.replace(head, head + "  maintenance: true\n", 1))
+    types = _converge(hv, maint)
+    assert types[-1] == "drain_node" and set(types[:-1]) == {"migrate_vm"}
+    world = SimProvider(tmp_path / "w").observe()
+    assert world.nodes["hv01"].maintenance and not world.vms_on("hv01")
+    nodes.write_text(text.replace(head, head + "  maintenance: false\n", 1))
+    assert _converge(hv, maint) == ["resume_node"]
