@@ -8,6 +8,7 @@ LUNs a node sees) live in the ``*Status`` records and are empty in desired state
 from __future__ import annotations
 
 import bisect
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -414,6 +415,20 @@ class VirtualMachine:
         return frozenset(d.volume for d in self.disks)
 
 
+LINEAGE = 16  # states remembered by changes_since
+
+
+def _same_costs(kind: str, before: Record | None, after: Record | None) -> bool:
+    """Whether a change of this record leaves every VM's memory cost as it was."""
+    if kind != "Cluster":
+        return True
+    return (
+        isinstance(before, Cluster)
+        and isinstance(after, Cluster)
+        and (before.platform, before.memory) == (after.platform, after.memory)
+    )
+
+
 def _cluster_name(record: Record, kind: str) -> str:
     return record.name if kind == "Cluster" else record.cluster  # type: ignore[union-attr]
 
@@ -435,7 +450,7 @@ def kind_of(record: Record) -> str:
     return type(record).__name__
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class Estate:
     """Every object, keyed by name within its kind (names are unique per kind)."""
 
@@ -454,6 +469,16 @@ class Estate:
     # of a plan costs the VMs of two nodes, not the whole estate.
     _memo: dict[str, dict[str, Any]] | None = field(
         default=None, init=False, repr=False, compare=False
+    )
+    # Facts of the hosts alone (nodes up, in service): kept while only VMs change.
+    _host_memo: dict[tuple[str, str], Any] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    # The last states this one was made from, a record at a time, and which (kind, name)
+    # each step set: so a plan replay finds what a step changed without comparing every
+    # record. Weak, so a replay does not keep every state of a plan alive.
+    _lineage: tuple[tuple[weakref.ref[Estate], tuple[str, str]], ...] = field(
+        default=(), init=False, repr=False, compare=False
     )
 
     @classmethod
@@ -524,6 +549,26 @@ class Estate:
             object.__setattr__(self, "_vms_by_node", index)
         return list(index.get(node, ()))
 
+    def changes_since(self, before: Estate, limit: int = 16) -> set[tuple[str, str]] | None:
+        """(kind, name) of every record set since ``before``, if this state was derived from it
+        one record at a time (at most ``limit`` steps); None when that is not known."""
+        if self is before:
+            return set()
+        out: set[tuple[str, str]] = set()
+        for ref, key in reversed(self._lineage[-limit:]):
+            out.add(key)
+            if ref() is before:
+                return out
+        return None
+
+    def host_memo(self) -> dict[tuple[str, str], Any]:
+        """A memo of values computed from the clusters and nodes only (not from the VMs)."""
+        memo = self._host_memo
+        if memo is None:
+            memo = {}
+            object.__setattr__(self, "_host_memo", memo)
+        return memo
+
     def memo(self, purpose: str) -> dict[str, Any]:
         """A per-node or per-volume memo of this state, for values computed from its VMs."""
         memos = self._memo
@@ -574,10 +619,21 @@ class Estate:
             table.pop(name, None)
         else:
             table[name] = record
-        after = replace(self, **{attr: table})
+        fields: dict[str, Any] = {attr: table}
+        after = replace(self, **fields)
+        lineage = (*self._lineage[-(LINEAGE - 1) :], (weakref.ref(self), (kind, name)))
+        object.__setattr__(after, "_lineage", lineage)
         if kind != "VirtualMachine":
             # The VMs are the same: the index still holds; costs may not (node, cluster).
             object.__setattr__(after, "_vms_by_node", self._vms_by_node)
+            if self._memo is not None and _same_costs(kind, before, record):
+                # A node's or volume's sums depend on its own record (and the cluster's
+                # memory costs), never on another node's or volume's, nor on a switch.
+                memos = {
+                    purpose: {k: v for k, v in memo.items() if k != name}
+                    for purpose, memo in self._memo.items()
+                }
+                object.__setattr__(after, "_memo", memos)
             return after
         index = self._vms_by_node
         if index is not None:
@@ -590,6 +646,7 @@ class Estate:
                 bisect.insort(on, record, key=lambda v: v.name)
                 index[record.node] = on
             object.__setattr__(after, "_vms_by_node", index)
+        object.__setattr__(after, "_host_memo", self._host_memo)  # the hosts are the same
         if self._memo is not None:
             stale: set[str | None] = set()
             old_disks = before.disks if isinstance(before, VirtualMachine) else None
