@@ -97,17 +97,22 @@ class _NodeReserve:
 class ReserveTracker:
     """``reserve_shortfall`` of a replay's successive states, kept per node.
 
-    A step changes a few nodes (a move: two); only theirs are recomputed, and the slack test
-    that proves most nodes' failure harmless is one max() over the cluster. The answer is
+    A step changes a few nodes (a move: two); only theirs are recomputed, with the cluster's
+    free memory and each node's slack test adjusted by their difference: the test that proves
+    most nodes' failure harmless is then one max() over the cluster. The answer is
     ``reserve_shortfall``'s, message for message (the exact test runs as it does there).
     """
 
     def __init__(self, cluster_name: str) -> None:
         self.cluster_name = cluster_name
-        self.state: Estate | None = None
         self.cluster: Cluster | None = None
         self.nodes: dict[str, _NodeReserve] = {}
-        self.serving: list[str] = []
+        self.node_count = -1  # nodes in the state (a node gone means starting over)
+        self.serving: list[str] = []  # by name
+        self.total_free = 0
+        # free + load + (others x largest) of each serving node with HA VMs: above the
+        # cluster's free memory, first-fit could fail, and the exact test must run.
+        self.keys: dict[str, int] = {}
         self.dirty: set[str] = set()
         self.rebuild = True
 
@@ -140,30 +145,62 @@ class ReserveTracker:
             == (cluster.platform, cluster.memory, cluster.nodes, cluster.placement)
         )
 
+    def _key(self, name: str) -> None:
+        entry = self.nodes[name]
+        if entry.serving and entry.victims:
+            others = len(self.serving) - 1
+            self.keys[name] = entry.free + entry.load + others * entry.largest
+        else:
+            self.keys.pop(name, None)
+
+    def _totals(self) -> None:
+        self.serving = [n for n in sorted(self.nodes) if self.nodes[n].serving]
+        self.total_free = sum(self.nodes[n].free for n in self.serving)
+        self.keys = {}
+        for name in self.serving:
+            self._key(name)
+
+    def _refresh(self, state: Estate, cluster: Cluster) -> None:
+        dirty, self.dirty = self.dirty, set()
+        members = cluster.nodes
+        whole = (
+            self.rebuild
+            or not self._same_costs(cluster)
+            or len(state.nodes) != self.node_count
+            or any(n not in self.nodes and n in state.nodes and n in members for n in dirty)
+        )
+        self.rebuild, self.cluster, self.node_count = False, cluster, len(state.nodes)
+        if whole:
+            self.nodes = {n: self._entry(state, cluster, n) for n in members if n in state.nodes}
+            self._totals()
+            return
+        serving_changed = False
+        for name in sorted(dirty):
+            old = self.nodes.get(name)
+            if old is None:
+                continue  # not a member of this cluster
+            new = self.nodes[name] = self._entry(state, cluster, name)
+            if old.serving != new.serving:
+                serving_changed = True
+            elif new.serving:
+                self.total_free += new.free - old.free
+        if serving_changed:
+            self._totals()  # every node's slack test counts the others
+            return
+        for name in dirty:
+            if name in self.nodes:
+                self._key(name)
+
     def shortfall(self, state: Estate) -> str | None:
         cluster = state.clusters.get(self.cluster_name)
         if cluster is None or cluster.placement.failover_reserve_nodes <= 0:
             self.rebuild = True
             return None
-        members = [n for n in sorted(cluster.nodes) if n in state.nodes]
-        if self.rebuild or not self._same_costs(cluster) or len(members) != len(self.nodes):
-            self.nodes = {n: self._entry(state, cluster, n) for n in members}
-        else:
-            for name in self.dirty:
-                if name in self.nodes:
-                    self.nodes[name] = self._entry(state, cluster, name)
-        self.rebuild, self.dirty, self.cluster, self.state = False, set(), cluster, state
-        serving = [n for n in members if self.nodes[n].serving]
-        total_free = sum(self.nodes[n].free for n in serving)
+        self._refresh(state, cluster)
+        if not self.keys or max(self.keys.values()) <= self.total_free:
+            return None  # the slack proves every node's failure harmless
+        serving, total_free = self.serving, self.total_free
         others = len(serving) - 1
-        # A node whose failure the slack cannot prove harmless has free + load + (others x
-        # largest) above the cluster's free memory; usually there is none.
-        worst = max(
-            (e.free + e.load + others * e.largest for n in serving if (e := self.nodes[n]).victims),
-            default=None,
-        )
-        if worst is None or worst <= total_free:
-            return None
         for failed in serving:
             entry = self.nodes[failed]
             if not entry.victims:

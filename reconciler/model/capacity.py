@@ -65,6 +65,13 @@ def used_memory_mib(estate: Estate, node_name: str) -> int:
 
 
 def free_memory_mib(estate: Estate, node_name: str) -> int:
+    # Asked of every node for every VM placed: kept per node, like the memory used.
+    memo = estate.memo("free_mib")
+    cached: int | None = memo.get(node_name)
+    if cached is not None:
+        return cached
     node = estate.nodes[node_name]
     cluster = estate.clusters[node.cluster]
-    return usable_memory_mib(node, cluster) - used_memory_mib(estate, node_name)
+    free = usable_memory_mib(node, cluster) - used_memory_mib(estate, node_name)
+    memo[node_name] = free
+    return free

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import bisect
 import weakref
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 
@@ -429,6 +429,13 @@ def _same_costs(kind: str, before: Record | None, after: Record | None) -> bool:
     )
 
 
+def _without_keys(memo: dict[str, Any], stale: Collection[str | None]) -> dict[str, Any]:
+    kept = dict(memo)  # copied whole (fast), then the few stale entries dropped
+    for key in stale:
+        kept.pop(key, None)  # type: ignore[arg-type]
+    return kept
+
+
 def _cluster_name(record: Record, kind: str) -> str:
     return record.name if kind == "Cluster" else record.cluster  # type: ignore[union-attr]
 
@@ -619,8 +626,15 @@ class Estate:
             table.pop(name, None)
         else:
             table[name] = record
-        fields: dict[str, Any] = {attr: table}
-        after = replace(self, **fields)
+        tables: dict[str, Any] = {
+            "clusters": self.clusters,
+            "nodes": self.nodes,
+            "switches": self.switches,
+            "volumes": self.volumes,
+            "vms": self.vms,
+        }
+        tables[attr] = table
+        after = Estate(**tables)  # not dataclasses.replace: a plan makes a state per step
         lineage = (*self._lineage[-(LINEAGE - 1) :], (weakref.ref(self), (kind, name)))
         object.__setattr__(after, "_lineage", lineage)
         if kind != "VirtualMachine":
@@ -630,8 +644,7 @@ class Estate:
                 # A node's or volume's sums depend on its own record (and the cluster's
                 # memory costs), never on another node's or volume's, nor on a switch.
                 memos = {
-                    purpose: {k: v for k, v in memo.items() if k != name}
-                    for purpose, memo in self._memo.items()
+                    purpose: _without_keys(memo, (name,)) for purpose, memo in self._memo.items()
                 }
                 object.__setattr__(after, "_memo", memos)
             return after
@@ -656,9 +669,6 @@ class Estate:
                     stale.add(vm.node)
                     if old_disks != new_disks:  # a move leaves the volumes' use as it was
                         stale.update(d.volume for d in vm.disks)
-            memos = {
-                purpose: {k: v for k, v in memo.items() if k not in stale}
-                for purpose, memo in self._memo.items()
-            }
+            memos = {purpose: _without_keys(memo, stale) for purpose, memo in self._memo.items()}
             object.__setattr__(after, "_memo", memos)
         return after
