@@ -620,7 +620,9 @@ class Estate:
             "ClusterSharedVolume": "volumes",
             "VirtualMachine": "vms",
         }[kind]
-        table = dict(getattr(self, attr))
+        source = getattr(self, attr)
+        # A read-only view copies as fast as a dict through copy(); dict(view) goes key by key.
+        table = source.copy() if isinstance(source, dict | MappingProxyType) else dict(source)
         before = table.get(name)
         if record is None:
             table.pop(name, None)
