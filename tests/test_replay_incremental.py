@@ -20,7 +20,9 @@ from reconciler.engine.safety import (
     reserve_shortfall,
 )
 from reconciler.model.actions import Action
+from reconciler.model.capacity import free_memory_mib, used_memory_mib
 from reconciler.model.records import (
+    KINDS,
     Cluster,
     ClusterSharedVolume,
     Disk,
@@ -271,7 +273,13 @@ def test_trackers_agree_with_the_whole_estate_scans_step_by_step(seed: int) -> N
     reserve, affinity = ReserveTracker("c1"), AffinityTracker(state, "c1")
     assert reserve.shortfall(state) == reserve_shortfall(state, "c1")
     for _ in range(80):
-        if rng.random() < 0.15:
+        roll = rng.random()
+        if roll < 0.1:
+            # Stopped or started behind the plan's back: its host's memory changes.
+            vm_ = state.vms[rng.choice(sorted(state.vms))]
+            power = "off" if vm_.power_state == "running" else "running"
+            before, state = state, state.with_record(replace(vm_, power_state=power))
+        elif roll < 0.25:
             # A host change (paused or resumed by hand): its VMs stay, the reserve changes.
             node = state.nodes[rng.choice(sorted(state.nodes))]
             before, state = (
@@ -295,3 +303,8 @@ def test_trackers_agree_with_the_whole_estate_scans_step_by_step(seed: int) -> N
             if b not in set(hard_affinity_breaches(before, "c1"))
         ]
         assert affinity.new_breaches(before, state, touched) == wanted
+        # Memory used and free, carried from state to state, as summed afresh.
+        fresh = Estate.from_tables({k: state.table(k) for k in KINDS})
+        for n in sorted(state.nodes):
+            assert used_memory_mib(state, n) == used_memory_mib(fresh, n)
+            assert free_memory_mib(state, n) == free_memory_mib(fresh, n)

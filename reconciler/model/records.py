@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 import weakref
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, TypeVar
@@ -417,6 +417,14 @@ class VirtualMachine:
 
 LINEAGE = 16  # states remembered by changes_since
 
+# Memo purposes whose per-node values follow a VM's change: (state after, the VM before, the
+# VM after, the memo carried over) -> adjusts the VM's nodes' entries in place (or drops
+# them). Registered by the module that computes them (capacity: memory used and free).
+MemoFollow = Callable[
+    ["Estate", "VirtualMachine | None", "VirtualMachine | None", dict[str, Any]], None
+]
+MEMO_FOLLOWS: dict[str, MemoFollow] = {}
+
 
 def _same_costs(kind: str, before: Record | None, after: Record | None) -> bool:
     """Whether a change of this record leaves every VM's memory cost as it was."""
@@ -671,6 +679,17 @@ class Estate:
                     stale.add(vm.node)
                     if old_disks != new_disks:  # a move leaves the volumes' use as it was
                         stale.update(d.volume for d in vm.disks)
-            memos = {purpose: _without_keys(memo, stale) for purpose, memo in self._memo.items()}
+            old_vm = before if isinstance(before, VirtualMachine) else None
+            new_vm = record if isinstance(record, VirtualMachine) else None
+            carried: dict[str, dict[str, Any]] = {}
+            for purpose, memo in self._memo.items():
+                follow = MEMO_FOLLOWS.get(purpose)
+                if follow is None:
+                    carried[purpose] = _without_keys(memo, stale)
+                else:
+                    # Per-node sums moved by the VM's own share, not summed again.
+                    carried[purpose] = kept = dict(memo)
+                    follow(after, old_vm, new_vm, kept)
+            memos = carried
             object.__setattr__(after, "_memo", memos)
         return after
