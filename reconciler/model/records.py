@@ -165,6 +165,9 @@ class ClusterStatus:
     updated_nodes: frozenset[str] = frozenset()  # patched in the cycle under way
     pending_nodes: frozenset[str] = frozenset()  # joined, not yet tested and validated
     tested_nodes: frozenset[str] = frozenset()  # pending nodes whose test migration passed
+    # When each unhealthy condition held by this record began, on the world's clock
+    # (condition key, e.g. "NetworkDown/LM" -> seconds); see model/conditions.py.
+    since: Mapping[str, float] = field(default_factory=frozen_map, metadata=LATER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +244,10 @@ class NodeStatus:
     switches: Mapping[str, SwitchConfig] = field(default_factory=frozen_map)
     luns: frozenset[str] = frozenset()
     roles_installed: bool = True
+    # Cluster networks this node's interface is down (or unreachable) on; a network down on
+    # every node that is up is Down, on some of them Partitioned.
+    networks_down: frozenset[str] = field(default=frozenset(), metadata=LATER)
+    since: Mapping[str, float] = field(default_factory=frozen_map, metadata=LATER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +282,10 @@ class VolumeStatus:
     other_used_gib: float = 0.0  # space used by files the reconciler does not manage
     # Disk files no VM uses (kept when a disk was detached or a VM removed): path -> GiB.
     files: Mapping[str, float] = field(default_factory=frozen_map, metadata=LATER)
+    # Nodes whose I/O to the volume is redirected through the coordinator: node -> reason
+    # (FileSystemRedirectedIOReason or BlockRedirectedIOReason, e.g. UserRequest).
+    redirected: Mapping[str, str] = field(default_factory=frozen_map, metadata=LATER)
+    since: Mapping[str, float] = field(default_factory=frozen_map, metadata=LATER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,8 +351,24 @@ class Disk:
 
 
 @dataclass(frozen=True, slots=True)
+class DynamicMemory:
+    """Hyper-V dynamic memory: the VM starts with its ``memory_mib`` (startup memory), then
+    the host balloons it between ``minimum_mib`` and ``maximum_mib``, keeping ``buffer_pct``
+    spare. Capacity is counted on the startup memory: what a start (or a failover restart)
+    needs free, whatever the balloon does later."""
+
+    minimum_mib: int
+    maximum_mib: int
+    buffer_pct: int = 20
+
+
+@dataclass(frozen=True, slots=True)
 class VmStatus:
     dirty_rate_mib_s: float = 8.0  # pages dirtied per second while running (simulator physics)
+    # The cluster role is Failed (the cluster gave up restarting it); such a VM is not
+    # running (its power_state is off) until it is started again.
+    failed: bool = field(default=False, metadata=LATER)
+    since: Mapping[str, float] = field(default_factory=frozen_map, metadata=LATER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,6 +391,8 @@ class VirtualMachine:
     preferred_owners: frozenset[str] | None = field(default=None, metadata=LATER)
     automatic_start_action: AutomaticStartAction | None = field(default=None, metadata=LATER)
     automatic_stop_action: AutomaticStopAction | None = field(default=None, metadata=LATER)
+    # None: static memory (observed); in a manifest that leaves it out, not managed.
+    dynamic_memory: DynamicMemory | None = field(default=None, metadata=LATER)
     labels: Mapping[str, str] = field(default_factory=frozen_map)
     status: VmStatus = field(default_factory=VmStatus)
     unset: frozenset[str] = UNSET_NONE  # spec fields the manifest leaves out (desired)

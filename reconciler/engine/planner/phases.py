@@ -1,0 +1,46 @@
+"""One cluster's plan: the phases in the order the cluster needs them."""
+
+from __future__ import annotations
+
+from reconciler.engine.lifecycle import (
+    evict_nodes,
+    leaving_nodes,
+    prune_vms,
+    report_unmanaged,
+)
+from reconciler.engine.planner.rolling import Rolling
+from reconciler.engine.planner.storage import Storage
+from reconciler.engine.planner.vms import Vms
+
+
+class ClusterPlanner(Vms, Rolling, Storage):
+    __slots__ = ()
+
+    def plan(self) -> None:
+        desired_cluster = self.desired.clusters[self.cluster]
+        observed_cluster = self.state.clusters.get(self.cluster)
+        if observed_cluster is None:
+            self.block(
+                "unsupported",
+                f"Cluster/{self.cluster}",
+                f"cluster {self.cluster} does not exist; creating clusters is not supported",
+                "create the cluster by hand, then adopt it with observe",
+            )
+            return
+        report_unmanaged(self, desired_cluster)
+        self.check_platform(desired_cluster, observed_cluster)
+        member_fixes = self.fix_member_switches(observed_cluster)
+        joins = self.add_nodes(desired_cluster, member_fixes)
+        # With evictions to come, quorum is set once, for the membership after them.
+        leaving = leaving_nodes(self, desired_cluster)
+        quorum = None if leaving else self.update_quorum(desired_cluster, joins)
+        self.validate_new_nodes(desired_cluster, joins, quorum)
+        evict_nodes(self, desired_cluster)
+        self.extend_storage()
+        self.resume_nodes(desired_cluster)
+        self.place_vms()
+        self.balance(desired_cluster)
+        self.drain_nodes()
+        self.rolling_update(desired_cluster)
+        self.check_node_drift()
+        prune_vms(self, desired_cluster)  # removals come last

@@ -1,0 +1,281 @@
+"""Per-VM phases: placing VMs on their declared nodes, settings, adapters and disks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reconciler.engine.adapters import adapter_steps, settings_steps
+from reconciler.engine.lifecycle import create_vms
+from reconciler.engine.placement import destination_problems
+from reconciler.engine.planner.membership import Membership
+from reconciler.model.actions import ActionType
+from reconciler.model.compare import same_nics
+from reconciler.model.platforms import platform
+from reconciler.model.records import Disk, VirtualMachine
+from reconciler.model.rules import disk_to_params
+from reconciler.model.rules_disks import move_needs_off
+
+
+class Vms(Membership):
+    __slots__ = ()
+
+    def _pin_not_ready(self, want: VirtualMachine) -> bool:
+        """A running VM pinned to a node that cannot take it yet (memory, hard anti-affinity)."""
+        have = self.state.vms[want.name]
+        if want.node is None or want.node == have.node or have.power_state != "running":
+            return False
+        return bool(destination_problems(self.state, have, want.node))
+
+    def place_vms(self) -> None:
+        waiting: list[VirtualMachine] = []
+        missing: list[VirtualMachine] = []
+        for vm in self.desired.vms.values():
+            if vm.cluster != self.cluster:
+                continue
+            if vm.name not in self.state.vms:
+                missing.append(vm)
+                continue
+            waiting.append(vm)
+        # A VM pinned to a node that the VMs leaving it have not made ready yet waits for
+        # them; once a round frees nothing, the rest are planned and replay says why not.
+        while waiting:
+            later: list[VirtualMachine] = []
+            for vm in waiting:
+                if self._pin_not_ready(vm):
+                    later.append(vm)
+                else:
+                    self.plan_vm(vm)
+            if len(later) == len(waiting):
+                break
+            waiting = later
+        for vm in waiting:
+            self.plan_vm(vm)
+        # New VMs after the moves of existing ones, which may make room for them.
+        create_vms(self, missing)
+
+    def plan_vm(self, want: VirtualMachine) -> None:
+        have = self.state.vms[want.name]
+        target = f"VirtualMachine/{want.name}"
+        cluster = self.state.clusters[self.cluster]
+        needs_off: list[str] = []
+        steps: list[
+            tuple[ActionType, dict[str, Any], str, dict[str, tuple[Any, Any]], list[str]]
+        ] = []
+        online_resize = platform(cluster.platform).online_vhd_resize
+        current = {d.name: d for d in have.disks}
+        for disk in want.disks:
+            old = current.pop(disk.name, None)
+            if old is None:
+                if disk.controller == "ide":
+                    needs_off.append(f"add IDE disk {disk.name}")
+                steps.append(
+                    (
+                        "add_disk",
+                        {"vm": want.name, "disk": disk_to_params(disk)},
+                        f"disk {disk.name} is in the manifest",
+                        {
+                            f"disks.{disk.name}": (
+                                None,
+                                f"{disk.size_gib} GiB "
+                                f"{disk.controller} {disk.controller_number}:"
+                                f"{disk.slot}",
+                            )
+                        },
+                        self.volume_ready.get(disk.volume, []),
+                    )
+                )
+                continue
+            self.plan_disk(want, have, old, disk, steps, needs_off, online_resize)
+        for name, old in sorted(current.items()):
+            if old.controller == "ide":
+                needs_off.append(f"remove IDE disk {name}")
+            steps.append(
+                (
+                    "detach_disk",
+                    {"vm": want.name, "disk": name, "delete_file": False},
+                    f"disk {name} is no longer in the manifest: detached, file kept",
+                    {f"disks.{name}": (f"{old.size_gib} GiB on {old.volume}", None)},
+                    [],
+                )
+            )
+        if (want.memory_mib, want.vcpus) != (have.memory_mib, have.vcpus):
+            needs_off.append("change memory or vCPUs")
+            params: dict[str, Any] = {"vm": want.name}
+            changes: dict[str, tuple[Any, Any]] = {}
+            if want.memory_mib != have.memory_mib:
+                params["memory_mib"] = want.memory_mib
+                changes["memory_mib"] = (have.memory_mib, want.memory_mib)
+            if want.vcpus != have.vcpus:
+                params["vcpus"] = want.vcpus
+                changes["vcpus"] = (have.vcpus, want.vcpus)
+            steps.append(
+                ("set_vm", params, "memory or vCPUs differ from the manifest", changes, [])
+            )
+        if not same_nics(want.nics, have.nics):
+            nic_steps, nic_off = adapter_steps(self.state, want, have)
+            steps.extend(nic_steps)
+            needs_off.extend(nic_off)
+        if (want.preferred_owners, want.automatic_start_action, want.automatic_stop_action) != (
+            None,
+            None,
+            None,
+        ):
+            settings, settings_off = settings_steps(want, have)
+            steps.extend(settings)
+            needs_off.extend(settings_off)
+        if want.generation != have.generation:
+            self.block(
+                "unsupported",
+                target,
+                f"generation {have.generation} cannot become {want.generation}",
+                f"set generation: {have.generation}",
+            )
+        running = have.power_state == "running"
+        stop_id: str | None = None
+        if needs_off and running:
+            if want.allow_downtime:
+                stop_id = self.emit(
+                    "stop_vm",
+                    target,
+                    want.name,
+                    {"vm": want.name},
+                    reason="needs the VM off: " + ", ".join(needs_off),
+                    changes={"power_state": ("running", "off")},
+                )
+            else:
+                self.block(
+                    "downtime_not_allowed",
+                    target,
+                    f"{want.name} must be off to "
+                    + ", ".join(needs_off)
+                    + " and its manifest allows no downtime",
+                    "set allow_downtime: true, or make the change by hand in a window",
+                )
+        last: list[str] = []
+        for type_, params, reason, changes, deps in steps:
+            aid = self.emit(
+                type_,
+                target,
+                want.name,
+                params,
+                depends_on=[stop_id or "", *deps],
+                reason=reason,
+                changes=changes,
+            )
+            if aid:
+                last.append(aid)
+        moved = self.plan_move(want, [stop_id or "", *last])
+        if moved:
+            last.append(moved)
+        have = self.state.vms[want.name]
+        if want.power_state == "running" and have.power_state != "running":
+            self.emit(
+                "start_vm",
+                target,
+                want.name,
+                {"vm": want.name},
+                depends_on=last,
+                reason="started again after its change"
+                if stop_id
+                else "power_state: running in the manifest",
+                changes={"power_state": (have.power_state, "running")},
+            )
+        elif want.power_state == "off" and have.power_state == "running":
+            self.emit(
+                "stop_vm",
+                target,
+                want.name,
+                {"vm": want.name},
+                reason="power_state: off in the manifest",
+                changes={"power_state": ("running", "off")},
+            )
+
+    def plan_disk(
+        self,
+        want: VirtualMachine,
+        have: VirtualMachine,
+        old: Disk,
+        disk: Disk,
+        steps: list[tuple[ActionType, dict[str, Any], str, dict[str, tuple[Any, Any]], list[str]]],
+        needs_off: list[str],
+        online_resize: bool,
+    ) -> None:
+        target = f"VirtualMachine/{want.name}"
+        if old.volume != disk.volume:
+            self.block(
+                "unsupported",
+                target,
+                f"disk {disk.name} moved to another volume; storage migration is not supported yet",
+                f"keep volume: {old.volume}",
+            )
+        elif (old.controller, old.controller_number, old.slot) != (
+            disk.controller,
+            disk.controller_number,
+            disk.slot,
+        ):
+            why = move_needs_off(have, old, disk)
+            if why:
+                needs_off.append(f"move {disk.name} ({why})")
+            # Before disks are added: one may take the slot this one leaves.
+            steps.insert(
+                0,
+                (
+                    "move_disk",
+                    {
+                        "vm": want.name,
+                        "disk": disk.name,
+                        "controller": disk.controller,
+                        "controller_number": disk.controller_number,
+                        "slot": disk.slot,
+                    },
+                    f"disk {disk.name} is on another controller or slot in the manifest",
+                    {
+                        f"disks.{disk.name}": (
+                            f"{old.controller} {old.controller_number}:{old.slot}",
+                            f"{disk.controller} {disk.controller_number}:{disk.slot}",
+                        )
+                    },
+                    [],
+                ),
+            )
+        if disk.size_gib < old.size_gib:
+            self.block(
+                "no_shrink",
+                target,
+                f"disk {disk.name} is {old.size_gib} GiB, the manifest says "
+                f"{disk.size_gib}: virtual disks are never shrunk",
+                f"set size_gib >= {old.size_gib}",
+            )
+        elif disk.size_gib > old.size_gib:
+            if not (online_resize and disk.format == "vhdx" and disk.controller == "scsi"):
+                needs_off.append(f"resize {disk.name}")
+            steps.append(
+                (
+                    "extend_vhd",
+                    {"vm": want.name, "disk": disk.name, "size_gib": disk.size_gib},
+                    f"grow {disk.name}; then extend the guest's partition too "
+                    "(DISKPART extend or Resize-Partition)",
+                    {f"disks.{disk.name}.size_gib": (old.size_gib, disk.size_gib)},
+                    self.volume_ready.get(disk.volume, []),
+                )
+            )
+        if disk.type != old.type or disk.format != old.format:
+            if disk.format != old.format:
+                self.block(
+                    "unsupported",
+                    target,
+                    f"disk {disk.name}: converting {old.format} to "
+                    f"{disk.format} is not supported yet",
+                    f"set format: {old.format}",
+                )
+            else:
+                needs_off.append(f"convert {disk.name}")
+                steps.append(
+                    (
+                        "convert_disk",
+                        {"vm": want.name, "disk": disk.name, "type": disk.type},
+                        f"convert {disk.name} {old.type} -> {disk.type}",
+                        {f"disks.{disk.name}.type": (old.type, disk.type)},
+                        self.volume_ready.get(disk.volume, []),
+                    )
+                )
