@@ -293,4 +293,9 @@ def test_what_the_provider_cannot_build_is_refused_before_anything_is_made(
     outcome = provider.apply(act("create_vm", VMR, **{**NEW_VM, "anti_affinity_group": "sql"}))
     assert outcome.status == "permanent_error"
     assert "AntiAffinityClassNames" in outcome.message
+    dynamic = {"minimum_mib": 1024, "maximum_mib": 4096, "buffer_pct": 20}
+    outcome = provider.apply(act("create_vm", VMR, **{**NEW_VM, "dynamic_memory": dynamic}))
+    assert outcome.status == "permanent_error"
+    assert "dynamic memory" in outcome.message
+    assert peer.received[start:] == []
     assert "APP09" not in world(peer).vms

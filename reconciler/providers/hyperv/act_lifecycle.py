@@ -158,6 +158,11 @@ def _refusals(p: Mapping[str, Any]) -> list[str]:
                 f"disk {d['name']}: SCSI controller {d['controller_number']} would need "
                 "Add-VMScsiController, which is not built: use controller 0"
             )
+    if p.get("dynamic_memory"):
+        out.append(
+            "dynamic memory: Set-VMMemory with its bounds is not built in the hyperv provider "
+            "(see set_vm_memory), nor is it read back: create the VM with static memory"
+        )
     if p.get("anti_affinity_group"):
         out.append(
             f"anti_affinity_group {p['anti_affinity_group']}: AntiAffinityClassNames is a "
