@@ -12,7 +12,11 @@ document removed: no remove_vm without prune; with prune it is removed, its file
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,6 +68,9 @@ class Demo:
         code, out = self.hyperv("apply", "--auto-approve", str(self.manifests))
         assert code == 0, out
         assert "succeeded" in out, out
+        self.converges_after()
+
+    def converges_after(self) -> None:
         code, out = self.hyperv("plan", "--detailed-exitcode", str(self.manifests))
         assert code == 0 and "No changes" in out, out
         code, out = self.sim("plan", "--detailed-exitcode", str(self.manifests))
@@ -75,11 +82,9 @@ def as_2016(text: str) -> str:
     return text.replace('platform: "2008r2"', 'platform: "2016"')
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    """The demo as 2016, converged (by the simulator: the join of hv05 needs a validation the
-    modern path does not run), served by the peer."""
-    base = tmp_path_factory.mktemp("hyperv-demo")
+def served_demo(base: Path) -> tuple[Demo, HyperVPeer, WinRMServer]:
+    """The demo as 2016, converged (by the simulator: the join of hv05 needs a test live
+    migration the modern path does not run), served by the peer."""
     shutil.copytree(DEMO, base / "m")
     cluster = base / "m" / "cluster.yaml"
     cluster.write_text(as_2016(cluster.read_text()))
@@ -103,6 +108,12 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
             }
         )
     )
+    return d, peer, server
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    d, peer, server = served_demo(tmp_path_factory.mktemp("hyperv-demo"))
     try:
         code, out = d.hyperv("plan", "--detailed-exitcode", str(d.manifests))
         assert code == 0, out  # the hyperv provider reads the converged demo as it is
@@ -155,3 +166,45 @@ class TestHyperVDemoLifecycle:
             "WSUS01/content.vhd",
             "WSUS01/os.vhd",
         ]
+
+
+def test_a_create_vm_cut_short_after_the_role_is_finished_by_the_next_apply(
+    tmp_path: Path,
+) -> None:
+    """The client dies (SIGKILL) right after the host made APP05 a clustered role."""
+    d, peer, server = served_demo(tmp_path)
+    client: list[subprocess.Popen[str]] = []
+
+    def kill_client(writes: int) -> None:
+        vm = peer.world().vms.get("APP05")
+        if client and vm is not None and vm.highly_available:
+            peer.after_write = None
+            client[0].send_signal(signal.SIGKILL)
+            client[0].wait()
+
+    try:
+        with (d.manifests / "vms.yaml").open("a") as f:
+            f.write(APP05)
+        peer.after_write = kill_client
+        client.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "reconciler", "--state-dir", str(d.cli_state), "apply",
+                 "--auto-approve", str(d.manifests)],
+                env={**os.environ, **d.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                text=True,
+            )
+        )  # fmt: skip
+        out, err = client[0].communicate(timeout=300)
+        assert client[0].returncode == -signal.SIGKILL, out + err
+        half = peer.world().vms["APP05"]
+        assert (half.highly_available, half.vcpus, half.disks, half.nics) == (True, 1, (), ())
+        code, out = d.hyperv("apply", "--auto-approve", str(d.manifests))
+        assert code == 0, out
+        assert "interrupted" in out and "create_vm:APP05 had started" in out, out
+        d.converges_after()
+        vm = peer.world().vms["APP05"]
+        assert (vm.vcpus, vm.power_state, [n.vlan for n in vm.nics]) == (2, "running", [30])
+        assert sum(1 for name in peer.world().vms if name == "APP05") == 1
+    finally:
+        server.close()
+        peer.close()

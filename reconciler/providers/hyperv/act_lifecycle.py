@@ -222,7 +222,7 @@ def _disks(r: Runner, node: str, vm: str, disks: list[Mapping[str, Any]]) -> Non
 
 
 def create_vm(r: Runner, a: Action) -> None:
-    """New-VM (no VHD), processors, memory, disks, adapters, the clustered role.
+    """New-VM (no VHD), the clustered role, processors, memory, disks, adapters.
 
     A VM of that name already on the node (a run cut short) is finished, not made twice; one
     of another generation is refused.
@@ -253,6 +253,11 @@ def create_vm(r: Runner, a: Action) -> None:
                 f"plan makes generation {generation}: rename or remove it"
             )
         clustered = bool(vm.get("IsClustered"))
+    highly_available = bool(p.get("highly_available", True))
+    if highly_available and not clustered:
+        # At once: a run cut short after this leaves a clustered VM that a new plan finishes
+        # with its own steps (the planner has no step that makes a standalone VM a role).
+        r.call(node, "Add-ClusterVirtualMachineRole", {"VMName": name})
     r.call(node, "Set-VMProcessor", {"VMName": name, "Count": i64(int(p["vcpus"]))})
     r.call(
         node,
@@ -267,8 +272,8 @@ def create_vm(r: Runner, a: Action) -> None:
         r.call(node, "Remove-VMNetworkAdapter", {"VMName": name, "Name": extra})
     for nic in want:
         _converge_nic(r, node, name, have.get(nic.name), nic)
-    if p.get("highly_available", True) and not clustered:
-        r.call(node, "Add-ClusterVirtualMachineRole", {"VMName": name})
+    if highly_available:
+        r.call(node, "Update-ClusterVirtualMachineConfiguration", {"Name": name})
 
 
 # --- remove_vm -----------------------------------------------------------------------------
