@@ -68,7 +68,9 @@ def informational_notes(desired: Estate, observed: Estate) -> list[str]:
                     out.append(_note(f"Node/{name}", f"spec.nics[{i}].{attr}", world, manifest))
     for name, vm in sorted(desired.vms.items()):
         seen_vm = observed.vms.get(name)
-        if seen_vm is None or not vm.disks:
+        # Only a world that says which disk boots is compared (the hyperv provider does not
+        # read the firmware's boot order yet: its disks carry no boot mark).
+        if seen_vm is None or not vm.disks or not any(d.boot for d in seen_vm.disks):
             continue
         want, have_boot = vm.boot_disk(), seen_vm.boot_disk()
         if want is not None and have_boot is not None and want.name != have_boot.name:
