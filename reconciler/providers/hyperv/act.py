@@ -25,6 +25,7 @@ QUORUM_SWITCH = {
     "node_and_file_share_majority": "NodeAndFileShareMajority",
     "disk_only": "DiskOnly",
 }
+PATH = "Windows Server 2012 R2 or later via the Hyper-V and FailoverClusters modules"
 # The actions this provider performs, and why the others are not (shown in a blocked plan).
 NOT_DONE: dict[str, str] = {
     "present_storage": "presenting a LUN to a host is done on the storage array, not through "
@@ -36,6 +37,10 @@ NOT_DONE: dict[str, str] = {
     "verify_node": "post-patch verification is not built in the hyperv provider yet",
     "convert_disk": "Convert-VHD (a copy while the VM is off) is not built in the hyperv "
     "provider yet",
+    "set_cluster_network": "a cluster network's Name and Role are properties of the "
+    "Get-ClusterNetwork object, set by assignment, not by a cmdlet parameter; the hyperv "
+    "provider sends typed cmdlet parameters only: set them in Failover Cluster Manager, "
+    "then re-plan",
     "set_vm_memory": "Set-VMMemory (dynamic memory bounds and startup memory) is not built in "
     "the hyperv provider yet, nor is dynamic memory read back",
 }
