@@ -44,8 +44,11 @@ V = TypeVar("V")
 
 
 def frozen_map(items: Mapping[K, V] | None = None) -> Mapping[K, V]:
-    """A read-only mapping, so records stay immutable all the way down."""
-    return MappingProxyType(dict(items or {}))
+    """A read-only mapping, so records stay immutable all the way down (every empty one is
+    the same object: most records have no labels, files or overrides)."""
+    if not items:
+        return EMPTY  # type: ignore[return-value]
+    return MappingProxyType(dict(items))
 
 
 # Spec fields a manifest leaves out, as dotted paths under spec ("maintenance",
