@@ -681,3 +681,68 @@ class TestBothJournalsKeepConditions:
             assert [r.object for r in store.condition_history(open_only=True)] == ["Node/hv3"]
         finally:
             store.close()
+
+
+# --- the hyperv provider reads the same states back from the peer ---------------------------
+
+
+class TestHyperVObservesThem:
+    """Get-ClusterGroup State Failed, Get-ClusterSharedVolumeState, Get-ClusterNetworkInterface
+    State: read back over PSRP from the peer, which serves the simulator's world."""
+
+    def test_read_back(self, tmp_path: Path) -> None:
+        from hyperv_inproc import InProcSessions
+        from hyperv_world import connections_for, make_world, observable
+
+        from reconciler.providers.hyperv.provider import HyperVProvider
+        from reconciler.providers.sim.health import fail_vm, redirect_volume, set_network
+        from reconciler.providers.sim.winrm.cmdlets import HyperVPeer
+
+        gen = make_world(tmp_path, nodes=3, vms=2)
+        vm = sorted(gen.world.vms)[0]
+        volume = sorted(gen.world.volumes)[0]
+        net = gen.world.clusters["c001"].networks[0].name
+        sim = SimProvider(tmp_path)
+        try:
+            sim.health_fault(lambda w: fail_vm(w, vm))
+            sim.health_fault(lambda w: redirect_volume(w, volume, ["c001-n02"], "UserRequest"))
+            sim.health_fault(
+                lambda w: redirect_volume(w, volume, ["c001-n03"], "NoDiskConnectivity")
+            )
+            sim.health_fault(lambda w: set_network(w, "c001", net, ["c001-n01"], up=False))
+            truth = sim.observe()
+        finally:
+            sim.close()
+        hv = HyperVProvider(
+            tmp_path, connections_for(truth), sessions=InProcSessions(HyperVPeer(tmp_path))
+        )
+        seen = hv.observe()
+        assert observable(seen) == observable(truth)
+        assert seen.vms[vm].status.failed
+        assert dict(seen.volumes[volume].status.redirected) == {
+            "c001-n02": "UserRequest",
+            "c001-n03": "NoDiskConnectivity",
+        }
+        assert seen.nodes["c001-n01"].status.networks_down == {net}
+        found = [(c.type, c.target, c.reason, c.since) for c in observed_conditions(seen)]
+        assert found == [
+            (
+                "NetworkPartitioned",
+                "Cluster/c001",
+                f"cluster network {net} is partitioned: down on c001-n01",
+                None,
+            ),
+            (
+                "CsvRedirected",
+                f"ClusterSharedVolume/{volume}",
+                f"{volume}: redirected I/O on c001-n02 (UserRequest), "
+                "c001-n03 (NoDiskConnectivity)",
+                None,
+            ),
+            (
+                "VmFailed",
+                f"VirtualMachine/{vm}",
+                f"{vm}'s cluster role is failed on {truth.vms[vm].node}",
+                None,
+            ),
+        ]
