@@ -244,6 +244,7 @@ def actions(draw: st.DrawFn, estate: Estate, cluster: str) -> Action:
                 "remove_vm_nic",
                 "set_vm_nic",
                 "move_disk",
+                "set_vm_memory",
             )
         )
     )
@@ -335,5 +336,22 @@ def _lifecycle_action(draw: st.DrawFn, kind: str, estate: Estate, cluster: str) 
             controller=draw(st.sampled_from(("ide", "scsi"))),
             controller_number=draw(st.integers(min_value=0, max_value=4)),
             slot=draw(st.integers(min_value=0, max_value=2)),
+        )
+    if kind == "set_vm_memory":
+        bound = st.sampled_from((512, 1024, 2048, 4096, 8192))
+        dynamic = draw(
+            st.one_of(
+                st.none(),
+                st.fixed_dictionaries(
+                    {"minimum_mib": bound, "maximum_mib": bound, "buffer_pct": st.just(20)}
+                ),
+            )
+        )
+        return act(
+            kind,
+            cluster,
+            vm=draw(st.sampled_from(vms)),
+            memory_mib=draw(st.sampled_from((512, 2048, 4096))),
+            dynamic=dynamic,
         )
     return None

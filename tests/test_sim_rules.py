@@ -769,6 +769,16 @@ ONCE_THEN_DONE: dict[str, tuple[Callable[[], Estate], tuple[Action, ...], Action
         (STOP_A,),
         act("set_automatic_actions", vm="A", start="start", stop="shut_down"),
     ),
+    "set_vm_memory": (
+        lab_world,
+        (STOP_A,),
+        act(
+            "set_vm_memory",
+            vm="A",
+            memory_mib=2048,
+            dynamic={"minimum_mib": 1024, "maximum_mib": 4096, "buffer_pct": 20},
+        ),
+    ),
 }
 
 

@@ -14,6 +14,7 @@ from reconciler.model.records import (
     ClusterNetwork,
     ClusterSharedVolume,
     ClusterStatus,
+    DynamicMemory,
     Hardware,
     Hook,
     LiveMigrationSettings,
@@ -76,6 +77,7 @@ VM_DEFAULTED = (
     "migration_policy",
     "anti_affinity_mode",
     "allow_downtime",
+    "dynamic_memory",
 )
 
 
@@ -256,6 +258,18 @@ def _vm_nic(n: Data) -> VmNic:
     )
 
 
+def _dynamic_memory(spec: Data) -> DynamicMemory | None:
+    """None for static memory; a bound left out is the startup memory (validation says so)."""
+    raw = spec.get("dynamic_memory")
+    if not raw or not raw.get("enabled", True):
+        return None
+    return DynamicMemory(
+        minimum_mib=raw.get("minimum_mib", spec["memory_mib"]),
+        maximum_mib=raw.get("maximum_mib", spec["memory_mib"]),
+        buffer_pct=raw.get("buffer_pct", 20),
+    )
+
+
 def build_vm(data: Data) -> VirtualMachine:
     spec = data["spec"]
     status = data.get("status") or {}
@@ -280,6 +294,7 @@ def build_vm(data: Data) -> VirtualMachine:
         ),
         automatic_start_action=spec.get("automatic_start_action"),
         automatic_stop_action=spec.get("automatic_stop_action"),
+        dynamic_memory=_dynamic_memory(spec),
         disks=tuple(
             replace(disk_from_params(d), file_size_gib=file_sizes.get(d["name"]))
             for d in spec.get("disks") or ()

@@ -490,6 +490,41 @@ def _check_vm_size(vm: VirtualMachine, cluster: Cluster, report: Report) -> None
         )
 
 
+def _check_dynamic_memory(vm: VirtualMachine, cluster: Cluster | None, report: Report) -> None:
+    """minimum_mib <= memory_mib (the startup memory) <= maximum_mib, within the platform."""
+    dynamic = vm.dynamic_memory
+    if dynamic is None:
+        return
+    path = ("spec", "dynamic_memory")
+    if not dynamic.minimum_mib <= vm.memory_mib <= dynamic.maximum_mib:
+        report(
+            vm,
+            path,
+            f"the startup memory (memory_mib {vm.memory_mib}) is not between minimum_mib "
+            f"{dynamic.minimum_mib} and maximum_mib {dynamic.maximum_mib}",
+            "minimum_mib <= memory_mib <= maximum_mib",
+        )
+    if cluster is None:
+        return
+    profile = platform(cluster.platform)
+    if not profile.dynamic_memory_minimum and dynamic.minimum_mib != vm.memory_mib:
+        report(
+            vm,
+            (*path, "minimum_mib"),
+            f"platform {cluster.platform} has no minimum below the startup memory",
+            f"minimum_mib: {vm.memory_mib} (the memory_mib)",
+        )
+    largest = profile.max_vm_memory_mib(vm.generation)
+    if dynamic.maximum_mib > largest:
+        report(
+            vm,
+            (*path, "maximum_mib"),
+            f"{dynamic.maximum_mib} MiB is more memory than a VM has on platform "
+            f"{cluster.platform}",
+            f"at most {largest} MiB",
+        )
+
+
 def _check_vm(estate: Estate, vm: VirtualMachine, report: Report) -> None:
     cluster = estate.clusters.get(vm.cluster)
     seen_slots: dict[tuple[str, int, int], str] = {}
@@ -578,6 +613,7 @@ def _check_vm(estate: Estate, vm: VirtualMachine, report: Report) -> None:
             )
     if cluster is not None:
         _check_vm_size(vm, cluster, report)
+    _check_dynamic_memory(vm, cluster, report)
     if vm.generation == 2 and cluster is not None and not platform(cluster.platform).generation2:
         report(
             vm,

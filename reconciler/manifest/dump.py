@@ -255,6 +255,12 @@ def _vm(vm: VirtualMachine, status: bool) -> tuple[dict[str, Any], dict[str, Any
         spec["automatic_start_action"] = vm.automatic_start_action
     if vm.automatic_stop_action is not None:
         spec["automatic_stop_action"] = vm.automatic_stop_action
+    if vm.dynamic_memory is not None:  # static memory is left out: what a world has anyway
+        spec["dynamic_memory"] = {
+            "minimum_mib": vm.dynamic_memory.minimum_mib,
+            "maximum_mib": vm.dynamic_memory.maximum_mib,
+            "buffer_pct": vm.dynamic_memory.buffer_pct,
+        }
     if vm.disks:
         spec["disks"] = [
             {

@@ -44,6 +44,7 @@ ActionType = Literal[
     "move_disk",
     "set_preferred_owners",
     "set_automatic_actions",
+    "set_vm_memory",
 ]
 ACTION_TYPES: tuple[str, ...] = ActionType.__args__  # type: ignore[attr-defined]
 
@@ -93,6 +94,9 @@ DISRUPTION: dict[str, Disruption] = {
     "move_disk": "online",
     "set_preferred_owners": "none",
     "set_automatic_actions": "none",
+    # Online when only the bounds move the way Hyper-V allows; the planner stops the VM first
+    # (its own stop_vm step, downtime) when the change needs it off.
+    "set_vm_memory": "online",
 }
 
 

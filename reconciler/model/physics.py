@@ -65,6 +65,7 @@ ACTION_SECONDS: dict[str, float] = {
     "move_disk": 20.0,
     "set_preferred_owners": 2.0,
     "set_automatic_actions": 2.0,
+    "set_vm_memory": 3.0,
 }
 
 

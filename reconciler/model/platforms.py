@@ -33,6 +33,11 @@ class Platform:
     generation2: bool
     nic_hot_add: bool  # network adapters added and removed on a running generation-2 VM
     cloud_witness: bool
+    # Dynamic memory (2008 R2 SP1 and later). Runtime: from 2012, a running VM's minimum may
+    # fall and its maximum rise (and its buffer change); turning it on or off needs the VM off.
+    # Minimum: a minimum below the startup memory (2008 R2 SP1 has startup and maximum only).
+    dynamic_memory_runtime: bool
+    dynamic_memory_minimum: bool
     parent_reserve_mib: int
     vm_overhead_base_mib: int
     vm_overhead_per_gib_mib: int

@@ -351,6 +351,18 @@ class Disk:
 
 
 @dataclass(frozen=True, slots=True)
+class DynamicMemory:
+    """Hyper-V dynamic memory: the VM starts with its ``memory_mib`` (startup memory), then
+    the host balloons it between ``minimum_mib`` and ``maximum_mib``, keeping ``buffer_pct``
+    spare. Capacity is counted on the startup memory: what a start (or a failover restart)
+    needs free, whatever the balloon does later."""
+
+    minimum_mib: int
+    maximum_mib: int
+    buffer_pct: int = 20
+
+
+@dataclass(frozen=True, slots=True)
 class VmStatus:
     dirty_rate_mib_s: float = 8.0  # pages dirtied per second while running (simulator physics)
     # The cluster role is Failed (the cluster gave up restarting it); such a VM is not
@@ -379,6 +391,8 @@ class VirtualMachine:
     preferred_owners: frozenset[str] | None = field(default=None, metadata=LATER)
     automatic_start_action: AutomaticStartAction | None = field(default=None, metadata=LATER)
     automatic_stop_action: AutomaticStopAction | None = field(default=None, metadata=LATER)
+    # None: static memory (observed); in a manifest that leaves it out, not managed.
+    dynamic_memory: DynamicMemory | None = field(default=None, metadata=LATER)
     labels: Mapping[str, str] = field(default_factory=frozen_map)
     status: VmStatus = field(default_factory=VmStatus)
     unset: frozenset[str] = UNSET_NONE  # spec fields the manifest leaves out (desired)

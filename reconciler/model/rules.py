@@ -56,6 +56,7 @@ from reconciler.model.rules_base import (
 )
 from reconciler.model.rules_disks import DISK_RULES
 from reconciler.model.rules_lifecycle import LIFECYCLE_RULES, keep_disk_files
+from reconciler.model.rules_memory import MEMORY_RULES
 from reconciler.model.rules_vm_settings import SETTINGS_RULES
 from reconciler.model.vlans import parse_vlan_list
 
@@ -667,6 +668,13 @@ def _set_vm(estate: Estate, action: Action) -> RuleResult:
         return already_done(estate)
     if vm.power_state != "off":
         return fail(estate, f"{vm.name} must be off to change memory or vCPUs")
+    dynamic = vm.dynamic_memory
+    if dynamic is not None and not dynamic.minimum_mib <= memory <= dynamic.maximum_mib:
+        return fail(
+            estate,
+            f"startup memory {memory} MiB is outside {vm.name}'s dynamic memory range "
+            f"{dynamic.minimum_mib}-{dynamic.maximum_mib} MiB: change both with set_vm_memory",
+        )
     return RuleResult(estate.with_record(replace(vm, memory_mib=memory, vcpus=vcpus)))
 
 
@@ -733,6 +741,7 @@ RULES: dict[str, Callable[[Estate, Action], RuleResult]] = {
     **ADAPTER_RULES,
     **DISK_RULES,
     **SETTINGS_RULES,
+    **MEMORY_RULES,
 }
 
 

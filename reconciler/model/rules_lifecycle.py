@@ -34,6 +34,11 @@ from reconciler.model.rules_base import (
     slot_problems,
     volume_free_gib,
 )
+from reconciler.model.rules_memory import (
+    dynamic_from_params,
+    dynamic_to_params,
+    memory_problems,
+)
 
 # --- parameters ------------------------------------------------------------------------------
 
@@ -53,6 +58,12 @@ def vm_to_params(vm: VirtualMachine, node: str) -> dict[str, Any]:
         "allow_downtime": vm.allow_downtime,
         "nics": [nic_to_params(n) for n in vm.nics],
         "disks": [disk_to_params(d) for d in vm.disks],
+        # Only when dynamic, so plans of static-memory VMs read as they always did.
+        **(
+            {"dynamic_memory": dynamic_to_params(vm.dynamic_memory)}
+            if vm.dynamic_memory is not None
+            else {}
+        ),
     }
 
 
@@ -73,13 +84,22 @@ def vm_from_params(cluster: str, p: Mapping[str, Any]) -> VirtualMachine:
         allow_downtime=bool(p.get("allow_downtime", False)),
         nics=tuple(nic_from_params(n) for n in p["nics"]),
         disks=tuple(disk_from_params(d) for d in p["disks"]),
+        dynamic_memory=dynamic_from_params(p.get("dynamic_memory")),
     )
 
 
 def _config(vm: VirtualMachine) -> tuple[Any, ...]:
     """What makes two VMs the same VM, whatever their node, power state or file sizes."""
     disks = tuple(replace(d, file_size_gib=None) for d in vm.disks)
-    return (vm.cluster, vm.generation, vm.memory_mib, vm.vcpus, vm.nics, disks)
+    return (
+        vm.cluster,
+        vm.generation,
+        vm.memory_mib,
+        vm.dynamic_memory,
+        vm.vcpus,
+        vm.nics,
+        disks,
+    )
 
 
 def _with_files(volume: ClusterSharedVolume, files: Mapping[str, float]) -> ClusterSharedVolume:
@@ -150,6 +170,7 @@ def create_problems(estate: Estate, vm: VirtualMachine) -> list[str]:
             "per cluster"
         )
     problems.extend(placement_problems(estate, vm, node.name))
+    problems.extend(memory_problems(estate, vm, vm.memory_mib, vm.dynamic_memory))
     problems.extend(_disk_problems(estate, vm))
     return problems
 

@@ -37,6 +37,8 @@ NOT_DONE: dict[str, str] = {
     "verify_node": "post-patch verification is not built in the hyperv provider yet",
     "convert_disk": "Convert-VHD (a copy while the VM is off) is not built in the hyperv "
     "provider yet",
+    "set_vm_memory": "Set-VMMemory (dynamic memory bounds and startup memory) is not built in "
+    "the hyperv provider yet, nor is dynamic memory read back",
 }
 
 
