@@ -347,7 +347,13 @@ class TestMovesOntoUnhealthyNodes:
             a.params["vm"]: a.params["destination"] for a in plan.actions if a.type == "migrate_vm"
         }
         assert moves == destinations
-        assert [v.target for v in plan.violations if v.rule == "no_placement"] == unplaced
+        unplaced_blocks = [v for v in plan.violations if v.rule == "no_placement"]
+        assert [v.target for v in unplaced_blocks] == unplaced
+        for v in unplaced_blocks:  # the block says why, node by node
+            assert v.message.endswith(
+                "hv2: live-migration network LiveMigration is down on hv2; "
+                "hv3: live-migration network LiveMigration is down on hv3"
+            )
 
     def test_a_missing_switch_the_plan_creates_first_does_not_block(self) -> None:
         desired, observed = converged()
