@@ -400,6 +400,29 @@ class TestMovesOntoUnhealthyNodes:
         ]
 
 
+class TestSavedPlans:
+    def test_conditions_survive_a_saved_plan_and_are_covered_by_its_digest(self) -> None:
+        from reconciler.engine.plan import PlanRefused, verify_document
+
+        desired, observed = converged()
+        observed = stamp_since(lm_down("hv2")(observed), 3.0)
+        doc = json.loads(make_plan(desired, observed).dumps())
+        assert doc["conditions"] == [
+            {
+                "type": "NetworkPartitioned",
+                "status": "True",
+                "target": "Cluster/lab",
+                "reason": "cluster network LiveMigration is partitioned: down on hv2",
+                "since": 3.0,
+            }
+        ]
+        again = verify_document(doc)
+        assert json.loads(again.dumps()) == doc
+        doc["conditions"] = []  # hiding a condition is an edit
+        with pytest.raises(PlanRefused):
+            verify_document(doc)
+
+
 # --- the CLI: sim fault, plan, observe, drift -----------------------------------------------
 
 
@@ -459,6 +482,9 @@ class TestSimFault:
         assert line in run(world, "observe").output
         assert run(world, "sim", "fault", "csv-redirect", "CSV01").exit_code == 0
         assert line in run(world, "observe").output, "kept in the world, not restamped"
+        shown = run(world, "sim", "show").output
+        assert "Conditions (2):" in shown
+        assert "  " + line.removeprefix("# condition ") in shown
 
 
 @pytest.fixture
