@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Set
 from dataclasses import replace
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from reconciler.manifest.checks_platform import check_platform_rules
 from reconciler.manifest.documents import Document
 from reconciler.manifest.errors import ManifestError, did_you_mean, one_of
 from reconciler.model.capacity import usable_memory_mib, vm_cost_mib
@@ -71,14 +72,16 @@ def check_estate(
         doc = sources[(kind_of(record), record.name)]
         errors.append(doc.warning(path, message, allowed))
 
-    _check_references(estate, report, references)
+    index = _ByCluster(estate)
+    _check_references(estate, index, report, references)
     errors.extend(references.errors())
     for cluster in estate.clusters.values():
-        _check_cluster(estate, cluster, report, world)
+        _check_cluster(estate, index, cluster, report, world)
         if not world:
             _check_recommended_quorum(cluster, report, warn)
     for vm in estate.vms.values():
         _check_vm(estate, vm, report)
+    check_platform_rules(estate, report, world)
     for volume in estate.volumes.values():
         if volume.size_gib > volume.lun_size_gib:
             report(
@@ -89,6 +92,27 @@ def check_estate(
                 f"size_gib at most lun_size_gib ({volume.lun_size_gib})",
             )
     return errors
+
+
+class _ByCluster:
+    """Each cluster's objects, grouped once: the checks ask per VM and per cluster, and a scan
+    of the whole estate each time would grow with the square of its size."""
+
+    def __init__(self, estate: Estate) -> None:
+        self.nodes: dict[str, list[Node]] = defaultdict(list)
+        for name in sorted(estate.nodes):
+            node = estate.nodes[name]
+            self.nodes[node.cluster].append(node)
+        self.switches: dict[str, list[str]] = defaultdict(list)
+        for name in sorted(estate.switches):
+            self.switches[estate.switches[name].cluster].append(name)
+        self.volumes: dict[str, list[str]] = defaultdict(list)
+        for name in sorted(estate.volumes):
+            self.volumes[estate.volumes[name].cluster].append(name)
+        self.vms: dict[str, list[VirtualMachine]] = defaultdict(list)
+        for vm in estate.vms.values():
+            self.vms[vm.cluster].append(vm)
+        self.members = {name: sorted(c.nodes) for name, c in estate.clusters.items()}
 
 
 class _UnknownReferences:
@@ -144,7 +168,9 @@ def _cluster_of(
     return found.cluster if found is not None else None
 
 
-def _check_references(estate: Estate, report: Report, ref: _UnknownReferences) -> None:
+def _check_references(
+    estate: Estate, index: _ByCluster, report: Report, ref: _UnknownReferences
+) -> None:
     clusters = sorted(estate.clusters)
     owned: list[Node | VirtualSwitch | ClusterSharedVolume | VirtualMachine] = [
         *estate.nodes.values(),
@@ -156,7 +182,7 @@ def _check_references(estate: Estate, report: Report, ref: _UnknownReferences) -
         if record.cluster not in estate.clusters:
             ref(record, ("spec", "cluster"), "cluster", record.cluster, clusters)
     for cluster in estate.clusters.values():
-        own = sorted(n.name for n in estate.nodes_of(cluster.name))
+        own = [n.name for n in index.nodes.get(cluster.name, ())]
         for i, node_name in enumerate(cluster.nodes):
             node = estate.nodes.get(node_name)
             if node is None:
@@ -181,7 +207,7 @@ def _check_references(estate: Estate, report: Report, ref: _UnknownReferences) -
         if cluster.test_vm is not None:
             test_vm = estate.vms.get(cluster.test_vm)
             if test_vm is None or test_vm.cluster != cluster.name:
-                cluster_vms = [v.name for v in estate.vms.values() if v.cluster == cluster.name]
+                cluster_vms = [v.name for v in index.vms.get(cluster.name, ())]
                 ref(
                     cluster,
                     ("spec", "test_vm"),
@@ -229,7 +255,7 @@ def _check_references(estate: Estate, report: Report, ref: _UnknownReferences) -
             )
         uplink = switch.config.uplink_nic
         if uplink and switch.cluster in estate.clusters:
-            for node in estate.nodes_of(switch.cluster):
+            for node in index.nodes.get(switch.cluster, ()):
                 nic_names = [n.name for n in node.nics]
                 if node.nics and uplink not in nic_names:
                     report(
@@ -241,9 +267,9 @@ def _check_references(estate: Estate, report: Report, ref: _UnknownReferences) -
     for vm in estate.vms.values():
         if vm.cluster not in estate.clusters:
             continue
+        members = index.members[vm.cluster]
         if vm.node is not None:
             node = estate.nodes.get(vm.node)
-            members = sorted(estate.clusters[vm.cluster].nodes)
             if node is None or vm.node not in members:
                 ref(
                     vm,
@@ -254,7 +280,6 @@ def _check_references(estate: Estate, report: Report, ref: _UnknownReferences) -
                     vm.cluster,
                     _cluster_of(estate.nodes, vm.node),
                 )
-        members = sorted(estate.clusters[vm.cluster].nodes)
         for owner in sorted(vm.preferred_owners or ()):
             if owner not in members:
                 ref(
@@ -266,7 +291,7 @@ def _check_references(estate: Estate, report: Report, ref: _UnknownReferences) -
                     vm.cluster,
                     _cluster_of(estate.nodes, owner),
                 )
-        switches = sorted(s.name for s in estate.switches_of(vm.cluster))
+        switches = index.switches.get(vm.cluster, [])
         for i, vm_nic in enumerate(vm.nics):
             if vm_nic.switch not in switches:
                 ref(
@@ -278,7 +303,7 @@ def _check_references(estate: Estate, report: Report, ref: _UnknownReferences) -
                     vm.cluster,
                     _cluster_of(estate.switches, vm_nic.switch),
                 )
-        volumes = sorted(v.name for v in estate.volumes_of(vm.cluster))
+        volumes = index.volumes.get(vm.cluster, [])
         for i, disk in enumerate(vm.disks):
             if disk.volume not in volumes:
                 ref(
@@ -292,7 +317,9 @@ def _check_references(estate: Estate, report: Report, ref: _UnknownReferences) -
                 )
 
 
-def _check_cluster(estate: Estate, cluster: Cluster, report: Report, world: bool) -> None:
+def _check_cluster(
+    estate: Estate, index: _ByCluster, cluster: Cluster, report: Report, world: bool
+) -> None:
     profile = platform(cluster.platform)
     count = len(cluster.nodes)
     if count > profile.max_nodes:
@@ -302,7 +329,7 @@ def _check_cluster(estate: Estate, cluster: Cluster, report: Report, world: bool
             f"{count} nodes is more than platform {cluster.platform} allows",
             f"at most {profile.max_nodes} nodes",
         )
-    vms = [vm for vm in estate.vms.values() if vm.cluster == cluster.name]
+    vms = index.vms.get(cluster.name, [])
     if len(vms) > profile.max_vms_per_cluster:
         report(
             cluster,
