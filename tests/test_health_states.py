@@ -778,3 +778,79 @@ class TestHyperVObservesThem:
                 None,
             ),
         ]
+
+
+# --- a world file may state them, and observe --status writes them back ----------------------
+
+
+def world_text(node_status: str = "", volume_status: str = "", vm_status: str = "") -> str:
+    """The golden world, with extra status lines on hv2, CSV1 and WEB02."""
+    text = (GOLDEN / "observed.yaml").read_text()
+    for name, extra in (("hv2", node_status), ("CSV1", volume_status), ("WEB02", vm_status)):
+        if not extra:
+            continue
+        start = text.index(f"  name: {name}\n")
+        end = text.find("\n---", start)
+        end = len(text) if end < 0 else end + 1
+        doc = text[start:end]
+        doc = (
+            doc.replace("status:\n", "status:\n" + extra, 1)
+            if "status:\n" in doc
+            else doc + "status:\n" + extra
+        )
+        text = text[:start] + doc + text[end:]
+    return text
+
+
+class TestWorldFiles:
+    def test_stated_read_and_written_back(self, tmp_path: Path) -> None:
+        from reconciler.manifest.dump import to_yaml
+        from reconciler.manifest.load import load_text
+
+        text = world_text(
+            "  networks_down: [LiveMigration]\n",
+            "  redirected: {hv1: NoDiskConnectivity}\n",
+            "  failed: true\n",
+        )
+        world = require(load_text(text, "world.yaml", world=True))
+        assert [c.type for c in observed_conditions(world)] == [
+            "NetworkPartitioned",
+            "CsvRedirected",
+            "VmFailed",
+        ]
+        again = require(load_text(to_yaml(world, status=True), "again.yaml", world=True))
+        assert again.nodes["hv2"].status.networks_down == {"LiveMigration"}
+        assert dict(again.volumes["CSV1"].status.redirected) == {"hv1": "NoDiskConnectivity"}
+        assert again.vms["WEB02"].status.failed
+        (tmp_path / "w.yaml").write_text(text)
+        assert run(tmp_path, "sim", "init", str(tmp_path / "w.yaml")).exit_code == 0
+        out = run(tmp_path, "observe").output
+        line = "# condition VmFailed=True VirtualMachine/WEB02: WEB02's cluster role is failed"
+        assert f"{line} on hv2 (since t=0.0 s)" in out
+
+    @pytest.mark.parametrize(
+        ("node", "volume", "message"),
+        [
+            (
+                "  networks_down: [Storage]\n",
+                "",
+                "status.networks_down: Storage is not a network of cluster lab "
+                "(one of: Management, Heartbeat, LiveMigration, VM)",
+            ),
+            (
+                "",
+                "  redirected: {hv9: UserRequest}\n",
+                "status.redirected.hv9: hv9 is not a member of cluster lab (one of: hv1, hv2, hv3)",
+            ),
+            ("", "  redirected: {hv1: Slow}\n", "status.redirected.hv1"),
+        ],
+        ids=["unknown network", "not a member", "unknown reason"],
+    )
+    def test_bad_statements_are_errors_at_the_line(
+        self, node: str, volume: str, message: str
+    ) -> None:
+        from reconciler.manifest.load import load_text
+
+        result = load_text(world_text(node, volume), "world.yaml", world=True)
+        lines = [str(e) for e in result.errors]
+        assert any(message in line and line.startswith("world.yaml:") for line in lines), lines
