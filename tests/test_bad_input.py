@@ -401,9 +401,8 @@ spec: {{cluster: c, generation: {generation}, vcpus: {vcpus}, memory_mib: {memor
 
 
 class TestPlatformMaximaTable:
-    """The largest VM each release runs (Microsoft's Hyper-V scalability tables), by hand."""
-    # One over each maximum is odd, so the over-maximum cases go up by 2 MB: memory is set
-    # in 2 MB steps, and an odd size would be a second error of its own.
+    """The largest VM each release runs (Microsoft's Hyper-V scalability tables), by hand.
+    One step over a maximum is 2 MiB: memory is set in 2 MB steps."""
 
     @pytest.mark.parametrize(
         ("platform", "generation", "vcpus", "memory_mib", "fields"),
