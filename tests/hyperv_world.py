@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from reconciler.model.records import Cluster, Estate, VirtualMachine, VmStatus, frozen_map
+from reconciler.model.records import Cluster, Estate, Node, VirtualMachine, VmStatus, frozen_map
 from reconciler.providers.hyperv.connections import (
     ClusterConnection,
     Connections,
@@ -97,10 +97,23 @@ def observable(estate: Estate) -> Estate:
             preferred_owners=v.preferred_owners or None,
         )
 
+    def node(n: Node) -> Node:
+        # A host reports VMQ and jumbo frames per NIC; TCP chimney it does not (not compared).
+        nics = tuple(
+            replace(
+                nic,
+                offloads=replace(
+                    nic.offloads, tcp_chimney=False, reported=frozenset({"vmq", "jumbo_frames"})
+                ),
+            )
+            for nic in n.nics
+        )
+        return replace(n, labels=frozen_map(), nics=nics)
+
     return Estate(
         {n: cluster(c) for n, c in estate.clusters.items()},
         {
-            n: replace(x, labels=frozen_map(), status=replace(x.status, since=frozen_map()))
+            n: replace(node(x), status=replace(x.status, since=frozen_map()))
             for n, x in estate.nodes.items()
         },
         {n: replace(x, labels=frozen_map()) for n, x in estate.switches.items()},

@@ -188,9 +188,7 @@ class TestReplacingADiskInItsSlot:
         return code, json.loads(out), desired
 
     def test_another_disk_in_the_slot(self, tmp_path: Path) -> None:
-        code, document, _ = self._plan(
-            tmp_path, APP01_DATA.replace("name: data,", "name: logs,")
-        )
+        code, document, _ = self._plan(tmp_path, APP01_DATA.replace("name: data,", "name: logs,"))
         assert code == 2, document
         assert [(a["id"], a["type"], a["depends_on"]) for a in document["actions"]] == [
             ("detach_disk:APP01", "detach_disk", []),

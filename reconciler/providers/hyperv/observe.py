@@ -285,6 +285,7 @@ class Observer:
         network_of = {
             str(i.get("Adapter")): str(i.get("Network")) for i in netifs if i.get("Node") == name
         }
+        reported = frozenset() if r.get("offloads_unread") else frozenset({"vmq", "jumbo_frames"})
         vmq = {str(v.get("Name")): bool(v.get("Enabled")) for v in r.get("vmq", [])}
         jumbo = {
             str(j.get("Name")): any(int(x) > 1514 for x in j.get("RegistryValue") or [])
@@ -300,6 +301,7 @@ class Observer:
                 offloads=Offloads(
                     vmq=vmq.get(str(a["Name"]), False),
                     jumbo_frames=jumbo.get(str(a["Name"]), False),
+                    reported=reported,
                 ),
             )
             for a in r["adapters"]
