@@ -519,7 +519,7 @@ EXIT_CASES: list[tuple[str, list[list[str]], str | None, int, list[str]]] = [
     (
         "conditions only",
         [
-            ["csv-redirect", "CSV1", "--node", "hv2"],
+            ["csv-redirect", "CSV1", "--node", "hv1"],
             ["network-down", "LiveMigration", "--node", "hv3"],
             ["node-crash", "hv2"],
         ],
