@@ -112,6 +112,11 @@ CONDITION_CASES: list[tuple[str, Callable[[Estate], Estate], list[tuple[str, str
         ],
     ),
     (
+        "CSV redirected only on a node that is down: that node's own condition",
+        lambda e: node_with(redirected(hv2="UserRequest")(e), "hv2", state="down"),
+        [("NodeDown", "Node/hv2", "hv2 is down")],
+    ),
+    (
         "network down on every node",
         lm_down("hv1", "hv2", "hv3"),
         [("NetworkDown", "Cluster/lab", "cluster network LiveMigration is down")],
@@ -514,7 +519,7 @@ EXIT_CASES: list[tuple[str, list[list[str]], str | None, int, list[str]]] = [
     (
         "conditions only",
         [
-            ["csv-redirect", "CSV1", "--node", "hv2"],
+            ["csv-redirect", "CSV1", "--node", "hv1"],
             ["network-down", "LiveMigration", "--node", "hv3"],
             ["node-crash", "hv2"],
         ],

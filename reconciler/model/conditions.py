@@ -141,8 +141,13 @@ def observed_conditions(observed: Estate, desired: Estate | None = None) -> list
                 reason = f"switch {switch_name} is missing on {node_name}"
                 add(host, "Node", "SwitchMissing", reason, switch_name)
     for name, volume in sorted(observed.volumes.items()):
-        if (wanted is None or volume.cluster in wanted) and volume.status.redirected:
-            redirected = volume.status.redirected
+        # A node that is down does no I/O at all: that is its own condition.
+        redirected = {
+            n: why
+            for n, why in volume.status.redirected.items()
+            if n not in observed.nodes or observed.nodes[n].status.state == "up"
+        }
+        if (wanted is None or volume.cluster in wanted) and redirected:
             how = ", ".join(f"{n} ({redirected[n]})" for n in sorted(redirected))
             add(volume, "ClusterSharedVolume", "CsvRedirected", f"{name}: redirected I/O on {how}")
     for name, vm in sorted(observed.vms.items()):
