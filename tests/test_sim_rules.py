@@ -769,6 +769,18 @@ ONCE_THEN_DONE: dict[str, tuple[Callable[[], Estate], tuple[Action, ...], Action
         (STOP_A,),
         act("set_automatic_actions", vm="A", start="start", stop="shut_down"),
     ),
+    "set_cluster_network": (
+        lab_world,
+        (),
+        act(
+            "set_cluster_network",
+            network="LM",
+            subnet=None,
+            name="Migration",
+            roles=["heartbeat", "live_migration"],
+            role="cluster",
+        ),
+    ),
     "set_vm_memory": (
         lab_world,
         (STOP_A,),

@@ -234,6 +234,7 @@ def build_node(data: Data) -> Node:
             state=status.get("state", "up"),
             luns=frozenset(status["luns"]) if "luns" in status else frozenset(),
             roles_installed=bool(status.get("roles_installed", True)),
+            networks_down=frozenset(status.get("networks_down") or ()),
         ),
     )
 
@@ -262,6 +263,7 @@ def build_volume(data: Data) -> ClusterSharedVolume:
             coordinator=status.get("coordinator"),
             other_used_gib=float(status.get("other_used_gib", 0.0)),
             files=frozen_map({str(k): float(v) for k, v in (status.get("files") or {}).items()}),
+            redirected=frozen_map(status.get("redirected") or {}),
         ),
     )
 
@@ -327,7 +329,10 @@ def build_vm(data: Data) -> VirtualMachine:
             for d in spec.get("disks") or ()
         ),
         labels=_labels(data),
-        status=VmStatus(dirty_rate_mib_s=float(status.get("dirty_rate_mib_s", 8.0))),
+        status=VmStatus(
+            dirty_rate_mib_s=float(status.get("dirty_rate_mib_s", 8.0)),
+            failed=bool(status.get("failed", False)),
+        ),
         unset=_unset(spec, *VM_DEFAULTED),
     )
 

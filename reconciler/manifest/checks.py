@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Set
 from dataclasses import replace
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from reconciler.manifest.checks_platform import check_platform_rules
 from reconciler.manifest.documents import Document
 from reconciler.manifest.errors import ManifestError, did_you_mean, one_of
 from reconciler.model.capacity import usable_memory_mib, vm_cost_mib
@@ -80,6 +81,7 @@ def check_estate(
             _check_recommended_quorum(cluster, report, warn)
     for vm in estate.vms.values():
         _check_vm(estate, vm, report)
+    check_platform_rules(estate, report, world)
     for volume in estate.volumes.values():
         if volume.size_gib > volume.lun_size_gib:
             report(

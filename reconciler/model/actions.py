@@ -45,6 +45,7 @@ ActionType = Literal[
     "set_preferred_owners",
     "set_automatic_actions",
     "set_vm_memory",
+    "set_cluster_network",
 ]
 ACTION_TYPES: tuple[str, ...] = ActionType.__args__  # type: ignore[attr-defined]
 
@@ -97,6 +98,7 @@ DISRUPTION: dict[str, Disruption] = {
     # Online when only the bounds move the way Hyper-V allows; the planner stops the VM first
     # (its own stop_vm step, downtime) when the change needs it off.
     "set_vm_memory": "online",
+    "set_cluster_network": "online",
 }
 
 

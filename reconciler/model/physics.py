@@ -66,6 +66,7 @@ ACTION_SECONDS: dict[str, float] = {
     "set_preferred_owners": 2.0,
     "set_automatic_actions": 2.0,
     "set_vm_memory": 3.0,
+    "set_cluster_network": 2.0,  # Name and Role of a cluster network
 }
 
 

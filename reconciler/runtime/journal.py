@@ -14,11 +14,19 @@ import os
 import socket
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from reconciler.model.conditions import Condition
+from reconciler.runtime.condition_log import (
+    SQLITE_DDL,
+    ConditionRecord,
+    condition_history,
+    note_conditions,
+)
 
 JOURNAL_FILE = "journal.db"
 LOCK_TTL_SECONDS = 15 * 60  # renewed after every action; a lock older than this is stale
@@ -223,6 +231,7 @@ class Journal:
     ) -> None:
         self.path = Path(state_dir) / JOURNAL_FILE
         self.clock = clock
+        self._batching = False  # inside batch(): writes join its transaction
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -246,6 +255,7 @@ class Journal:
             for statement in _DDL.split(";"):
                 if statement.strip():
                     c.execute(statement)
+            c.execute(SQLITE_DDL)
             for table, column, definition in _ADDED_COLUMNS:
                 have = {row[1] for row in c.execute(f"PRAGMA table_info({table})")}
                 if column not in have:
@@ -260,9 +270,30 @@ class Journal:
             self.conn.execute("ROLLBACK")
 
     @contextmanager
+    def batch(self) -> Iterator[None]:
+        """The writes inside are one transaction, durable together when it ends (one fsync).
+
+        The executor writes an action's outcome, the lease renewal and the next action's
+        start this way, before the next action runs: a crash loses all three or none, and
+        never anything an action did after its start was on disk.
+        """
+        if self._batching:
+            yield
+            return
+        with self._tx():
+            self._batching = True
+            try:
+                yield
+            finally:
+                self._batching = False
+
+    @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; a SQLite failure becomes a JournalError naming the file.
         Commits are durable (WAL, synchronous=FULL): a failed one loses nothing written before."""
+        if self._batching:
+            yield self.conn  # part of the batch's transaction, which commits or rolls back
+            return
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -517,6 +548,20 @@ class Journal:
             (limit,),
         ).fetchall()
         return [self._drift_record(r) for r in rows]
+
+    # --- conditions (runtime/condition_log.py) ----------------------------------------------
+
+    def note_conditions(
+        self,
+        run_id: str | None,
+        conditions: Sequence[Condition],
+        scope: Collection[str] | None = None,
+    ) -> list[str]:
+        with self._tx() as c:
+            return note_conditions(c, "?", self.clock(), run_id, conditions, scope)
+
+    def condition_history(self, limit: int = 50, open_only: bool = False) -> list[ConditionRecord]:
+        return condition_history(self.conn, "?", limit, open_only)
 
     # --- locks ------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 from reconciler.engine.diff import ObjectDiff, diff_estates
 from reconciler.engine.health import moves_onto_unhealthy, observed_conditions
+from reconciler.engine.informational import informational_notes
 from reconciler.engine.plan import (
     Plan,
     PlanViolation,
@@ -96,7 +97,7 @@ def make_plan(
     known = {(v.rule, v.target) for v in violations}
     # A step already named by a policy rule (never, downtime, delete) needs no second,
     # generic "precondition" entry saying the same thing.
-    # So does a move onto an unhealthy node: the block says which way it is unhealthy.
+    # Nor does a move onto an unhealthy node: its own block says which way it is unhealthy.
     unhealthy = moves_onto_unhealthy(actions, observed)
     explained = {v.action for v in [*replayed, *unhealthy] if v.rule != "precondition" and v.action}
     violations.extend(
@@ -109,6 +110,7 @@ def make_plan(
     violations = unresolved(desired, projected, violations, target)
     conditions = observed_conditions(observed, desired)
     notes.extend(c.note() for c in conditions)
+    notes.extend(informational_notes(desired, observed))
     digests = object_digests(observed)
     if diffs is None:
         diffs = diff_estates(desired, observed)

@@ -8,12 +8,13 @@ from reconciler.engine.lifecycle import (
     prune_vms,
     report_unmanaged,
 )
+from reconciler.engine.planner.networks import Networks
 from reconciler.engine.planner.rolling import Rolling
 from reconciler.engine.planner.storage import Storage
 from reconciler.engine.planner.vms import Vms
 
 
-class ClusterPlanner(Vms, Rolling, Storage):
+class ClusterPlanner(Vms, Rolling, Storage, Networks):
     __slots__ = ()
 
     def plan(self) -> None:
@@ -29,6 +30,7 @@ class ClusterPlanner(Vms, Rolling, Storage):
             return
         report_unmanaged(self, desired_cluster)
         self.check_platform(desired_cluster, observed_cluster)
+        self.set_networks(desired_cluster, observed_cluster)
         member_fixes = self.fix_member_switches(observed_cluster)
         joins = self.add_nodes(desired_cluster, member_fixes)
         # With evictions to come, quorum is set once, for the membership after them.
@@ -43,4 +45,5 @@ class ClusterPlanner(Vms, Rolling, Storage):
         self.drain_nodes()
         self.rolling_update(desired_cluster)
         self.check_node_drift()
+        self.check_host_facts()
         prune_vms(self, desired_cluster)  # removals come last
