@@ -19,7 +19,7 @@ from reconciler.engine.plan import Plan
 from reconciler.engine.planner import make_plan
 from reconciler.engine.safety import replay
 from reconciler.model.platforms import platform
-from reconciler.model.records import Estate, Prune, VmNic
+from reconciler.model.records import DynamicMemory, Estate, Prune, VmNic
 from reconciler.model.rules import invariants
 
 # Violations that explain why an eviction (or creation) is not carried out.
@@ -265,3 +265,33 @@ class TestVmSettings:
         after = assert_converges(desired, case.observed, plan)
         assert after.vms[name].preferred_owners == owners
         assert after.vms[name].automatic_start_action == start
+
+
+class TestDynamicMemory:
+    """A range around the startup memory, turned on (the VM may be stopped): it converges."""
+
+    @examples
+    @given(estates(behind_the_back=False), st.data())
+    def test_dynamic_memory_converges(self, case: Case, data: st.DataObject) -> None:
+        name = data.draw(st.sampled_from(sorted(case.desired.vms)))
+        want = case.desired.vms[name]
+        platform_name = case.desired.clusters[want.cluster].platform
+        below = data.draw(st.sampled_from((0, 256, want.memory_mib // 2)))
+        minimum = want.memory_mib if platform_name == "2008r2" else want.memory_mib - below
+        maximum = want.memory_mib + data.draw(st.sampled_from((0, 1024, 4096)))
+        dynamic = DynamicMemory(
+            True, max(32, minimum), maximum, data.draw(st.sampled_from((5, 20)))
+        )
+        changed = replace(want, dynamic_memory=dynamic, allow_downtime=True)
+        desired = case.desired.with_record(changed)
+        plan = make_plan(desired, case.observed)
+        assert list(VALIDATOR.iter_errors(plan.to_json())) == []
+        (step,) = [a for a in plan.actions if a.type == "set_vm_memory"]
+        # Turning dynamic memory on always needs the VM off: it is stopped first if running.
+        if case.observed.vms[name].power_state == "running":
+            assert f"stop_vm:{name}" in step.depends_on
+        if plan.blocked:
+            return
+        after = assert_converges(desired, case.observed, plan)
+        assert after.vms[name].memory_model() == dynamic
+        assert after.vms[name].memory_mib == want.memory_mib

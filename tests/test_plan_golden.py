@@ -620,3 +620,25 @@ class TestPlanSchema:
         assert _errors(document) == []
         change(document["violations"][0])
         assert _errors(document) != []
+
+
+class TestDynamicMemoryCaseBehaviour:
+    """Dynamic memory on 2019: online where Hyper-V allows it, off where it does not."""
+
+    def test_online_widening_stop_for_turning_on_and_a_block_without_downtime(self) -> None:
+        case = "dynamic_memory_2019"
+        steps = by_id(case)
+        assert steps["set_vm_memory:WEB01"]["params"] == {
+            "vm": "WEB01",
+            "memory_mib": 2048,
+            "dynamic": {"minimum_mib": 512, "maximum_mib": 8192, "buffer_pct": 20},
+        }
+        assert steps["set_vm_memory:WEB01"]["depends_on"] == []
+        assert "stop_vm:WEB01" not in steps, "widening the range needs no stop"
+        assert steps["set_vm_memory:APP01"]["depends_on"] == ["stop_vm:APP01"]
+        assert steps["start_vm:APP01"]["depends_on"] == ["set_vm_memory:APP01"]
+        assert steps["set_vm_memory:APP01"]["changes"]["dynamic_memory"]["before"] == "static"
+        assert not any(a["params"].get("vm") in ("DB01", "TEST01") for a in actions(case))
+        assert ("downtime_not_allowed", "block") in rules(case)
+        blocked = {v.target for v in plan_of(case).violations}
+        assert blocked == {"VirtualMachine/WEB02"}

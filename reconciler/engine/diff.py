@@ -130,12 +130,12 @@ def vm_fields(desired: VirtualMachine, observed: VirtualMachine) -> list[FieldCh
             out.append(FieldChange(f"spec.{attr}", a, b))
     if desired.power_state != observed.power_state:
         out.append(FieldChange("spec.power_state", observed.power_state, desired.power_state))
-    if desired.dynamic_memory != observed.dynamic_memory:
+    if desired.dynamic_memory is not None and (desired.memory_model() != observed.memory_model()):
         out.append(
             FieldChange(
                 "spec.dynamic_memory",
-                dynamic_text(observed.dynamic_memory),
-                dynamic_text(desired.dynamic_memory),
+                dynamic_text(observed.memory_model()),
+                dynamic_text(desired.memory_model()),
             )
         )
     have = {d.name: d for d in observed.disks}

@@ -77,7 +77,6 @@ VM_DEFAULTED = (
     "migration_policy",
     "anti_affinity_mode",
     "allow_downtime",
-    "dynamic_memory",
 )
 
 
@@ -259,10 +258,13 @@ def _vm_nic(n: Data) -> VmNic:
 
 
 def _dynamic_memory(spec: Data) -> DynamicMemory | None:
-    """None for static memory; a bound left out is the startup memory (validation says so)."""
+    """None when left out (not managed); a bound left out is the startup memory (the schema
+    asks for both, so that only happens in a document already reported)."""
     raw = spec.get("dynamic_memory")
-    if not raw or not raw.get("enabled", True):
+    if raw is None:
         return None
+    if not raw.get("enabled", True):
+        return DynamicMemory(enabled=False)
     return DynamicMemory(
         minimum_mib=raw.get("minimum_mib", spec["memory_mib"]),
         maximum_mib=raw.get("maximum_mib", spec["memory_mib"]),

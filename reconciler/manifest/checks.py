@@ -492,7 +492,7 @@ def _check_vm_size(vm: VirtualMachine, cluster: Cluster, report: Report) -> None
 
 def _check_dynamic_memory(vm: VirtualMachine, cluster: Cluster | None, report: Report) -> None:
     """minimum_mib <= memory_mib (the startup memory) <= maximum_mib, within the platform."""
-    dynamic = vm.dynamic_memory
+    dynamic = vm.memory_model()
     if dynamic is None:
         return
     path = ("spec", "dynamic_memory")

@@ -255,11 +255,12 @@ def _vm(vm: VirtualMachine, status: bool) -> tuple[dict[str, Any], dict[str, Any
         spec["automatic_start_action"] = vm.automatic_start_action
     if vm.automatic_stop_action is not None:
         spec["automatic_stop_action"] = vm.automatic_stop_action
-    if vm.dynamic_memory is not None:  # static memory is left out: what a world has anyway
+    dynamic = vm.memory_model()
+    if dynamic is not None:  # static memory is left out (not managed on adoption)
         spec["dynamic_memory"] = {
-            "minimum_mib": vm.dynamic_memory.minimum_mib,
-            "maximum_mib": vm.dynamic_memory.maximum_mib,
-            "buffer_pct": vm.dynamic_memory.buffer_pct,
+            "minimum_mib": dynamic.minimum_mib,
+            "maximum_mib": dynamic.maximum_mib,
+            "buffer_pct": dynamic.buffer_pct,
         }
     if vm.disks:
         spec["disks"] = [

@@ -346,8 +346,9 @@ class DynamicMemory:
     spare. Capacity is counted on the startup memory: what a start (or a failover restart)
     needs free, whatever the balloon does later."""
 
-    minimum_mib: int
-    maximum_mib: int
+    enabled: bool = True  # False: static memory, said so in a manifest
+    minimum_mib: int = 0
+    maximum_mib: int = 0
     buffer_pct: int = 20
 
 
@@ -376,7 +377,7 @@ class VirtualMachine:
     preferred_owners: frozenset[str] | None = field(default=None, metadata=LATER)
     automatic_start_action: AutomaticStartAction | None = field(default=None, metadata=LATER)
     automatic_stop_action: AutomaticStopAction | None = field(default=None, metadata=LATER)
-    # None: static memory (observed); in a manifest that leaves it out, not managed.
+    # None in a manifest: not managed; in the world: static memory (as is enabled=False).
     dynamic_memory: DynamicMemory | None = field(default=None, metadata=LATER)
     labels: Mapping[str, str] = field(default_factory=frozen_map)
     status: VmStatus = field(default_factory=VmStatus)
@@ -397,6 +398,11 @@ class VirtualMachine:
 
     def volumes(self) -> frozenset[str]:
         return frozenset(d.volume for d in self.disks)
+
+    def memory_model(self) -> DynamicMemory | None:
+        """The dynamic-memory bounds, or None for static memory (however it is written)."""
+        dynamic = self.dynamic_memory
+        return dynamic if dynamic is not None and dynamic.enabled else None
 
 
 def _cluster_name(record: Record, kind: str) -> str:

@@ -654,7 +654,7 @@ def _set_vm(estate: Estate, action: Action) -> RuleResult:
         return already_done(estate)
     if vm.power_state != "off":
         return fail(estate, f"{vm.name} must be off to change memory or vCPUs")
-    dynamic = vm.dynamic_memory
+    dynamic = vm.memory_model()
     if dynamic is not None and not dynamic.minimum_mib <= memory <= dynamic.maximum_mib:
         return fail(
             estate,

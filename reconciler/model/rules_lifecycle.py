@@ -60,8 +60,8 @@ def vm_to_params(vm: VirtualMachine, node: str) -> dict[str, Any]:
         "disks": [disk_to_params(d) for d in vm.disks],
         # Only when dynamic, so plans of static-memory VMs read as they always did.
         **(
-            {"dynamic_memory": dynamic_to_params(vm.dynamic_memory)}
-            if vm.dynamic_memory is not None
+            {"dynamic_memory": dynamic_to_params(vm.memory_model())}
+            if vm.memory_model() is not None
             else {}
         ),
     }
@@ -95,7 +95,7 @@ def _config(vm: VirtualMachine) -> tuple[Any, ...]:
         vm.cluster,
         vm.generation,
         vm.memory_mib,
-        vm.dynamic_memory,
+        vm.memory_model(),
         vm.vcpus,
         vm.nics,
         disks,
@@ -170,7 +170,7 @@ def create_problems(estate: Estate, vm: VirtualMachine) -> list[str]:
             "per cluster"
         )
     problems.extend(placement_problems(estate, vm, node.name))
-    problems.extend(memory_problems(estate, vm, vm.memory_mib, vm.dynamic_memory))
+    problems.extend(memory_problems(estate, vm, vm.memory_mib, vm.memory_model()))
     problems.extend(_disk_problems(estate, vm))
     return problems
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.engine.adapters import adapter_steps, settings_steps
+from reconciler.engine.adapters import adapter_steps, memory_steps, settings_steps
 from reconciler.engine.lifecycle import create_vms
 from reconciler.engine.placement import destination_problems
 from reconciler.engine.planner.membership import Membership
@@ -98,19 +98,9 @@ class Vms(Membership):
                     [],
                 )
             )
-        if (want.memory_mib, want.vcpus) != (have.memory_mib, have.vcpus):
-            needs_off.append("change memory or vCPUs")
-            params: dict[str, Any] = {"vm": want.name}
-            changes: dict[str, tuple[Any, Any]] = {}
-            if want.memory_mib != have.memory_mib:
-                params["memory_mib"] = want.memory_mib
-                changes["memory_mib"] = (have.memory_mib, want.memory_mib)
-            if want.vcpus != have.vcpus:
-                params["vcpus"] = want.vcpus
-                changes["vcpus"] = (have.vcpus, want.vcpus)
-            steps.append(
-                ("set_vm", params, "memory or vCPUs differ from the manifest", changes, [])
-            )
+        memory, memory_off = memory_steps(cluster.platform, want, have)
+        steps.extend(memory)
+        needs_off.extend(memory_off)
         if not same_nics(want.nics, have.nics):
             nic_steps, nic_off = adapter_steps(self.state, want, have)
             steps.extend(nic_steps)
