@@ -245,6 +245,9 @@ def actions(draw: st.DrawFn, estate: Estate, cluster: str) -> Action:
                 "set_vm_nic",
                 "move_disk",
                 "set_vm_memory",
+                "create_csv",
+                "rename_csv",
+                "remove_csv",
             )
         )
     )
@@ -337,6 +340,22 @@ def _lifecycle_action(draw: st.DrawFn, kind: str, estate: Estate, cluster: str) 
             controller_number=draw(st.integers(min_value=0, max_value=4)),
             slot=draw(st.integers(min_value=0, max_value=2)),
         )
+    if kind == "create_csv":
+        return act(
+            kind,
+            cluster,
+            volume=draw(st.sampled_from(("V2", "V1"))),
+            lun=draw(st.sampled_from(("LUN7", "LUN8"))),
+            size_gib=draw(st.integers(min_value=1, max_value=300)),
+        )
+    if kind in ("rename_csv", "remove_csv"):
+        volume = draw(st.sampled_from(sorted(estate.volumes) or ["none"]))
+        lun = estate.volumes[volume].lun if volume in estate.volumes else None
+        if kind == "remove_csv":
+            return act(kind, cluster, volume=volume, lun=lun)
+        return act(
+            kind, cluster, volume=volume, name=draw(st.sampled_from(("Gold", "V1"))), lun=lun
+        )
     if kind == "set_vm_memory":
         bound = st.sampled_from((512, 1024, 2048, 4096, 8192))
         dynamic = draw(
@@ -355,3 +374,13 @@ def _lifecycle_action(draw: st.DrawFn, kind: str, estate: Estate, cluster: str) 
             dynamic=dynamic,
         )
     return None
+
+
+def with_free_lun(world: Estate, lun: str = "LUN7", gib: int = 200, *nodes: str) -> Estate:
+    """``world`` with ``lun`` presented to ``nodes`` (default: every member) as a free LUN."""
+    for cluster in world.clusters.values():
+        for name in nodes or cluster.nodes:
+            node = world.nodes[name]
+            free = frozen_map({**node.status.free_luns, lun: gib})
+            world = world.with_record(replace(node, status=replace(node.status, free_luns=free)))
+    return world

@@ -24,6 +24,7 @@ from sim_strategies import (
     migrate,
     new_vm,
     trunk,
+    with_free_lun,
 )
 
 from reconciler.model.actions import ACTION_TYPES, Action
@@ -768,6 +769,21 @@ ONCE_THEN_DONE: dict[str, tuple[Callable[[], Estate], tuple[Action, ...], Action
         lab_world,
         (STOP_A,),
         act("set_automatic_actions", vm="A", start="start", stop="shut_down"),
+    ),
+    "create_csv": (
+        lambda: with_free_lun(lab_world()),
+        (),
+        act("create_csv", volume="V2", lun="LUN7", size_gib=150),
+    ),
+    "rename_csv": (
+        lab_world,
+        (STOP_A, STOP_B, act("stop_vm", vm="TEST")),
+        act("rename_csv", volume="V1", name="Gold", lun=None),
+    ),
+    "remove_csv": (
+        lambda: with_free_lun(lab_world()),
+        (act("create_csv", volume="V2", lun="LUN7", size_gib=150),),
+        act("remove_csv", volume="V2", lun="LUN7"),
     ),
     "set_vm_memory": (
         lab_world,

@@ -211,6 +211,9 @@ def build_node(data: Data) -> Node:
             state=status.get("state", "up"),
             luns=frozenset(status["luns"]) if "luns" in status else frozenset(),
             roles_installed=bool(status.get("roles_installed", True)),
+            free_luns=frozen_map(
+                {str(k): int(v) for k, v in (status.get("free_luns") or {}).items()}
+            ),
         ),
     )
 
@@ -234,6 +237,7 @@ def build_volume(data: Data) -> ClusterSharedVolume:
         cluster=spec["cluster"],
         lun_size_gib=spec["lun_size_gib"],
         size_gib=spec["size_gib"],
+        lun=spec.get("lun"),
         labels=_labels(data),
         status=VolumeStatus(
             coordinator=status.get("coordinator"),

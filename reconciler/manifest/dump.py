@@ -178,6 +178,8 @@ def _node(n: Node, estate: Estate, status: bool) -> tuple[dict[str, Any], dict[s
         st["luns"] = sorted(n.status.luns)
         if not n.status.roles_installed:
             st["roles_installed"] = False
+        if n.status.free_luns:
+            st["free_luns"] = dict(sorted(n.status.free_luns.items()))
     return spec, st
 
 
@@ -203,7 +205,13 @@ def _switch(
 
 
 def _volume(v: ClusterSharedVolume, status: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-    spec = {"cluster": v.cluster, "lun_size_gib": v.lun_size_gib, "size_gib": v.size_gib}
+    spec: dict[str, Any] = {
+        "cluster": v.cluster,
+        "lun_size_gib": v.lun_size_gib,
+        "size_gib": v.size_gib,
+    }
+    if v.lun is not None:
+        spec["lun"] = v.lun
     st: dict[str, Any] = {}
     if status:
         if v.status.coordinator:

@@ -241,6 +241,9 @@ class NodeStatus:
     switches: Mapping[str, SwitchConfig] = field(default_factory=frozen_map)
     luns: frozenset[str] = frozenset()
     roles_installed: bool = True
+    # LUNs presented to the host that are no cluster disk yet, by array id -> GiB: what
+    # create_csv takes a new volume from, and what remove_csv gives a volume's LUN back to.
+    free_luns: Mapping[str, int] = field(default_factory=frozen_map, metadata=LATER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +286,9 @@ class ClusterSharedVolume:
     cluster: str
     lun_size_gib: int
     size_gib: int
+    # The LUN's id on the array: which presented LUN create_csv formats, and what makes a
+    # volume under a new name the same volume (rename_csv). None: not recorded.
+    lun: str | None = field(default=None, metadata=LATER)
     labels: Mapping[str, str] = field(default_factory=frozen_map)
     status: VolumeStatus = field(default_factory=VolumeStatus)
     _digest: str | None = DIGEST_SLOT

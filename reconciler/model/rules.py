@@ -56,6 +56,7 @@ from reconciler.model.rules_base import (
 from reconciler.model.rules_disks import DISK_RULES
 from reconciler.model.rules_lifecycle import LIFECYCLE_RULES, keep_disk_files
 from reconciler.model.rules_memory import MEMORY_RULES
+from reconciler.model.rules_storage import STORAGE_RULES
 from reconciler.model.rules_vm_settings import SETTINGS_RULES
 from reconciler.model.vlans import parse_vlan_list
 
@@ -726,6 +727,7 @@ RULES: dict[str, Callable[[Estate, Action], RuleResult]] = {
     **DISK_RULES,
     **SETTINGS_RULES,
     **MEMORY_RULES,
+    **STORAGE_RULES,
 }
 
 

@@ -39,6 +39,12 @@ NOT_DONE: dict[str, str] = {
     "provider yet",
     "set_vm_memory": "Set-VMMemory (dynamic memory bounds and startup memory) is not built in "
     "the hyperv provider yet, nor is dynamic memory read back",
+    "create_csv": "Add-ClusterDisk, formatting and Add-ClusterSharedVolume are not built in the "
+    "hyperv provider yet (nor is reading the presented LUNs): create the CSV by hand, then plan",
+    "rename_csv": "renaming a CSV (its cluster disk and mount point, and the disk paths of the "
+    "VMs on it) is not built in the hyperv provider yet",
+    "remove_csv": "Remove-ClusterSharedVolume and Remove-ClusterResource are not built in the "
+    "hyperv provider yet",
 }
 
 
