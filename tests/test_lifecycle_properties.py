@@ -19,7 +19,14 @@ from reconciler.engine.plan import Plan
 from reconciler.engine.planner import make_plan
 from reconciler.engine.safety import replay
 from reconciler.model.platforms import platform
-from reconciler.model.records import DynamicMemory, Estate, Prune, VmNic
+from reconciler.model.records import (
+    ClusterSharedVolume,
+    DynamicMemory,
+    Estate,
+    Prune,
+    VmNic,
+    frozen_map,
+)
 from reconciler.model.rules import invariants
 
 # Violations that explain why an eviction (or creation) is not carried out.
@@ -295,3 +302,36 @@ class TestDynamicMemory:
         after = assert_converges(desired, case.observed, plan)
         assert after.vms[name].memory_model() == dynamic
         assert after.vms[name].memory_mib == want.memory_mib
+
+
+class TestCreatingVolumes:
+    """A declared volume on a LUN presented to every member is created and converges."""
+
+    @examples
+    @given(estates(behind_the_back=False), st.data())
+    def test_a_volume_on_a_presented_lun_is_created(self, case: Case, data: st.DataObject) -> None:
+        cluster = case.desired.clusters[data.draw(st.sampled_from(sorted(case.desired.clusters)))]
+        lun_gib = data.draw(st.sampled_from((100, 300)))
+        observed = case.observed
+        for name in cluster.nodes:
+            node = observed.nodes[name]
+            free = frozen_map({**node.status.free_luns, "LUN-P": lun_gib})
+            status = replace(node.status, free_luns=free)
+            observed = observed.with_record(replace(node, status=status))
+        volume = ClusterSharedVolume("NEWCSV", cluster.name, lun_gib, lun_gib - 10, lun="LUN-P")
+        desired = case.desired.with_record(volume)
+        plan = make_plan(desired, observed)
+        assert list(VALIDATOR.iter_errors(plan.to_json())) == []
+        (create,) = [a for a in plan.actions if a.type == "create_csv"]
+        assert create.params == {
+            "volume": "NEWCSV",
+            "lun": "LUN-P",
+            "size_gib": lun_gib - 10,
+            "file_system": "NTFS",
+        }
+        if plan.blocked:
+            return
+        after = assert_converges(desired, observed, plan)
+        assert after.volumes["NEWCSV"].lun_size_gib == lun_gib
+        for name in cluster.nodes:
+            assert "NEWCSV" in after.nodes[name].status.luns

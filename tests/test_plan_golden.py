@@ -642,3 +642,36 @@ class TestDynamicMemoryCaseBehaviour:
         assert ("downtime_not_allowed", "block") in rules(case)
         blocked = {v.target for v in plan_of(case).violations}
         assert blocked == {"VirtualMachine/WEB02"}
+
+
+class TestCsvCaseBehaviour:
+    """CSVs created from a presented LUN, renamed on their LUN, removed under prune."""
+
+    def test_created_from_the_lun_before_the_vm_with_a_disk_on_it(self) -> None:
+        case = "csv_create"
+        steps = by_id(case)
+        assert steps["create_csv:CSV2"]["params"] == {
+            "volume": "CSV2",
+            "lun": "LUN-20",
+            "size_gib": 500,
+            "file_system": "NTFS",
+        }
+        assert steps["create_csv:CSV2"]["disruption"] == "none"
+        assert "create_csv:CSV2" in steps["create_vm:NEW01"]["depends_on"]
+        assert types(case).index("create_csv") < types(case).index("create_vm")
+        assert not plan_of(case).violations
+
+    def test_renamed_in_place_and_the_undeclared_one_removed_last(self) -> None:
+        case = "csv_rename_prune"
+        steps = by_id(case)
+        assert steps["rename_csv:CSV2"]["params"] == {
+            "volume": "CSV2",
+            "name": "Archive",
+            "lun": "LUN-2",
+            "vms": ["ARCH01"],
+        }
+        assert steps["rename_csv:CSV2"]["target"] == "ClusterSharedVolume/CSV2"
+        assert types(case) == ["rename_csv", "remove_csv"], "no VM moves, no VM is removed"
+        assert steps["remove_csv:CSV-OLD"]["disruption"] == "destructive"
+        assert steps["remove_csv:CSV-OLD"]["params"] == {"volume": "CSV-OLD", "lun": "LUN-9"}
+        assert not plan_of(case).violations

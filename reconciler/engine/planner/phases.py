@@ -44,3 +44,4 @@ class ClusterPlanner(Vms, Rolling, Storage):
         self.rolling_update(desired_cluster)
         self.check_node_drift()
         prune_vms(self, desired_cluster)  # removals come last
+        self.prune_volumes()  # after the VMs that may have had disks on them
