@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from psrpcore.types import PSInt, PSInt64, PSUInt64, serialize_clixml
+from psrpcore.types import PSInt, PSInt16, PSInt64, PSUInt64, serialize_clixml
 from pypsrp.serializer import Serializer, TaggedValue
 
 from reconciler.providers.hyperv.errors import CommandError, ConnectionFailed
@@ -29,7 +29,9 @@ class Cmd:
 
 def to_wire(value: Any) -> Any:
     if isinstance(value, TaggedValue):
-        return {"U64": PSUInt64, "I64": PSInt64, "I32": PSInt}[value.tag](value.value)
+        return {"U64": PSUInt64, "I64": PSInt64, "I32": PSInt, "I16": PSInt16}[value.tag](
+            value.value
+        )
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
     if isinstance(value, int):

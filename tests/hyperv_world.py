@@ -57,7 +57,9 @@ def observable(estate: Estate) -> Estate:
 
     Labels, placement and memory policy, maintenance windows, the rolling-update declaration
     and the test VM are the manifests' business; a VM's dirty rate is simulator physics.
-    File sizes are compared to the micro-GiB.
+    File sizes are compared to the micro-GiB. A VM always has automatic start and stop
+    actions on a host: where the world has none, the host shows Hyper-V's defaults
+    (StartIfRunning, Save); no preferred owners on a host is "not managed" (None).
     """
 
     def cluster(c: Cluster) -> Cluster:
@@ -89,6 +91,9 @@ def observable(estate: Estate) -> Estate:
             allow_downtime=False,
             anti_affinity_mode="soft",
             disks=disks,
+            automatic_start_action=v.automatic_start_action or "start_if_running",
+            automatic_stop_action=v.automatic_stop_action or "save",
+            preferred_owners=v.preferred_owners or None,
         )
 
     return Estate(

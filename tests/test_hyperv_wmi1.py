@@ -208,9 +208,24 @@ def test_the_provider_agrees_with_the_planner_table(tmp_path: Path) -> None:
     estate = hv.observe()
     caps = hv.capabilities()
     p = platform("2008r2")
-    # online VHD resize: the provider does not offer extend_vhd there
-    assert (caps.refusal("extend_vhd", "2008r2") is None) == p.online_vhd_resize
-    assert caps.refusal("extend_vhd", "2019") is None
+    # online VHD resize: extend_vhd is offered, and a running VM's disk is refused as the
+    # planner's rule refuses it (the planner stops the VM first there)
+    assert caps.refusal("extend_vhd", "2008r2") is None
+    running = next(v for v in estate.vms.values() if v.power_state == "running")
+    grow = _action(
+        "extend_vhd",
+        f"VirtualMachine/{running.name}",
+        running.cluster,
+        vm=running.name,
+        disk=running.disks[0].name,
+        size_gib=running.disks[0].size_gib + 1,
+    )
+    out = hv.apply(grow)
+    assert (out.status == "done") == p.online_vhd_resize
+    assert out.status == "precondition_failed" and "must be off" in out.message
+    assert SimProvider(tmp_path).observe().vms[running.name].disks[0].size_gib == (
+        running.disks[0].size_gib
+    )
     # VHDX: add_disk of a .vhdx is refused
     vm = next(iter(estate.vms.values()))
     d = {
@@ -297,3 +312,72 @@ def test_what_the_peer_received_as_scripts_were_the_constants(tmp_path: Path) ->
     assert sent and set(sent) <= set(scripts.ALL.values())
     after = SimProvider(tmp_path).observe().vms[vm.name]
     assert after.disk("extra") is not None and after.disk("extra").size_gib == 10  # type: ignore[union-attr]
+
+
+# --- cluster roles the 2008 R2 way (no -Drain, no -Failback) ------------------------------------
+# World of seed 7, 3 nodes x 3 VMs (stated by hand from the generator): c001-n02 runs vm0002,
+# vm0006, vm0008, vm0009 (all live-migratable); c001-n03 runs vm0005, whose policy is "never".
+
+
+def test_a_drain_pauses_moves_each_running_role_and_leaves_nothing_running(
+    tmp_path: Path,
+) -> None:
+    make_world(tmp_path, nodes=3, vms=3, seed=7, platform="2008r2")
+    hv, _, peer = provider_for(tmp_path)
+    hv.observe()
+    out = hv.apply(_action("drain_node", "Node/c001-n02", "c001", node="c001-n02"))
+    assert out.status == "done", out.message
+    world = SimProvider(tmp_path).observe()
+    assert world.nodes["c001-n02"].maintenance
+    assert [v.name for v in world.vms_on("c001-n02") if v.power_state == "running"] == []
+    # each to the node with the most free memory then (n01 and n03 start level: 32 GiB used,
+    # n01 first by name): vm0002 (16 GiB) to n01, then vm0006, vm0008, vm0009 to n03
+    assert {v.name for v in world.vms_on("c001-n01")} == {
+        "c001-vm0001",
+        "c001-vm0007",
+        "c001-vm0002",
+    }
+    assert {"c001-vm0006", "c001-vm0008", "c001-vm0009"} <= {
+        v.name for v in world.vms_on("c001-n03")
+    }
+    sent = [c for r in peer.received for c, _ in r.commands]
+    assert "Suspend-ClusterNode" in sent and sent.count("Move-ClusterVirtualMachineRole") == 4
+    out = hv.apply(_action("resume_node", "Node/c001-n02", "c001", node="c001-n02"))
+    assert out.status == "done", out.message
+    assert not SimProvider(tmp_path).observe().nodes["c001-n02"].maintenance
+
+
+def test_a_drain_that_cannot_move_a_role_says_which_and_why(tmp_path: Path) -> None:
+    make_world(tmp_path, nodes=3, vms=3, seed=7, platform="2008r2")
+    hv, _, _ = provider_for(tmp_path)
+    hv.observe()
+    out = hv.apply(_action("drain_node", "Node/c001-n03", "c001", node="c001-n03"))
+    assert out.status == "precondition_failed"
+    assert "c001-vm0005" in out.message and "never" in out.message
+    world = SimProvider(tmp_path).observe()
+    # paused, as an administrator would find it; vm0005 still runs there, nothing was lost
+    assert world.nodes["c001-n03"].maintenance
+    assert world.vms["c001-vm0005"].node == "c001-n03"
+    assert world.vms["c001-vm0005"].power_state == "running"
+
+
+def test_a_vm_that_is_not_clustered_stops_and_starts_through_wmi(tmp_path: Path) -> None:
+    make_world(tmp_path, nodes=2, vms=2, seed=7, platform="2008r2")
+    sim = SimProvider(tmp_path)
+    before = sim.store.load()
+    vm = sorted(before.vms.values(), key=lambda v: v.name)[0]
+    sim.change_behind_back(before, before.with_record(replace(vm, highly_available=False)), "t")
+    sim.close()
+    hv, _, peer = provider_for(tmp_path)
+    assert not hv.observe().vms[vm.name].highly_available
+    target = f"VirtualMachine/{vm.name}"
+    out = hv.apply(_action("stop_vm", target, vm.cluster, vm=vm.name))
+    assert out.status == "done", out.message
+    assert SimProvider(tmp_path).observe().vms[vm.name].power_state == "off"
+    hv.observe()
+    out = hv.apply(_action("start_vm", target, vm.cluster, vm=vm.name))
+    assert out.status == "done", out.message
+    assert SimProvider(tmp_path).observe().vms[vm.name].power_state == "running"
+    sent = [c for r in peer.received for c, _ in r.commands]
+    assert sent.count(scripts.SET_VM_STATE) == 2
+    assert not {"Stop-ClusterGroup", "Start-ClusterGroup"} & set(sent)

@@ -112,6 +112,18 @@ def steps(world: Any) -> list[tuple[str, Action]]:
         ("extend_volume", act("extend_volume", "ClusterSharedVolume/c001-csv1", volume="c001-csv1",
                               size_gib=csv.size_gib + 256)),
         ("end_monitoring_maintenance", act("end_monitoring_maintenance", "Cluster/c001")),
+        # Built later on this path (the 2008 R2 way): quick migration is Move-ClusterGroup ...
+        ("migrate_vm_quick", act("migrate_vm", vmr, vm=first.name, destination="c001-n03",
+                                 method="quick")),
+        # ... a drain pauses the node, then moves each running role one by one, and checks
+        # that nothing runs there (n02: four running VMs, all allowed to live-migrate)
+        ("drain_node", act("drain_node", "Node/c001-n02", node="c001-n02")),
+        ("resume_node", act("resume_node", "Node/c001-n02", node="c001-n02")),
+        ("stop_vm", act("stop_vm", vmr, vm=first.name)),
+        ("extend_vhd", act("extend_vhd", vmr, vm=first.name, disk=first.disks[0].name,
+                           size_gib=first.disks[0].size_gib + 10)),
+        ("detach_disk", act("detach_disk", vmr, vm=first.name, disk="golden", delete_file=True)),
+        ("start_vm", act("start_vm", vmr, vm=first.name)),
     ]  # fmt: skip
 
 

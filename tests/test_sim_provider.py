@@ -246,8 +246,9 @@ class TestNodeCrash:
         sim = open_world(tmp_path, lab)
         report = sim.crash_node("n2")
         after = sim.observe()
-        assert "B stays down (no capacity)" in report
+        assert "B stays down (no capacity): its role is failed" in report
         assert (after.vms["B"].node, after.vms["B"].power_state) == ("n2", "off")
+        assert after.vms["B"].status.failed, "the cluster gave up restarting the role"
         assert "lost quorum" not in " ".join(report), "1 node + witness is 2 of 3 votes"
         assert invariants(after) == []
         sim.close()

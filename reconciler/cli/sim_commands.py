@@ -24,6 +24,14 @@ from reconciler.model.rules import volume_used_gib
 from reconciler.model.vlans import format_vlan_list
 from reconciler.providers.base import ProviderError
 from reconciler.providers.sim.drift import DRIFT_KINDS, DriftError, make_drift
+from reconciler.providers.sim.health import (
+    REDIRECT_REASONS,
+    HealthFaultError,
+    direct_volume,
+    fail_vm,
+    redirect_volume,
+    set_network,
+)
 from reconciler.providers.sim.provider import CRASH_AFTER, CRASH_DURING, SimProvider
 
 if TYPE_CHECKING:
@@ -236,7 +244,8 @@ def estimate_migration(
 
 @sim.group("fault")
 def fault() -> None:
-    """Inject faults: node crash, failing migrations, a slow link, a process crash, drift."""
+    """Inject faults: node crash, failing migrations, a slow link, a process crash, drift,
+    a failed VM role, a redirected CSV, a cluster network down."""
 
 
 def _report(lines: list[str]) -> None:
@@ -318,6 +327,85 @@ def fault_drift(obj: Context, kind: str | None, target: str | None, seed: int | 
         return [f"drift: {message}"]
 
     _run_fault(obj, drift)
+
+
+@fault.command("vm-fail")
+@click.argument("vm")
+@click.pass_obj
+def fault_vm_fail(obj: Context, vm: str) -> None:
+    """VM's cluster role fails: the VM is off, and stays off until it is started again."""
+    _run_fault(obj, lambda p: p.health_fault(lambda w: fail_vm(w, vm)))
+
+
+_NODES = click.option(
+    "--node", "nodes", multiple=True, help="Only on this node (repeat; default: every member)."
+)
+
+
+@fault.command("csv-redirect")
+@click.argument("volume")
+@_NODES
+@click.option(
+    "--reason",
+    type=click.Choice(REDIRECT_REASONS),
+    default="UserRequest",
+    show_default=True,
+    help="The cause Get-ClusterSharedVolumeState would report.",
+)
+@click.pass_obj
+def fault_csv_redirect(obj: Context, volume: str, nodes: tuple[str, ...], reason: str) -> None:
+    """VOLUME's I/O goes through its coordinator (redirected access)."""
+    _run_fault(obj, lambda p: p.health_fault(lambda w: redirect_volume(w, volume, nodes, reason)))
+
+
+@fault.command("csv-direct")
+@click.argument("volume")
+@_NODES
+@click.pass_obj
+def fault_csv_direct(obj: Context, volume: str, nodes: tuple[str, ...]) -> None:
+    """VOLUME has direct I/O again."""
+    _run_fault(obj, lambda p: p.health_fault(lambda w: direct_volume(w, volume, nodes)))
+
+
+def _network_fault(
+    obj: Context, network: str, cluster: str | None, nodes: tuple[str, ...], up: bool
+) -> None:
+    def fault(world: Estate) -> tuple[Estate, list[str]]:
+        having = sorted(
+            name
+            for name, c in world.clusters.items()
+            if (cluster is None or name == cluster) and network in {n.name for n in c.networks}
+        )
+        if len(having) != 1:
+            where = "no cluster" if not having else f"clusters {', '.join(having)}"
+            raise HealthFaultError(f"{where} has a network {network}: name one with --cluster")
+        return set_network(world, having[0], network, nodes, up)
+
+    _run_fault(obj, lambda p: p.health_fault(fault))
+
+
+@fault.command("network-down")
+@click.argument("network")
+@click.option("--cluster", default=None, help="The cluster (needed if several have NETWORK).")
+@_NODES
+@click.pass_obj
+def fault_network_down(
+    obj: Context, network: str, cluster: str | None, nodes: tuple[str, ...]
+) -> None:
+    """Cluster NETWORK goes down (on --node only: the network is partitioned)."""
+    _network_fault(obj, network, cluster, nodes, up=False)
+
+
+@fault.command("network-up")
+@click.argument("network")
+@click.option("--cluster", default=None, help="The cluster (needed if several have NETWORK).")
+@_NODES
+@click.pass_obj
+def fault_network_up(
+    obj: Context, network: str, cluster: str | None, nodes: tuple[str, ...]
+) -> None:
+    """Cluster NETWORK comes back up (on --node only, or everywhere)."""
+    _network_fault(obj, network, cluster, nodes, up=True)
 
 
 def _run_fault(obj: Context, fn: Callable[[SimProvider], list[str]]) -> None:

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from reconciler.engine.unset import adopt_unmanaged
-from reconciler.model.compare import same_nics
+from reconciler.model.compare import cluster_role, same_nics
 from reconciler.model.quorum import effective_quorum
 from reconciler.model.records import (
     Cluster,
+    ClusterNetwork,
     ClusterSharedVolume,
     Disk,
     Estate,
@@ -52,8 +53,45 @@ def _quorum_text(mode: str, witness: Any) -> str:
     return mode if kind is None else f"{mode} ({kind})"
 
 
+def match_network(want: ClusterNetwork, observed: Cluster) -> ClusterNetwork | None:
+    """The world's cluster network a declared one is: by subnet when the manifest gives one
+    (Windows makes a cluster network per IP subnet and names it itself), otherwise by name."""
+    for net in observed.networks:
+        if want.subnet is not None and net.subnet == want.subnet:
+            return net
+    if want.subnet is None:
+        return next((n for n in observed.networks if n.name == want.name), None)
+    return None
+
+
+def network_fields(desired: Cluster, observed: Cluster) -> list[FieldChange]:
+    """Name and role of each declared cluster network; a subnet no network has is a change
+    too (the planner cannot make one: it comes from the nodes' IP addresses)."""
+    out: list[FieldChange] = []
+    for i, want in enumerate(desired.networks):
+        path = f"spec.networks[{i}]"
+        have = match_network(want, observed)
+        if have is None:
+            same_name = next((n for n in observed.networks if n.name == want.name), None)
+            if same_name is not None:
+                out.append(FieldChange(f"{path}.subnet", same_name.subnet, want.subnet))
+            else:
+                where = f"subnet {want.subnet}" if want.subnet else "no subnet given"
+                out.append(FieldChange(path, None, f"{want.name} ({where})"))
+            continue
+        if have.name != want.name:
+            out.append(FieldChange(f"{path}.name", have.name, want.name))
+        if cluster_role(have.roles) != cluster_role(want.roles):
+            out.append(
+                FieldChange(f"{path}.roles", cluster_role(have.roles), cluster_role(want.roles))
+            )
+    return out
+
+
 def cluster_fields(desired: Cluster, observed: Cluster) -> list[FieldChange]:
     out: list[FieldChange] = []
+    if desired.platform != observed.platform:
+        out.append(FieldChange("spec.platform", observed.platform, desired.platform))
     if sorted(desired.nodes) != sorted(observed.nodes):
         out.append(FieldChange("spec.nodes", sorted(observed.nodes), sorted(desired.nodes)))
     want = effective_quorum(desired.quorum, len(desired.nodes))
@@ -65,6 +103,7 @@ def cluster_fields(desired: Cluster, observed: Cluster) -> list[FieldChange]:
                 _quorum_text(want.mode, want.witness),
             )
         )
+    out.extend(network_fields(desired, observed))
     return out
 
 
@@ -72,10 +111,25 @@ def node_fields(desired: Node, observed: Node) -> list[FieldChange]:
     out: list[FieldChange] = []
     if desired.maintenance != observed.maintenance:
         out.append(FieldChange("spec.maintenance", observed.maintenance, desired.maintenance))
-    for attr in ("model", "cpu", "firmware", "driver_set", "patch_level", "memory_mib"):
+    for attr in ("model", "cpu", "firmware", "driver_set", "patch_level", "memory_mib", "slat"):
         a, b = getattr(observed.hardware, attr), getattr(desired.hardware, attr)
         if a != b:
             out.append(FieldChange(f"spec.hardware.{attr}", a, b))
+    # Declared NICs by name; a NIC the host has and the manifest leaves out is not managed.
+    # Roles, speed and TCP chimney are informational (engine/informational.py).
+    have_nics = {n.name: n for n in observed.nics}
+    for i, nic in enumerate(desired.nics):
+        path = f"spec.nics[{i}]"
+        have = have_nics.get(nic.name)
+        if have is None:
+            out.append(FieldChange(path, None, f"{nic.name} on {nic.network or 'no network'}"))
+            continue
+        if nic.network is not None and have.network != nic.network:
+            out.append(FieldChange(f"{path}.network", have.network, nic.network))
+        for attr in ("vmq", "jumbo_frames"):
+            a, b = getattr(have.offloads, attr), getattr(nic.offloads, attr)
+            if a != b:
+                out.append(FieldChange(f"{path}.offloads.{attr}", a, b))
     return out
 
 
@@ -124,7 +178,7 @@ def vm_fields(desired: VirtualMachine, observed: VirtualMachine) -> list[FieldCh
     out: list[FieldChange] = []
     if desired.node is not None and desired.node != observed.node:
         out.append(FieldChange("spec.node", observed.node, desired.node))
-    for attr in ("memory_mib", "vcpus", "generation"):
+    for attr in ("memory_mib", "vcpus", "generation", "highly_available"):
         a, b = getattr(observed, attr), getattr(desired, attr)
         if a != b:
             out.append(FieldChange(f"spec.{attr}", a, b))
@@ -157,6 +211,17 @@ def vm_fields(desired: VirtualMachine, observed: VirtualMachine) -> list[FieldCh
             a, b = getattr(current, attr), getattr(disk, attr)
             if a != b:
                 out.append(FieldChange(f"{path}.{attr}", a, b))
+        # Left out, the parent and the file are not managed: the disk as it is stands.
+        if disk.parent is not None and disk.parent != current.parent:
+            out.append(FieldChange(f"{path}.parent", current.parent, disk.parent))
+        if disk.file is not None and disk.file_path(desired.name) != current.file_path(
+            observed.name
+        ):
+            out.append(
+                FieldChange(
+                    f"{path}.file", current.file_path(observed.name), disk.file_path(desired.name)
+                )
+            )
     for name, disk in sorted(have.items()):
         out.append(FieldChange(f"spec.disks[{name}]", _disk_text(disk), None))
     if desired.preferred_owners is not None and desired.preferred_owners != (

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from reconciler.model.capacity import free_memory_mib, vm_cost_mib
+from reconciler.model.conditions import live_migration_cut
 from reconciler.model.records import Estate, VirtualMachine
 from reconciler.model.rules import placement_problems
 
@@ -57,6 +58,9 @@ def destination_problems(estate: Estate, vm: VirtualMachine, node_name: str) -> 
         free = free_memory_mib(estate, node_name)
         if need > free:
             problems.append(f"{node_name} has {free} MiB free, {vm.name} needs {need} MiB")
+        live = vm.migration_policy == "live"  # a running VM so allowed moves live
+        if live and (cut := live_migration_cut(estate, cluster, node_name)):
+            problems.append(cut)
     conflict = hard_conflict(estate, vm, node_name)
     if conflict:
         problems.append(

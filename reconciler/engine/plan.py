@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from reconciler.model.actions import Action
 from reconciler.model.codec import record_digest
+from reconciler.model.conditions import Condition
 from reconciler.model.records import Estate, kind_of
 
 FORMAT_VERSION = 1
@@ -67,6 +68,8 @@ class Plan:
     manifests_digest: str = ""  # of the manifest files the plan was made from, if read from files
     # Objects in the world that no manifest declares ("Kind/name"): reported, left alone.
     unmanaged: tuple[str, ...] = ()
+    # Observed health (model/conditions.py): reported, not differences; blocks nothing itself.
+    conditions: tuple[Condition, ...] = ()
 
     @property
     def blocked(self) -> bool:
@@ -126,6 +129,7 @@ class Plan:
             # Written only when there are some, so plans of fully managed estates keep
             # the bytes they always had.
             **({"unmanaged": list(self.unmanaged)} if self.unmanaged else {}),
+            **({"conditions": [c.as_json() for c in self.conditions]} if self.conditions else {}),
         }
         body["digest"] = plan_digest(body)
         return body
@@ -339,6 +343,10 @@ def plan_from_json(d: Mapping[str, Any]) -> Plan:
         makespan_seconds=_float_or_none((d.get("summary") or {}).get("estimate_seconds")),
         manifests_digest=str(d.get("manifests_digest") or ""),
         unmanaged=tuple(d.get("unmanaged") or ()),
+        conditions=tuple(
+            Condition(c["type"], c["target"], c["reason"], c["status"], c.get("since"))
+            for c in d.get("conditions") or ()
+        ),
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from reconciler.model.records import VmNic
+from reconciler.model.records import NetworkRole, VmNic
 
 NicKey = tuple[str, str, int | None, tuple[int, ...], int | None, str | None]
 
@@ -24,3 +24,18 @@ def nic_key(nics: Iterable[VmNic]) -> tuple[NicKey, ...]:
 
 def same_nics(a: Iterable[VmNic], b: Iterable[VmNic]) -> bool:
     return nic_key(a) == nic_key(b)
+
+
+def cluster_role(roles: Iterable[NetworkRole]) -> str:
+    """The role Windows stores for a cluster network (ClusterNetworkRole), from what it carries.
+
+    Client access with management; cluster traffic only (heartbeat, CSV, live migration)
+    with heartbeat or live_migration; none (the cluster does not use it) for VM and iSCSI
+    networks. Roles that map to one Windows role are no difference in the world.
+    """
+    carried = set(roles)
+    if "management" in carried:
+        return "cluster_and_client"
+    if carried & {"heartbeat", "live_migration"}:
+        return "cluster"
+    return "none"

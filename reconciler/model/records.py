@@ -165,6 +165,9 @@ class ClusterStatus:
     updated_nodes: frozenset[str] = frozenset()  # patched in the cycle under way
     pending_nodes: frozenset[str] = frozenset()  # joined, not yet tested and validated
     tested_nodes: frozenset[str] = frozenset()  # pending nodes whose test migration passed
+    # When each unhealthy condition held by this record began, on the world's clock
+    # (condition key, e.g. "NetworkDown/LM" -> seconds); see model/conditions.py.
+    since: Mapping[str, float] = field(default_factory=frozen_map, metadata=LATER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +247,10 @@ class NodeStatus:
     # LUNs presented to the host that are no cluster disk yet, by array id -> GiB: what
     # create_csv takes a new volume from, and what remove_csv gives a volume's LUN back to.
     free_luns: Mapping[str, int] = field(default_factory=frozen_map, metadata=LATER)
+    # Cluster networks this node's interface is down (or unreachable) on; a network down on
+    # every node that is up is Down, on some of them Partitioned.
+    networks_down: frozenset[str] = field(default=frozenset(), metadata=LATER)
+    since: Mapping[str, float] = field(default_factory=frozen_map, metadata=LATER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +285,10 @@ class VolumeStatus:
     other_used_gib: float = 0.0  # space used by files the reconciler does not manage
     # Disk files no VM uses (kept when a disk was detached or a VM removed): path -> GiB.
     files: Mapping[str, float] = field(default_factory=frozen_map, metadata=LATER)
+    # Nodes whose I/O to the volume is redirected through the coordinator: node -> reason
+    # (FileSystemRedirectedIOReason or BlockRedirectedIOReason, e.g. UserRequest).
+    redirected: Mapping[str, str] = field(default_factory=frozen_map, metadata=LATER)
+    since: Mapping[str, float] = field(default_factory=frozen_map, metadata=LATER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +372,10 @@ class DynamicMemory:
 @dataclass(frozen=True, slots=True)
 class VmStatus:
     dirty_rate_mib_s: float = 8.0  # pages dirtied per second while running (simulator physics)
+    # The cluster role is Failed (the cluster gave up restarting it); such a VM is not
+    # running (its power_state is off) until it is started again.
+    failed: bool = field(default=False, metadata=LATER)
+    since: Mapping[str, float] = field(default_factory=frozen_map, metadata=LATER)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from reconciler.model.capacity import (
     used_memory_mib,
     vm_cost_mib,
 )
+from reconciler.model.conditions import live_migration_cut
 from reconciler.model.platforms import (
     VHD_MAX_GIB,
     VHDX_MAX_GIB,
@@ -274,6 +275,7 @@ def _test_live_migration(estate: Estate, action: Action) -> RuleResult:
     if vm.power_state != "running":
         return fail(estate, f"test VM {vm.name} is not running")
     problems = placement_problems(estate, vm, node_name)
+    problems.extend(_live_migration_cuts(estate, cluster, vm.node, node_name))
     if vm.node == node_name:
         problems.append(f"test VM {vm.name} is already on {node_name}")
     elif free_memory_mib(estate, node_name) < vm_cost_mib(vm, cluster):
@@ -418,6 +420,7 @@ def _verify_node(estate: Estate, action: Action) -> RuleResult:
         elif test_vm.node == node.name:
             problems.append(f"test VM {test_vm.name} is already on {node.name}")
         problems.extend(placement_problems(estate, test_vm, node.name))
+        problems.extend(_live_migration_cuts(estate, cluster, test_vm.node, node.name))
     if problems:
         return fail(estate, "verification failed: " + "; ".join(problems))
     return RuleResult(estate)
@@ -471,6 +474,8 @@ def migration_problems(
         problems.append(f"{destination} has joined but is not validated yet")
     if method == "live" and vm.power_state != "running":
         problems.append(f"{vm.name} is {vm.power_state}: only a running VM live-migrates")
+    if method == "live":
+        problems.extend(_live_migration_cuts(estate, cluster, vm.node, destination))
     if method == "live" and vm.migration_policy in ("never", "quick", "offline"):
         problems.append(
             f"{vm.name}'s migration policy ({vm.migration_policy}) forbids live migration"
@@ -484,6 +489,15 @@ def migration_problems(
         if need > free:
             problems.append(f"{destination} has {free} MiB free, {vm.name} needs {need} MiB")
     return problems
+
+
+def _live_migration_cuts(estate: Estate, cluster: Cluster, *nodes: str | None) -> list[str]:
+    """A live migration needs a live-migration network up at both ends."""
+    return [
+        f"no live migration: {cut}"
+        for n in dict.fromkeys(nodes)
+        if n is not None and (cut := live_migration_cut(estate, cluster, n))
+    ]
 
 
 def _migrate_vm(estate: Estate, action: Action) -> RuleResult:
@@ -694,7 +708,9 @@ def _start_vm(estate: Estate, action: Action) -> RuleResult:
         problems.append(f"{vm.node} has too little free memory ({need} MiB needed)")
     if problems:
         return fail(estate, *problems)
-    return RuleResult(estate.with_record(replace(vm, power_state="running")))
+    # Starting a failed role (Start-ClusterGroup) brings it online: no longer failed.
+    status = replace(vm.status, failed=False)
+    return RuleResult(estate.with_record(replace(vm, power_state="running", status=status)))
 
 
 RULES: dict[str, Callable[[Estate, Action], RuleResult]] = {

@@ -96,16 +96,19 @@ def make_plan(
     known = {(v.rule, v.target) for v in violations}
     # A step already named by a policy rule (never, downtime, delete) needs no second,
     # generic "precondition" entry saying the same thing.
-    explained = {v.action for v in replayed if v.rule != "precondition" and v.action}
+    # So does a move onto an unhealthy node: the block says which way it is unhealthy.
+    unhealthy = moves_onto_unhealthy(actions, observed)
+    explained = {v.action for v in [*replayed, *unhealthy] if v.rule != "precondition" and v.action}
     violations.extend(
         v
         for v in replayed
         if (v.rule, v.target) not in known
         and not (v.rule == "precondition" and v.action in explained)
     )
-    violations.extend(moves_onto_unhealthy(actions, observed))
+    violations.extend(unhealthy)
     violations = unresolved(desired, projected, violations, target)
-    notes.extend(c.note() for c in observed_conditions(observed, desired))
+    conditions = observed_conditions(observed, desired)
+    notes.extend(c.note() for c in conditions)
     digests = object_digests(observed)
     if diffs is None:
         diffs = diff_estates(desired, observed)
@@ -120,6 +123,7 @@ def make_plan(
         changed_objects=tuple(changed),
         makespan_seconds=actions_makespan(actions, observed),
         unmanaged=tuple(unmanaged),
+        conditions=tuple(conditions),
     )
 
 

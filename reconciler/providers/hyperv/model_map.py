@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.model.records import (
+    AutomaticStartAction,
+    AutomaticStopAction,
     ClusterNetwork,
     Disk,
     NetworkRole,
@@ -144,14 +146,57 @@ def vm_nic(
     adapter: Mapping[str, Any], vlan: Mapping[str, Any] | None, where: str, warnings: Warnings
 ) -> VmNic | None:
     access: int | None = None
+    trunk: frozenset[int] = frozenset()
+    native: int | None = None
     if vlan is not None:
         mode = str(vlan.get("OperationMode"))
         if mode == "Access":
             access = int(vlan.get("AccessVlanId") or 0) or None
+        elif mode == "Trunk":
+            try:
+                trunk = parse_vlan_list(str(vlan.get("AllowedVlanIdListString") or ""))
+            except VlanListError as exc:
+                warnings.add(where, f"trunk of adapter {adapter.get('Name')} not understood: {exc}")
+                return None
+            native = int(vlan.get("NativeVlanId") or 0) or None
         elif mode != "Untagged":
             warnings.add(where, f"VLAN mode {mode} on a VM adapter is not known to the model")
             return None
-    return VmNic(str(adapter["Name"]), str(adapter.get("SwitchName") or ""), access)
+    mac = None
+    if adapter.get("DynamicMacAddressEnabled") is False:  # absent (WMI v1 reads): dynamic
+        mac = "".join(c for c in str(adapter.get("MacAddress") or "") if c not in "-:").upper()
+    return VmNic(
+        str(adapter["Name"]), str(adapter.get("SwitchName") or ""), access, trunk, native, mac
+    )
+
+
+# Get-VM's AutomaticStartAction / AutomaticStopAction -> the model's words
+START_ACTION: dict[str, AutomaticStartAction] = {
+    "Nothing": "nothing",
+    "StartIfRunning": "start_if_running",
+    "Start": "start",
+}
+STOP_ACTION: dict[str, AutomaticStopAction] = {
+    "TurnOff": "turn_off",
+    "Save": "save",
+    "ShutDown": "shut_down",
+}
+
+
+def owner_lists(lists: Sequence[Mapping[str, Any]]) -> dict[str, frozenset[str]]:
+    """``Get-ClusterGroup | Get-ClusterOwnerNode`` -> group name -> its preferred owners.
+
+    Past the serialization depth a nested ClusterObject or ClusterNode may arrive as its
+    ToString() text (the name) or as an object with a Name: both are read.
+    """
+
+    def name(x: Any) -> str:
+        return str(x.get("Name") if isinstance(x, Mapping) else x)
+
+    return {
+        name(item.get("ClusterObject")): frozenset(name(n) for n in item.get("OwnerNodes") or [])
+        for item in lists
+    }
 
 
 def disk_record(

@@ -126,6 +126,7 @@ class Observer:
         c["networks"] = self.call(via, "Get-ClusterNetwork")
         c["netifs"] = self.call(via, "Get-ClusterNetworkInterface")
         c["groups"] = self.call(via, "Get-ClusterGroup")
+        c["owners"] = self.owners(via)
         # 2008 R2 has no Hyper-V module: its migration networks are not read (yet).
         c["migration"] = [] if via in self.wmi1_nodes else self.call(via, "Get-VMMigrationNetwork")
         quorum = c["quorum"][0] if c["quorum"] else {}
@@ -138,6 +139,15 @@ class Observer:
             )
             c["witness_params"] = {str(p["Name"]): p.get("Value") for p in got}
         return c
+
+    def owners(self, via: str, group: str | None = None) -> dict[str, frozenset[str]]:
+        """Preferred owners of every VM role (one pipeline), or of one group."""
+        if via in self.wmi1_nodes:
+            return {}  # the 2008 R2 path does not manage preferred owners (yet)
+        which = {"Name": [group]} if group else {}
+        return m.owner_lists(
+            self.call(via, "Get-ClusterGroup", which, then=[("Get-ClusterOwnerNode", {})])
+        )
 
     def cluster_record(
         self, name: str, platform: str, c: Mapping[str, Any], speeds: Mapping[tuple[str, str], int]
@@ -312,7 +322,12 @@ class Observer:
         )
 
     def vm_records(
-        self, node: str, cluster: str, r: Mapping[str, Any], groups: Mapping[str, Mapping[str, Any]]
+        self,
+        node: str,
+        cluster: str,
+        r: Mapping[str, Any],
+        groups: Mapping[str, Mapping[str, Any]],
+        owners: Mapping[str, frozenset[str]] | None = None,
     ) -> list[VirtualMachine]:
         vhds = {str(v.get("Path", "")).lower(): v for v in r["vhds"]}
         out: list[VirtualMachine] = []
@@ -348,6 +363,8 @@ class Observer:
                     disks.append(disk)
             group = groups.get(name)
             classes = list((group or {}).get("AntiAffinityClassNames") or [])
+            start = self._automatic(vm, "AutomaticStartAction", m.START_ACTION, where)
+            stop = self._automatic(vm, "AutomaticStopAction", m.STOP_ACTION, where)
             out.append(
                 VirtualMachine(
                     name=name,
@@ -361,9 +378,24 @@ class Observer:
                     anti_affinity_group=str(classes[0]) if classes else None,
                     nics=tuple(nics),
                     disks=tuple(disks),
+                    # No preferred owners on the host reads as not managed (None).
+                    preferred_owners=(owners or {}).get(name) or None,
+                    automatic_start_action=start,  # type: ignore[arg-type]
+                    automatic_stop_action=stop,  # type: ignore[arg-type]
                 )
             )
         return out
+
+    def _automatic(
+        self, vm: Mapping[str, Any], key: str, words: Mapping[str, str], where: str
+    ) -> str | None:
+        value = vm.get(key)
+        if value is None:
+            return None  # not read on this path (WMI v1)
+        word = words.get(str(value))
+        if word is None:
+            self.warnings.add(where, f"{key} {value} is not known to the model; left out")
+        return word
 
     def volume_records(
         self,

@@ -21,7 +21,7 @@ from reconciler.model.actions import ACTION_TYPES, Action
 from reconciler.model.platforms import PLATFORM_NAMES
 from reconciler.model.records import Cluster, Estate, Node, VirtualMachine
 from reconciler.providers.base import Capabilities, Outcome, ProviderError, Scope
-from reconciler.providers.hyperv import act
+from reconciler.providers.hyperv import act, act_lifecycle
 from reconciler.providers.hyperv import model_map as m
 from reconciler.providers.hyperv.connections import Connections, load_connections
 from reconciler.providers.hyperv.credentials import (
@@ -46,6 +46,11 @@ log = structlog.get_logger("reconciler.hyperv")
 
 CONNECTIONS_ENV = "RECONCILER_CONNECTIONS"
 SUPPORTED_PLATFORMS = frozenset(PLATFORM_NAMES)  # 2008 R2 through WMI v1 (``wmi1``)
+# 2012 R2 and later: the Hyper-V and FailoverClusters modules.
+MODERN_ACTIONS: dict[str, Callable[[act.Runner, Action], None]] = {
+    **act.ACTIONS,
+    **act_lifecycle.ACTIONS,
+}
 POLL_SECONDS = 2.0
 
 
@@ -165,7 +170,7 @@ class HyperVProvider:
         return Capabilities(
             name="hyperv",
             simulated=False,
-            actions=frozenset(act.ACTIONS),
+            actions=frozenset(MODERN_ACTIONS),
             platforms=SUPPORTED_PLATFORMS,
             reasons=dict(act.NOT_DONE),
             platform_actions={"2008r2": frozenset(wmi1_act.ACTIONS)},
@@ -263,7 +268,7 @@ class HyperVProvider:
         }
         vms: list[VirtualMachine] = []
         for node, r in vm_reads.items():
-            vms.extend(ob.vm_records(node, name, r, groups))
+            vms.extend(ob.vm_records(node, name, r, groups, c.get("owners")))
         lun_sizes = self._lun_sizes(c, reads)
         csvs = ob.volume_records(name, c, lun_sizes, vms)
         tables: dict[str, dict[str, Any]] = {
@@ -436,6 +441,7 @@ class HyperVProvider:
         self, ob: Observer, cluster: str, via: str, vm: str, known: Estate, members: Sequence[str]
     ) -> VirtualMachine | None:
         groups = {str(g["Name"]): g for g in ob.call(via, "Get-ClusterGroup", {"Name": [vm]})}
+        owners = ob.owners(via, vm) if vm in groups else {}
         owner = str(groups[vm].get("OwnerNode")) if vm in groups else None
         if owner is None:
             was = known.vms.get(vm)
@@ -447,7 +453,7 @@ class HyperVProvider:
                 reads = ob.vm_reads(node, [vm])
             except CommandError:
                 continue  # not on this node
-            records = ob.vm_records(node, cluster, reads, groups)
+            records = ob.vm_records(node, cluster, reads, groups, owners)
             if records:
                 return records[0]
         return None
@@ -458,7 +464,7 @@ class HyperVProvider:
         started = self._monotonic()
         on_2008r2 = self._platforms.get(action.cluster) == "2008r2"
         table, not_done = (
-            (wmi1_act.ACTIONS, wmi1_act.NOT_DONE) if on_2008r2 else (act.ACTIONS, act.NOT_DONE)
+            (wmi1_act.ACTIONS, wmi1_act.NOT_DONE) if on_2008r2 else (MODERN_ACTIONS, act.NOT_DONE)
         )
         step = table.get(action.type)
         if step is None:
@@ -523,5 +529,5 @@ class HyperVProvider:
             self._sleep(POLL_SECONDS)
 
 
-SUPPORTED_ACTIONS: frozenset[str] = frozenset(act.ACTIONS) & frozenset(ACTION_TYPES)
+SUPPORTED_ACTIONS: frozenset[str] = frozenset(MODERN_ACTIONS) & frozenset(ACTION_TYPES)
 __all__ = ["SUPPORTED_ACTIONS", "HyperVProvider", "m"]

@@ -136,6 +136,11 @@ def i32(n: int) -> TaggedValue:
     return TaggedValue("I32", _checked_int(n, INT32_MIN, INT32_MAX, "Int32"))
 
 
+def i16(n: int) -> TaggedValue:
+    """A System.Int16 (New-VM -Generation)."""
+    return TaggedValue("I16", _checked_int(n, -(2**15), 2**15 - 1, "Int16"))
+
+
 def dbl(x: float) -> TaggedValue:
     """A System.Double (pypsrp would send a bare float as Single)."""
     return TaggedValue("Db", float(x))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ import structlog
 
 from reconciler.model.actions import ACTION_TYPES, Action
 from reconciler.model.capacity import free_memory_mib, vm_cost_mib
+from reconciler.model.conditions import stamp_since
 from reconciler.model.physics import (
     action_seconds,
     estimate_move,
@@ -30,6 +31,7 @@ from reconciler.model.rules import apply_rules, placement_problems
 from reconciler.model.timing import makespan
 from reconciler.providers.base import Capabilities, Outcome, ProviderError, Scope
 from reconciler.providers.hook import HookResult, run_hook
+from reconciler.providers.sim.health import HealthFaultError
 from reconciler.providers.sim.store import (
     MigrationRecord,
     WorldBackend,
@@ -144,7 +146,7 @@ class SimProvider:
                     details["pass_seconds"] = self._pass_seconds(before, action, factor)
             else:
                 seconds = action_seconds(action, before.clusters.get(action.cluster), None)
-            self.store.save_changes(conn, before, result.estate)
+            self._save(conn, before, result.estate)
             self._maybe_hang()
             if dies_inside:
                 os._exit(CRASH_EXIT_CODE)  # the transaction never commits
@@ -225,7 +227,7 @@ class SimProvider:
                     },
                 )
             elapsed = makespan(starts, estimates)
-            self.store.save_changes(conn, before, state)
+            self._save(conn, before, state)
             if dies_inside:
                 os._exit(CRASH_EXIT_CODE)
             self.store.advance_clock(conn, elapsed)
@@ -321,7 +323,26 @@ class SimProvider:
     # --- setting up and disturbing the world (sim-only) -------------------------------------
 
     def init_world(self, estate: Estate, source: str) -> None:
-        self.store.replace_world(estate, source)
+        # What is unhealthy in the world file has been so since the world began (t=0).
+        self.store.replace_world(stamp_since(estate, 0.0), source)
+
+    def _save(self, conn: WorldTx, before: Estate, after: Estate) -> None:
+        """Write a change, noting when each condition it brings began (the world's clock)."""
+        self.store.save_changes(conn, before, stamp_since(after, self.store.clock(conn)))
+
+    def health_fault(self, fault: Callable[[Estate], tuple[Estate, list[str]]]) -> list[str]:
+        """A VM role failing, a CSV redirected, a network down or up (providers/sim/health)."""
+        self._require_world()
+        with self.store.transaction() as conn:
+            world = self.store.load(conn)
+            try:
+                estate, report = fault(world)
+            except HealthFaultError as exc:
+                raise ProviderError(str(exc)) from exc
+            self._save(conn, world, estate)
+            for line in report:
+                self.store.log_event(conn, "fault", line)
+        return report
 
     def clock(self) -> float:
         return self.store.clock()
@@ -343,10 +364,14 @@ class SimProvider:
                 if vm.power_state != "running":
                     continue
                 target = self._restart_target(estate, vm) if vm.highly_available else None
-                if target is None:
+                if target is None and not vm.highly_available:
                     estate = estate.with_record(replace(vm, power_state="off"))
-                    why = "not highly available" if not vm.highly_available else "no capacity"
-                    report.append(f"{vm.name} stays down ({why})")
+                    report.append(f"{vm.name} stays down (not highly available)")
+                elif target is None:
+                    # The cluster gives up restarting the role: Failed, until started.
+                    failed = replace(vm.status, failed=True)
+                    estate = estate.with_record(replace(vm, power_state="off", status=failed))
+                    report.append(f"{vm.name} stays down (no capacity): its role is failed")
                 else:
                     estate = estate.with_record(replace(vm, node=target))
                     report.append(f"{vm.name} restarted on {target}")
@@ -357,7 +382,7 @@ class SimProvider:
                 for vm in list(estate.vms.values()):
                     if vm.cluster == cluster.name and vm.power_state == "running":
                         estate = estate.with_record(replace(vm, power_state="off"))
-            self.store.save_changes(conn, world, estate)
+            self._save(conn, world, estate)
             for line in report:
                 self.store.log_event(conn, "node_crash", line)
         return report
@@ -387,7 +412,7 @@ class SimProvider:
             if node is None:
                 raise ProviderError(f"no node {node_name}")
             estate = world.with_record(replace(node, status=replace(node.status, state="up")))
-            self.store.save_changes(conn, world, estate)
+            self._save(conn, world, estate)
             self.store.log_event(conn, "node_recover", f"{node_name} is up")
         return [f"{node_name} is up"]
 
@@ -421,5 +446,5 @@ class SimProvider:
     def change_behind_back(self, before: Estate, after: Estate, message: str) -> None:
         """Write a drifted world (made by ``drift``) in one transaction, with an event."""
         with self.store.transaction() as conn:
-            self.store.save_changes(conn, before, after)
+            self._save(conn, before, after)
             self.store.log_event(conn, "drift", message)

@@ -1,81 +1,29 @@
 """apply(action) on Windows Server 2008 R2: FailoverClusters cmdlets of that release, and the
 constant WMI v1 scripts (``scripts``) for what the Hyper-V and Storage modules do later.
 
-A WMI method's result is checked here: 4096 means a job was started, polled through
+A WMI method's result is checked in ``jobs``: 4096 means a job was started, polled through
 ``Msvm_ConcreteJob`` to completion within a deadline; any other non-zero value is an error
-that quotes the method and the code.
+that quotes the method and the code. Cluster roles (drain, resume, moves, power) are in
+``roles``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from reconciler.model.actions import Action
-from reconciler.model.platforms import VHD_MAX_GIB, platform
-from reconciler.model.records import Estate
+from reconciler.model.platforms import VHD_MAX_GIB
 from reconciler.model.vlans import parse_vlan_list
 from reconciler.providers.hyperv import act as later
 from reconciler.providers.hyperv import model_map as m
 from reconciler.providers.hyperv import targeting as t
-from reconciler.providers.hyperv.errors import CommandError
 from reconciler.providers.hyperv.wire import i32, u64
-from reconciler.providers.hyperv.wmi1 import scripts
+from reconciler.providers.hyperv.wmi1 import roles, scripts
+from reconciler.providers.hyperv.wmi1.jobs import JOB_STARTED, PLATFORM, Runner, run
 from reconciler.providers.hyperv.wmi1.observe import wmi
 
-JOB_STARTED = 4096
-JOB_DONE, JOB_FAILED = 7, {8, 9, 10}
-JOB_SECONDS = 3600.0
-PLATFORM = platform("2008r2")  # the planner's table: what this path may do
-
-
-class Runner(later.Runner):
-    def __init__(
-        self,
-        call: Callable[..., list[Any]],
-        estate: Estate,
-        poll: Callable[[Callable[[], bool], float, str], None],
-        script: Callable[..., list[Any]],
-    ) -> None:
-        super().__init__(call, estate, poll)
-        self.script = script
-
-
-def _failed(method: str, code: int, message: str = "") -> CommandError:
-    text = f"{method} returned {code}" + (f": {message}" if message else "")
-    return CommandError(method, text, "InvalidOperation", f"WmiMethodFailed,{method}", None)
-
-
-def run(
-    r: Runner, node: str, text: str, params: Mapping[str, Any], seconds: float = JOB_SECONDS
-) -> None:
-    """Run a write script and wait for the job its WMI method started, if any."""
-    for result in r.script(node, text, params, seconds):
-        method, code = str(result.get("Method")), int(result.get("ReturnValue") or 0)
-        if code == JOB_STARTED:
-            wait_job(r, node, method, str(result.get("Job")), seconds)
-        elif code != 0:
-            raise _failed(method, code, str(result.get("Output") or ""))
-
-
-def wait_job(r: Runner, node: str, method: str, job_id: str, seconds: float) -> None:
-    state: dict[str, Any] = {}
-
-    def done() -> bool:
-        jobs = {str(j.get("InstanceID")): j for j in wmi(r.call, node, "Msvm_ConcreteJob")}
-        job = jobs.get(job_id)
-        if job is None:
-            raise _failed(method, JOB_STARTED, f"job {job_id} is gone from Msvm_ConcreteJob")
-        state.update(job)
-        return int(job.get("JobState") or 0) in {JOB_DONE, *JOB_FAILED}
-
-    r.poll(done, seconds, f"{method} (job {job_id})")
-    if int(state.get("JobState") or 0) != JOB_DONE:
-        raise _failed(
-            method,
-            int(state.get("ErrorCode") or 0),
-            str(state.get("ErrorDescription") or f"job state {state.get('JobState')}"),
-        )
+__all__ = ["ACTIONS", "JOB_STARTED", "NOT_DONE", "PLATFORM", "Runner", "reasons"]
 
 
 def _trunk(r: Runner, node: str, switch: str, allowed: str, native: int | None) -> None:
@@ -138,7 +86,8 @@ def add_node(r: Runner, a: Action) -> None:
 
 def test_live_migration(r: Runner, a: Action) -> None:
     via = t.any_member(r.estate, a.cluster)
-    r.script(
+    run(
+        r,
         via,
         scripts.TEST_LIVE_MIGRATION,
         {"VMName": a.params["vm"], "Node": a.params["node"]},
@@ -150,20 +99,6 @@ def validate_cluster(r: Runner, a: Action) -> None:
     via = t.any_member(r.estate, a.cluster)
     nodes = list(r.estate.clusters[a.cluster].nodes)
     r.call(via, "Test-Cluster", {"Node": nodes}, deadline=t.DRAIN_SECONDS)
-
-
-def migrate_vm(r: Runner, a: Action) -> None:
-    if a.params["method"] != "live":
-        raise ValueError(
-            "quick and offline moves (Move-ClusterGroup) are not built in the WMI v1 path"
-        )
-    via = t.migration_node(r.estate, a.cluster, a.params["destination"])
-    r.call(
-        via,
-        "Move-ClusterVirtualMachineRole",
-        {"Name": a.params["vm"], "Node": a.params["destination"]},
-        deadline=t.MIGRATION_SECONDS,
-    )
 
 
 def extend_lun(r: Runner, a: Action) -> None:
@@ -242,6 +177,55 @@ def set_vm(r: Runner, a: Action) -> None:
     later._update_cluster_config(r, a)
 
 
+def detach_disk(r: Runner, a: Action) -> None:
+    vm_name = a.params["vm"]
+    disk = r.estate.vms[vm_name].disk(a.params["disk"])
+    if disk is None:
+        return
+    owner = t.vm_owner(r.estate, vm_name)
+    run(
+        r,
+        owner,
+        scripts.REMOVE_VHD_DRIVE,
+        {
+            "VMName": vm_name,
+            "ControllerType": disk.controller.upper(),
+            "ControllerNumber": i32(disk.controller_number),
+            "ControllerLocation": i32(disk.slot),
+        },
+    )
+    if a.params.get("delete_file"):
+        path = m.vhd_path(disk.volume, vm_name, disk.name, disk.format)
+        r.call(owner, "Remove-Item", {"LiteralPath": path})
+    later._update_cluster_config(r, a)
+
+
+def extend_vhd(r: Runner, a: Action) -> None:
+    """ExpandVirtualHardDisk: on 2008 R2 only while the VM is off (the planner's table says
+    no online resize, and plans a stop first; a running VM here is refused, not tried)."""
+    vm_name = a.params["vm"]
+    vm = r.estate.vms[vm_name]
+    disk = vm.disk(a.params["disk"])
+    if disk is None:
+        raise LookupError(f"{vm_name} has no disk {a.params['disk']}")
+    if vm.power_state == "running" and not PLATFORM.online_vhd_resize:
+        raise LookupError(
+            f"{vm_name} must be off to resize {disk.name}: Windows Server 2008 R2 has no "
+            "online VHD resize"
+        )
+    if int(a.params["size_gib"]) > VHD_MAX_GIB:
+        raise ValueError(f"a VHD holds at most {VHD_MAX_GIB} GiB")
+    run(
+        r,
+        t.vm_owner(r.estate, vm_name),
+        scripts.EXPAND_VHD,
+        {
+            "Path": m.vhd_path(disk.volume, vm_name, disk.name, disk.format),
+            "SizeBytes": u64(int(a.params["size_gib"]) * m.GIB),
+        },
+    )
+
+
 ACTIONS: dict[str, Callable[[Any, Action], None]] = {
     "begin_monitoring_maintenance": later.ACTIONS["begin_monitoring_maintenance"],
     "end_monitoring_maintenance": later.ACTIONS["end_monitoring_maintenance"],
@@ -253,26 +237,17 @@ ACTIONS: dict[str, Callable[[Any, Action], None]] = {
     "add_node": add_node,
     "test_live_migration": test_live_migration,
     "validate_cluster": validate_cluster,
-    "migrate_vm": migrate_vm,
     "extend_lun": extend_lun,
     "extend_volume": extend_volume,
     "add_disk": add_disk,
+    "detach_disk": detach_disk,
+    "extend_vhd": extend_vhd,
     "set_vm": set_vm,
+    **roles.ACTIONS,  # drain_node, resume_node, migrate_vm, stop_vm, start_vm
 }
 NOT_DONE: dict[str, str] = {
     kind: "not built in the 2008 R2 (WMI v1) path yet"
-    for kind in (
-        "extend_vhd" if PLATFORM.online_vhd_resize else "",
-        "drain_node",
-        "resume_node",
-        "extend_vhd",
-        "detach_disk",
-        "stop_vm",
-        "start_vm",
-        "patch_node",
-        "verify_node",
-        "convert_disk",
-    )
+    for kind in ("patch_node", "verify_node", "convert_disk")
 }
 
 

@@ -30,6 +30,10 @@ UNMASK_LUNS = _load("Unmask-Luns")
 TEST_LIVE_MIGRATION = _load("Test-LiveMigration")
 SET_VM_RESOURCES = _load("Set-VmResources")  # ModifyVirtualSystemResources
 GET_VHD_INFO = _load("Get-VhdInfo")  # GetVirtualHardDiskInfo's embedded instance, read
+STOP_VM_ROLE = _load("Stop-VmRole")  # Stop-ClusterGroup, the VM resource shut down
+SET_VM_STATE = _load("Set-VmState")  # a VM that is not clustered: RequestStateChange
+REMOVE_VHD_DRIVE = _load("Remove-VhdDrive")  # RemoveVirtualSystemResources
+EXPAND_VHD = _load("Expand-Vhd")  # ExpandVirtualHardDisk (offline only on 2008 R2)
 
 ALL: dict[str, str] = {
     "Set-SwitchVlans": SET_SWITCH_VLANS,
@@ -42,4 +46,8 @@ ALL: dict[str, str] = {
     "Test-LiveMigration": TEST_LIVE_MIGRATION,
     "Get-VhdInfo": GET_VHD_INFO,
     "Set-VmResources": SET_VM_RESOURCES,
+    "Stop-VmRole": STOP_VM_ROLE,
+    "Set-VmState": SET_VM_STATE,
+    "Remove-VhdDrive": REMOVE_VHD_DRIVE,
+    "Expand-Vhd": EXPAND_VHD,
 }

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from psrpcore.types import PSInt, PSInt64, PSUInt64
+from psrpcore.types import PSInt, PSInt16, PSInt64, PSUInt64
 
 # Parameters every cmdlet takes (CommonParameters); their values are not the cmdlet's business.
 COMMON = frozenset(
@@ -42,7 +42,7 @@ class PeerError(Exception):
 
 @dataclass(frozen=True)
 class Param:
-    kind: str  # str | strs | u64 | i64 | i32 | bool | switch | choice | obj
+    kind: str  # str | strs | u64 | i64 | i32 | i16 | bool | switch | choice | obj
     mandatory: bool = False
     choices: tuple[str, ...] = ()
 
@@ -70,6 +70,8 @@ def _wire(value: Any) -> str:
         return "UInt64"
     if isinstance(value, PSInt64):
         return "Int64"
+    if isinstance(value, PSInt16):
+        return "Int16"
     if isinstance(value, PSInt):
         return "Int32"
     if _is_int(value):
@@ -137,6 +139,10 @@ def _convert(spec: Spec, name: str, param: Param, value: Any) -> Any:
         if isinstance(value, PSInt64):
             return int(value)
         raise refuse("System.Int64")
+    if kind == "i16":
+        if isinstance(value, PSInt16):
+            return int(value)
+        raise refuse("System.Int16")
     if kind == "i32":
         if _is_int(value) and not isinstance(value, PSInt64 | PSUInt64):
             return int(value)

@@ -16,17 +16,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from psrpcore.types import PSInt, PSInt64, PSObject, PSUInt64
+from psrpcore.types import PSInt, PSInt16, PSInt64, PSObject, PSUInt64
 
 from reconciler.model.actions import DISRUPTION, Action
 from reconciler.model.records import Cluster, Disk, Estate, Node, VirtualMachine
 from reconciler.providers.sim.provider import SimProvider
 from reconciler.providers.sim.store import WorldStore
 from reconciler.providers.sim.winrm.binding import PeerError, Spec, bind, error_action_stop
+from reconciler.providers.sim.winrm.cmdlets_lifecycle import LIFECYCLE_SPECS
 from reconciler.providers.sim.winrm.cmdlets_read import READ_SPECS
 from reconciler.providers.sim.winrm.cmdlets_write import WRITE_SPECS
 
-CMDLETS: dict[str, tuple[Spec, Any]] = {**READ_SPECS, **WRITE_SPECS}
+CMDLETS: dict[str, tuple[Spec, Any]] = {**READ_SPECS, **WRITE_SPECS, **LIFECYCLE_SPECS}
 # What a Windows Server 2008 R2 host (PowerShell 2.0: no Hyper-V, Storage or CIM cmdlets) has.
 ON_2008R2 = frozenset(
     {name for name in CMDLETS if "Cluster" in name}
@@ -77,6 +78,8 @@ def wire_value(value: Any) -> Any:
         return {"U64": int(value)}
     if isinstance(value, PSInt64):
         return {"I64": int(value)}
+    if isinstance(value, PSInt16):
+        return {"I16": int(value)}
     if isinstance(value, PSInt | int):
         return {"I32": int(value)}
     if isinstance(value, str):

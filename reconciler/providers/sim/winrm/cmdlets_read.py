@@ -39,6 +39,8 @@ CLUSTER_PARAMETERS = (
 REGISTRY_KEY = "HKLM:\\SOFTWARE\\Reconciler"
 
 STATE = {"running": o.VMState.Running, "off": o.VMState.Off, "saved": o.VMState.Saved}
+START_ACTION = {"nothing": "Nothing", "start_if_running": "StartIfRunning", "start": "Start"}
+STOP_ACTION = {"turn_off": "TurnOff", "save": "Save", "shut_down": "ShutDown"}
 QUORUM_TYPE = {
     "recommended": o.ClusterQuorumType.Majority,
     "node_majority": o.ClusterQuorumType.NodeMajority,
@@ -84,6 +86,13 @@ def vm_object(host: Host, vm: VirtualMachine) -> PSObject:
             "ProcessorCount": o.i64(vm.vcpus),
             "Generation": vm.generation,
             "IsClustered": vm.highly_available,
+            # A host always has both; the world's None is the host's default.
+            "AutomaticStartAction": o.StartAction[
+                START_ACTION.get(vm.automatic_start_action or "", "StartIfRunning")
+            ],
+            "AutomaticStopAction": o.StopAction[
+                STOP_ACTION.get(vm.automatic_stop_action or "", "Save")
+            ],
             "Notes": "",
         },
         f"VirtualMachine (Name = '{vm.name}') [Id = '{host.vm_id(vm.name)}']",
@@ -227,7 +236,9 @@ def get_vmswitch(host: Host, spec: Spec, p: dict[str, Any], _in: list[Any] | Non
         host.error(_not_found(spec, "virtual switch", name, "InvalidParameter"))
 
 
-def _adapter(vm: str | None, name: str, switch: str, node: str) -> PSObject:
+def _adapter(
+    vm: str | None, name: str, switch: str, node: str, mac: str | None = None, dynamic: str = ""
+) -> PSObject:
     return o.ps_object(
         o.ADAPTER_TYPES,
         {
@@ -236,6 +247,8 @@ def _adapter(vm: str | None, name: str, switch: str, node: str) -> PSObject:
             "SwitchName": switch,
             "IsManagementOs": vm is None,
             "ComputerName": node,
+            "MacAddress": mac or dynamic,
+            "DynamicMacAddressEnabled": mac is None,
         },
         f"VMNetworkAdapter (Name = '{name}', VMName = '{vm or ''}')",
     )
@@ -249,7 +262,14 @@ def get_adapter(host: Host, spec: Spec, p: dict[str, Any], _in: list[Any] | None
         return
     for vm in _vms_named(host, spec, p.get("VMName")):
         for nic in vm.nics:
-            yield _adapter(vm.name, nic.name, nic.switch, node.name)
+            yield _adapter(
+                vm.name, nic.name, nic.switch, node.name, nic.mac, _dynamic_mac(host, vm, nic.name)
+            )
+
+
+def _dynamic_mac(host: Host, vm: VirtualMachine, nic: str) -> str:
+    """A stable address from Hyper-V's own range (00-15-5D), as a host assigns one."""
+    return "00155D" + host.peer.guid("mac", f"{vm.name}/{nic}").replace("-", "")[:6].upper()
 
 
 def _vlan(parent: PSObject, allowed: frozenset[int], native: int | None, access: int | None) -> Any:
@@ -283,8 +303,8 @@ def get_vlan(host: Host, spec: Spec, p: dict[str, Any], _in: list[Any] | None) -
         return
     for vm in _vms_named(host, spec, p.get("VMName")):
         for nic in vm.nics:
-            parent = _adapter(vm.name, nic.name, nic.switch, node.name)
-            yield _vlan(parent, frozenset(), None, nic.vlan)
+            parent = _adapter(vm.name, nic.name, nic.switch, node.name, nic.mac)
+            yield _vlan(parent, nic.trunk, nic.native_vlan, nic.vlan)
 
 
 def get_migration_networks(

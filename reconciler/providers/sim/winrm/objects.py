@@ -70,6 +70,20 @@ class VMState(PSEnumBase):
     Starting = 10
 
 
+@PSType(["Microsoft.HyperV.PowerShell.StartAction"])
+class StartAction(PSEnumBase):
+    Nothing = 2
+    StartIfRunning = 3
+    Start = 4
+
+
+@PSType(["Microsoft.HyperV.PowerShell.StopAction"])
+class StopAction(PSEnumBase):
+    TurnOff = 2
+    Save = 3
+    ShutDown = 4
+
+
 @PSType(["Microsoft.HyperV.PowerShell.ControllerType"])
 class ControllerType(PSEnumBase):
     IDE = 0

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from reconciler.model.records import SwitchConfig
 from reconciler.model.rules import switch_to_params
 from reconciler.providers.sim.winrm import objects as o
+from reconciler.providers.sim.winrm import wmi1_roles
 from reconciler.providers.sim.winrm.binding import Param, PeerError, Spec
 from reconciler.providers.sim.winrm.cmdlets_write import WRITE_SPECS
 from reconciler.providers.sim.winrm.wmi1 import obj, u16
@@ -110,7 +110,7 @@ def _result(method: str, code: int, job: str = "", output: str = "") -> Any:
     return o.ps_object(("System.Management.Automation.PSCustomObject",), props)
 
 
-def _job(host: Host, method: str, error: PeerError | None) -> Any:
+def job(host: Host, method: str, error: PeerError | None) -> Any:
     """A finished Msvm_ConcreteJob for a method the simulator has applied (or refused)."""
     jobs = host.peer.wmi_jobs.setdefault(host.node, {})
     job_id = host.peer.guid("job", f"{host.node}:{len(host.peer.received)}:{method}")
@@ -137,9 +137,9 @@ def _as_job(host: Host, method: str, cmdlet: str, params: dict[str, Any]) -> Ite
     try:
         list(fn(host, spec, params, None))
     except PeerError as err:
-        yield _job(host, method, err)
+        yield job(host, method, err)
         return
-    yield _job(host, method, None)
+    yield job(host, method, None)
 
 
 # --- the scripts -------------------------------------------------------------------------------
@@ -189,12 +189,12 @@ def new_switch(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterator[
             name,
         )
     except PeerError as err:
-        yield _job(host, "SetupSwitch", err)
+        yield job(host, "SetupSwitch", err)
         return
     if kind == "private":
         yield _result("CreateSwitch", 0)
         return
-    yield _job(host, "SetupSwitch", None)
+    yield job(host, "SetupSwitch", None)
 
 
 def new_vhd(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterator[Any]:
@@ -303,6 +303,21 @@ def set_vm_resources(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Ite
     yield from _as_job(host, "ModifyVirtualSystemResources", "Set-VM", params)
 
 
+def remove_vhd_drive(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterator[Any]:
+    params = {
+        "VMName": p["VMName"],
+        "ControllerType": p.get("ControllerType", "SCSI"),
+        "ControllerNumber": int(p.get("ControllerNumber", 0)),
+        "ControllerLocation": int(p.get("ControllerLocation", 0)),
+    }
+    yield from _as_job(host, "RemoveVirtualSystemResources", "Remove-VMHardDiskDrive", params)
+
+
+def expand_vhd(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterator[Any]:
+    params = {"Path": p["Path"], "SizeBytes": int(p["SizeBytes"])}
+    yield from _as_job(host, "ExpandVirtualHardDisk", "Resize-VHD", params)
+
+
 HANDLERS: dict[str, Any] = {
     "Set-SwitchVlans": set_switch_vlans,
     "New-Switch": new_switch,
@@ -313,6 +328,9 @@ HANDLERS: dict[str, Any] = {
     "Unmask-Luns": unmask_luns,
     "Test-LiveMigration": live_migration_there_and_back,
     "Set-VmResources": set_vm_resources,
+    "Remove-VhdDrive": remove_vhd_drive,
+    "Expand-Vhd": expand_vhd,
+    **wmi1_roles.SCRIPTS,
 }
 
 
@@ -343,30 +361,6 @@ def validate(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterator[An
     )
 
 
-def suspend_node(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterator[Any]:
-    """2008 R2 pauses only (no -Drain): roles stay until moved one by one."""
-    name = p["Name"]
-    node = host.estate.nodes.get(name)
-    if node is None:
-        raise PeerError(
-            f"The node '{name}' was not found.",
-            "ObjectNotFound",
-            spec.fqid("ClusterObjectNotFound"),
-            name,
-        )
-    host.peer.forget()
-    before = host.sim.store.load(cluster=host.cluster)
-    after = before.with_record(replace(before.nodes[name], maintenance=True))
-    host.sim.change_behind_back(before, after, f"paused {name}")
-    host.estate = host.peer.world()
-    return iter(())
-
-
-def resume_node(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterator[Any]:
-    cmd_spec, fn = _write("Resume-ClusterNode")
-    yield from fn(host, cmd_spec, {"Name": p["Name"]}, None)
-
-
 FC = "Microsoft.FailoverClusters.PowerShell.Commands"
 CMDLETS: dict[str, tuple[Spec, Any]] = {
     "Test-Cluster": (
@@ -377,17 +371,7 @@ CMDLETS: dict[str, tuple[Spec, Any]] = {
         ),
         validate,
     ),
-    # 2008 R2's Suspend-ClusterNode and Resume-ClusterNode: no -Drain, no -Failback.
-    "Suspend-ClusterNode": (
-        Spec(
-            "Suspend-ClusterNode", f"{FC}.SuspendClusterNodeCommand", {"Name": Param("str", True)}
-        ),
-        suspend_node,
-    ),
-    "Resume-ClusterNode": (
-        Spec("Resume-ClusterNode", f"{FC}.ResumeClusterNodeCommand", {"Name": Param("str", True)}),
-        resume_node,
-    ),
+    **wmi1_roles.CMDLETS,  # pause/resume, Move-/Start-/Stop-ClusterGroup
     # ... and Move-ClusterVirtualMachineRole without -MigrationType (live only).
     "Move-ClusterVirtualMachineRole": (
         Spec(
