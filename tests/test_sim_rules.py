@@ -692,6 +692,19 @@ def _prepared(world: Estate, *steps: Action) -> Estate:
     return world
 
 
+def _standalone() -> Estate:
+    """The lab plus host e1, meant for cluster edge (which does not exist yet)."""
+    world = lab_world(spare_ready=True)
+    return world.with_record(replace(world.nodes["n3"], name="e1", cluster="edge"))
+
+
+def _lab_with_subnet() -> Estate:
+    world = lab_world()
+    cluster = world.clusters["lab"]
+    networks = (replace(cluster.networks[0], subnet="10.0.0.0/24"),)
+    return world.with_record(replace(cluster, networks=networks))
+
+
 STOP_A = act("stop_vm", vm="A")
 STOP_B = act("stop_vm", vm="B")
 JOINED = (JOIN_N3,)
@@ -784,6 +797,23 @@ ONCE_THEN_DONE: dict[str, tuple[Callable[[], Estate], tuple[Action, ...], Action
         lambda: with_free_lun(lab_world()),
         (act("create_csv", volume="V2", lun="LUN7", size_gib=150),),
         act("remove_csv", volume="V2", lun="LUN7"),
+    ),
+    "create_cluster": (
+        _standalone,
+        (),
+        act(
+            "create_cluster",
+            "edge",
+            platform="2012r2",
+            nodes=["e1"],
+            addresses=["10.20.0.10"],
+            networks=[{"name": "M", "roles": ["management"], "subnet": "10.20.0.0/24"}],
+        ),
+    ),
+    "set_cluster_addresses": (
+        _lab_with_subnet,
+        (),
+        act("set_cluster_addresses", addresses=["10.0.0.5"]),
     ),
     "set_vm_memory": (
         lab_world,

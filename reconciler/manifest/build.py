@@ -166,6 +166,7 @@ def build_cluster(data: Data) -> Cluster:
             enabled=bool((spec.get("prune") or {}).get("enabled", False)),
             delete_disks=bool((spec.get("prune") or {}).get("delete_disks", False)),
         ),
+        addresses=tuple(spec.get("addresses") or ()),
         labels=_labels(data),
         status=ClusterStatus(
             monitoring_maintenance=bool(status.get("monitoring_maintenance", False)),

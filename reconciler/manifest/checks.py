@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from reconciler.manifest.documents import Document
 from reconciler.manifest.errors import ManifestError, did_you_mean, one_of
+from reconciler.model.addresses import network_of, subnets
 from reconciler.model.capacity import usable_memory_mib, vm_cost_mib
 from reconciler.model.platforms import (
     IDE_CONTROLLERS,
@@ -71,7 +72,7 @@ def check_estate(
         doc = sources[(kind_of(record), record.name)]
         errors.append(doc.warning(path, message, allowed))
 
-    _check_references(estate, report, references)
+    _check_references(estate, report, references, world)
     errors.extend(references.errors())
     for cluster in estate.clusters.values():
         _check_cluster(estate, cluster, report, world)
@@ -144,7 +145,9 @@ def _cluster_of(
     return found.cluster if found is not None else None
 
 
-def _check_references(estate: Estate, report: Report, ref: _UnknownReferences) -> None:
+def _check_references(
+    estate: Estate, report: Report, ref: _UnknownReferences, world: bool = False
+) -> None:
     clusters = sorted(estate.clusters)
     owned: list[Node | VirtualSwitch | ClusterSharedVolume | VirtualMachine] = [
         *estate.nodes.values(),
@@ -153,7 +156,10 @@ def _check_references(estate: Estate, report: Report, ref: _UnknownReferences) -
         *estate.vms.values(),
     ]
     for record in owned:
-        if record.cluster not in estate.clusters:
+        # A world's hosts (and their switches) may be meant for a cluster not formed yet:
+        # standalone nodes that create_cluster makes one of.
+        standalone = world and isinstance(record, Node | VirtualSwitch)
+        if record.cluster not in estate.clusters and not standalone:
             ref(record, ("spec", "cluster"), "cluster", record.cluster, clusters)
     for cluster in estate.clusters.values():
         own = sorted(n.name for n in estate.nodes_of(cluster.name))
@@ -295,6 +301,17 @@ def _check_references(estate: Estate, report: Report, ref: _UnknownReferences) -
 def _check_cluster(estate: Estate, cluster: Cluster, report: Report, world: bool) -> None:
     profile = platform(cluster.platform)
     count = len(cluster.nodes)
+    for i, address in enumerate(cluster.addresses):
+        if network_of(cluster.networks, address) is None:
+            held = subnets(cluster.networks)
+            report(
+                cluster,
+                ("spec", "addresses", i),
+                f"address {address} is in no cluster network's subnet",
+                "an address in " + ", ".join(held)
+                if held
+                else "declare the network's subnet in spec.networks first",
+            )
     if count > profile.max_nodes:
         report(
             cluster,

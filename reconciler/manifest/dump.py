@@ -62,6 +62,8 @@ def _cluster(c: Cluster, status: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     if witness:
         quorum["witness"] = witness
     spec: dict[str, Any] = {"platform": c.platform, "nodes": list(c.nodes), "quorum": quorum}
+    if c.addresses:
+        spec["addresses"] = list(c.addresses)
     if c.networks:
         spec["networks"] = [
             {

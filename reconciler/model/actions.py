@@ -48,6 +48,8 @@ ActionType = Literal[
     "create_csv",
     "rename_csv",
     "remove_csv",
+    "create_cluster",
+    "set_cluster_addresses",
 ]
 ACTION_TYPES: tuple[str, ...] = ActionType.__args__  # type: ignore[attr-defined]
 
@@ -103,6 +105,8 @@ DISRUPTION: dict[str, Disruption] = {
     "create_csv": "none",
     "rename_csv": "online",  # only with the VMs on it off (the rule refuses otherwise)
     "remove_csv": "destructive",  # the data stays on the LUN, but the volume is gone
+    "create_cluster": "none",  # nothing runs on standalone hosts the plan clusters
+    "set_cluster_addresses": "online",  # clients of the cluster name reconnect
 }
 
 

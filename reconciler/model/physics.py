@@ -69,6 +69,8 @@ ACTION_SECONDS: dict[str, float] = {
     "create_csv": 60.0,  # add the disk, format, add to CSVs
     "rename_csv": 10.0,
     "remove_csv": 20.0,
+    "create_cluster": 300.0,  # Test-Cluster, then New-Cluster
+    "set_cluster_addresses": 10.0,
 }
 
 

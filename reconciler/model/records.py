@@ -185,6 +185,9 @@ class Cluster:
     balance: Balance | None = None
     maintenance_windows: tuple[MaintenanceWindow, ...] = ()
     prune: Prune = field(default_factory=Prune, metadata=LATER)
+    # Static IPv4 addresses of the cluster name (its "Cluster IP Address" resources); each
+    # lies in a cluster network's subnet. Empty in a manifest: not managed.
+    addresses: tuple[str, ...] = field(default=(), metadata=LATER)
     labels: Mapping[str, str] = field(default_factory=frozen_map)
     status: ClusterStatus = field(default_factory=ClusterStatus)
     unset: frozenset[str] = UNSET_NONE  # spec fields the manifest leaves out (desired)

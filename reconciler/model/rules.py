@@ -54,6 +54,7 @@ from reconciler.model.rules_base import (
     volume_free_gib,
     volume_used_gib,
 )
+from reconciler.model.rules_cluster import CLUSTER_RULES
 from reconciler.model.rules_disks import DISK_RULES
 from reconciler.model.rules_lifecycle import LIFECYCLE_RULES, keep_disk_files
 from reconciler.model.rules_memory import MEMORY_RULES
@@ -744,6 +745,7 @@ RULES: dict[str, Callable[[Estate, Action], RuleResult]] = {
     **SETTINGS_RULES,
     **MEMORY_RULES,
     **STORAGE_RULES,
+    **CLUSTER_RULES,
 }
 
 
