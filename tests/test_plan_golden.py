@@ -30,6 +30,7 @@ from jsonschema import Draft202012Validator
 from reconciler import __version__
 from reconciler.engine.plan import Plan
 from reconciler.engine.planner import make_plan
+from reconciler.engine.safety import replay
 from reconciler.manifest.load import load_paths, require
 from reconciler.model.actions import ACTION_TYPES
 
@@ -675,3 +676,30 @@ class TestCsvCaseBehaviour:
         assert steps["remove_csv:CSV-OLD"]["disruption"] == "destructive"
         assert steps["remove_csv:CSV-OLD"]["params"] == {"volume": "CSV-OLD", "lun": "LUN-9"}
         assert not plan_of(case).violations
+
+
+class TestCreateClusterCaseBehaviour:
+    """An estate from zero: a cluster formed from standalone hosts, then its quorum, CSV, VMs."""
+
+    def test_formed_then_quorum_storage_and_vms_in_order_and_it_converges(self) -> None:
+        case = "create_cluster"
+        steps = by_id(case)
+        form = steps["create_cluster:lab"]
+        assert form["params"]["nodes"] == ["hv1", "hv2"]
+        assert form["params"]["addresses"] == ["192.168.10.40"]
+        assert form["params"]["no_storage"] is True
+        assert steps["update_quorum:lab"]["depends_on"] == ["create_cluster:lab"]
+        assert steps["update_quorum:lab"]["params"]["witness"] == {
+            "file_share": "\\\\fs01\\lab-witness"
+        }
+        assert steps["create_csv:CSV1"]["depends_on"] == ["create_cluster:lab"]
+        assert steps["create_vm:WEB01"]["depends_on"] == ["create_csv:CSV1"]
+        assert types(case)[0] == "create_cluster"
+        assert not plan_of(case).violations
+        # Run by the world's rules, the next plan has nothing to do.
+        folder = GOLDEN / case
+        desired = require(load_paths([str(folder / "desired")]))
+        observed = require(load_paths([str(folder / "observed.yaml")], world=True))
+        after, problems = replay(observed, desired, list(plan_of(case).actions))
+        assert problems == []
+        assert make_plan(desired, after).actions == ()

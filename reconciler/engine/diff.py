@@ -94,6 +94,10 @@ def cluster_fields(desired: Cluster, observed: Cluster) -> list[FieldChange]:
         out.append(FieldChange("spec.platform", observed.platform, desired.platform))
     if sorted(desired.nodes) != sorted(observed.nodes):
         out.append(FieldChange("spec.nodes", sorted(observed.nodes), sorted(desired.nodes)))
+    if desired.addresses and sorted(desired.addresses) != sorted(observed.addresses):
+        out.append(
+            FieldChange("spec.addresses", sorted(observed.addresses), sorted(desired.addresses))
+        )
     want = effective_quorum(desired.quorum, len(desired.nodes))
     if want != observed.quorum:
         out.append(

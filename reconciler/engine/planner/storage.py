@@ -82,7 +82,10 @@ class Storage(PlannerBase):
                 "size_gib": size,
                 "file_system": FILE_SYSTEM,
             },
-            depends_on=[a for n in members for a in self.node_ready.get(n.name, [])],
+            depends_on=[
+                *(a for n in members for a in self.node_ready.get(n.name, [])),
+                *(a for a in [f"create_cluster:{self.cluster}"] if a in self.ids),
+            ],
             reason=f"{volume.name} is in the manifests: LUN {volume.lun} added as a cluster "
             f"disk, formatted {FILE_SYSTEM} and added to the CSVs",
             changes={
