@@ -85,7 +85,9 @@ def create_vms(p: ClusterPlanning, wanted: list[VirtualMachine]) -> None:
     memory for it when it is to run, hard anti-affinity kept, fewest soft conflicts.
     """
     excluded = _kept_out(p)
-    for want in sorted(wanted, key=lambda v: v.name):
+    # Pinned VMs first: they have no choice, and an unpinned one placed before them could
+    # take the room (or the anti-affinity slot) a pin needs.
+    for want in sorted(wanted, key=lambda v: (v.node is None, v.name)):
         target = f"VirtualMachine/{want.name}"
         candidate = replace(want, node=None)
         destination: str | None
