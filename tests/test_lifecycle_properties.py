@@ -24,6 +24,7 @@ from reconciler.model.records import (
     DynamicMemory,
     Estate,
     Prune,
+    VirtualMachine,
     VmNic,
     frozen_map,
 )
@@ -335,3 +336,43 @@ class TestCreatingVolumes:
         assert after.volumes["NEWCSV"].lun_size_gib == lun_gib
         for name in cluster.nodes:
             assert "NEWCSV" in after.nodes[name].status.luns
+
+
+def _slots(vm: VirtualMachine) -> list[tuple[str, str, int, int]]:
+    return [(d.name, d.controller, d.controller_number, d.slot) for d in vm.disks]
+
+
+class TestDiskSlotSwaps:
+    """Two disks of a VM trading slots is planned (through a free slot), never refused."""
+
+    @examples
+    @given(estates(behind_the_back=False), st.data())
+    def test_a_swap_converges(self, case: Case, data: st.DataObject) -> None:
+        names = sorted(
+            n
+            for n, vm in case.desired.vms.items()
+            if len(vm.disks) >= 2
+            and vm.disks[0].controller == vm.disks[1].controller
+            and n in case.observed.vms
+            and _slots(case.observed.vms[n])[:2] == _slots(vm)[:2]  # both there, as declared
+        )
+        if not names:
+            return
+        want = case.desired.vms[data.draw(st.sampled_from(names))]
+        first, second, *rest = want.disks
+        swapped = (
+            replace(first, controller_number=second.controller_number, slot=second.slot),
+            replace(second, controller_number=first.controller_number, slot=first.slot),
+            *rest,
+        )
+        desired = case.desired.with_record(replace(want, disks=swapped, allow_downtime=True))
+        plan = make_plan(desired, case.observed)
+        assert list(VALIDATOR.iter_errors(plan.to_json())) == []
+        moves = [a for a in plan.actions if a.type == "move_disk"]
+        assert len(moves) == 3, "one parked, the other moved, the parked one to its slot"
+        if plan.blocked:
+            return
+        after = assert_converges(desired, case.observed, plan)
+        slots = {d.name: (d.controller_number, d.slot) for d in after.vms[want.name].disks}
+        assert slots[first.name] == (second.controller_number, second.slot)
+        assert slots[second.name] == (first.controller_number, first.slot)

@@ -704,3 +704,18 @@ class TestCreateClusterCaseBehaviour:
         after, problems = replay(observed, desired, list(plan_of(case).actions))
         assert problems == []
         assert make_plan(desired, after).actions == ()
+
+
+class TestDiskSlotSwapCaseBehaviour:
+    def test_a_swap_goes_through_a_free_slot_one_move_after_another(self) -> None:
+        case = "disk_slot_swap_2019"
+        moves = [
+            (a["params"]["disk"], a["params"]["controller_number"], a["params"]["slot"])
+            for a in actions(case)
+        ]
+        assert moves == [("data", 0, 3), ("log", 0, 1), ("data", 0, 2)]
+        steps = by_id(case)
+        assert steps["move_disk:APP01#2"]["depends_on"] == ["move_disk:APP01"]
+        assert steps["move_disk:APP01#3"]["depends_on"] == ["move_disk:APP01#2"]
+        assert {a["disruption"] for a in actions(case)} == {"online"}
+        assert not plan_of(case).violations
