@@ -719,3 +719,19 @@ class TestDiskSlotSwapCaseBehaviour:
         assert steps["move_disk:APP01#3"]["depends_on"] == ["move_disk:APP01#2"]
         assert {a["disruption"] for a in actions(case)} == {"online"}
         assert not plan_of(case).violations
+
+
+class TestScsiControllersCaseBehaviour:
+    def test_the_controller_is_added_with_the_vm_off_before_the_disk_moves_onto_it(self) -> None:
+        case = "disk_scsi_controllers_2019"
+        assert [a["id"] for a in actions(case)] == [
+            "stop_vm:APP01",
+            "set_scsi_controllers:APP01",
+            "move_disk:APP01",
+            "start_vm:APP01",
+        ]
+        steps = by_id(case)
+        assert steps["set_scsi_controllers:APP01"]["params"] == {"vm": "APP01", "count": 2}
+        assert "set_scsi_controllers:APP01" in steps["move_disk:APP01"]["depends_on"]
+        assert not any(a["params"].get("vm") == "DB01" for a in actions(case))
+        assert not plan_of(case).violations

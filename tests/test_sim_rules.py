@@ -815,6 +815,7 @@ ONCE_THEN_DONE: dict[str, tuple[Callable[[], Estate], tuple[Action, ...], Action
         (),
         act("set_cluster_addresses", addresses=["10.0.0.5"]),
     ),
+    "set_scsi_controllers": (lab_world, (STOP_A,), act("set_scsi_controllers", vm="A", count=3)),
     "set_vm_memory": (
         lab_world,
         (STOP_A,),

@@ -196,6 +196,10 @@ def vm_fields(desired: VirtualMachine, observed: VirtualMachine) -> list[FieldCh
                 dynamic_text(desired.memory_model()),
             )
         )
+    if desired.scsi_controllers is not None and (desired.scsi_controllers != observed.scsi_count()):
+        out.append(
+            FieldChange("spec.scsi_controllers", observed.scsi_count(), desired.scsi_controllers)
+        )
     have = {d.name: d for d in observed.disks}
     for i, disk in enumerate(desired.disks):
         current = have.pop(disk.name, None)

@@ -302,6 +302,7 @@ def build_vm(data: Data) -> VirtualMachine:
         automatic_start_action=spec.get("automatic_start_action"),
         automatic_stop_action=spec.get("automatic_stop_action"),
         dynamic_memory=_dynamic_memory(spec),
+        scsi_controllers=spec.get("scsi_controllers"),
         disks=tuple(
             replace(disk_from_params(d), file_size_gib=file_sizes.get(d["name"]))
             for d in spec.get("disks") or ()

@@ -578,6 +578,15 @@ def _check_vm(estate: Estate, vm: VirtualMachine, report: Report) -> None:
                     f"SCSI controller {disk.controller_number} does not exist",
                     f"SCSI controllers 0..{SCSI_CONTROLLERS - 1}",
                 )
+            elif vm.scsi_controllers is not None and disk.controller_number >= vm.scsi_controllers:
+                report(
+                    vm,
+                    (*base, "controller_number"),
+                    f"SCSI controller {disk.controller_number} does not exist: the VM "
+                    f"declares scsi_controllers: {vm.scsi_controllers}",
+                    f"controller_number below {vm.scsi_controllers}, or scsi_controllers: "
+                    f"{disk.controller_number + 1}",
+                )
             if disk.slot >= SCSI_SLOTS:
                 report(
                     vm,

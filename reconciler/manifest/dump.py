@@ -265,6 +265,8 @@ def _vm(vm: VirtualMachine, status: bool) -> tuple[dict[str, Any], dict[str, Any
         spec["automatic_start_action"] = vm.automatic_start_action
     if vm.automatic_stop_action is not None:
         spec["automatic_stop_action"] = vm.automatic_stop_action
+    if vm.scsi_controllers is not None:
+        spec["scsi_controllers"] = vm.scsi_controllers
     dynamic = vm.memory_model()
     if dynamic is not None:  # static memory is left out (not managed on adoption)
         spec["dynamic_memory"] = {

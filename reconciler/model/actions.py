@@ -50,6 +50,7 @@ ActionType = Literal[
     "remove_csv",
     "create_cluster",
     "set_cluster_addresses",
+    "set_scsi_controllers",
 ]
 ACTION_TYPES: tuple[str, ...] = ActionType.__args__  # type: ignore[attr-defined]
 
@@ -107,6 +108,7 @@ DISRUPTION: dict[str, Disruption] = {
     "remove_csv": "destructive",  # the data stays on the LUN, but the volume is gone
     "create_cluster": "none",  # nothing runs on standalone hosts the plan clusters
     "set_cluster_addresses": "online",  # clients of the cluster name reconnect
+    "set_scsi_controllers": "downtime",  # only with the VM off, like set_vm
 }
 
 

@@ -71,6 +71,7 @@ ACTION_SECONDS: dict[str, float] = {
     "remove_csv": 20.0,
     "create_cluster": 300.0,  # Test-Cluster, then New-Cluster
     "set_cluster_addresses": 10.0,
+    "set_scsi_controllers": 5.0,
 }
 
 

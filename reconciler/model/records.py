@@ -403,6 +403,9 @@ class VirtualMachine:
     automatic_stop_action: AutomaticStopAction | None = field(default=None, metadata=LATER)
     # None in a manifest: not managed; in the world: static memory (as is enabled=False).
     dynamic_memory: DynamicMemory | None = field(default=None, metadata=LATER)
+    # SCSI controllers (0-4). None: not recorded (a manifest: not managed), taken to be as
+    # many as its disks use, and at least one on generation 2 (see ``scsi_count``).
+    scsi_controllers: int | None = field(default=None, metadata=LATER)
     labels: Mapping[str, str] = field(default_factory=frozen_map)
     status: VmStatus = field(default_factory=VmStatus)
     unset: frozenset[str] = UNSET_NONE  # spec fields the manifest leaves out (desired)
@@ -422,6 +425,13 @@ class VirtualMachine:
 
     def volumes(self) -> frozenset[str]:
         return frozenset(d.volume for d in self.disks)
+
+    def scsi_count(self) -> int:
+        """How many SCSI controllers the VM has: as recorded, or as many as its disks use."""
+        if self.scsi_controllers is not None:
+            return self.scsi_controllers
+        used = [d.controller_number + 1 for d in self.disks if d.controller == "scsi"]
+        return max([1 if self.generation == 2 else 0, *used])
 
     def memory_model(self) -> DynamicMemory | None:
         """The dynamic-memory bounds, or None for static memory (however it is written)."""

@@ -212,6 +212,11 @@ def slot_problems(vm: VirtualMachine, disk: Disk) -> list[str]:
             problems.append(f"IDE {disk.controller_number}:{disk.slot} is beyond 2 x 2")
     elif not (0 <= disk.controller_number < SCSI_CONTROLLERS and 0 <= disk.slot < SCSI_SLOTS):
         problems.append(f"SCSI {disk.controller_number}:{disk.slot} is beyond 4 x 64")
+    elif vm.scsi_controllers is not None and disk.controller_number >= vm.scsi_controllers:
+        problems.append(
+            f"SCSI controller {disk.controller_number} does not exist on {vm.name} "
+            f"({vm.scsi_controllers} controller(s)): add it first"
+        )
     for other in vm.disks:
         if other.name != disk.name and (other.controller, other.controller_number, other.slot) == (
             disk.controller,

@@ -58,6 +58,7 @@ def vm_to_params(vm: VirtualMachine, node: str) -> dict[str, Any]:
         "allow_downtime": vm.allow_downtime,
         "nics": [nic_to_params(n) for n in vm.nics],
         "disks": [disk_to_params(d) for d in vm.disks],
+        **({"scsi_controllers": vm.scsi_controllers} if vm.scsi_controllers is not None else {}),
         # Only when dynamic, so plans of static-memory VMs read as they always did.
         **(
             {"dynamic_memory": dynamic_to_params(vm.memory_model())}
@@ -85,6 +86,7 @@ def vm_from_params(cluster: str, p: Mapping[str, Any]) -> VirtualMachine:
         nics=tuple(nic_from_params(n) for n in p["nics"]),
         disks=tuple(disk_from_params(d) for d in p["disks"]),
         dynamic_memory=dynamic_from_params(p.get("dynamic_memory")),
+        scsi_controllers=p.get("scsi_controllers"),
     )
 
 

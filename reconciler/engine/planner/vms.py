@@ -134,6 +134,21 @@ class Vms(Membership):
         # lands on a taken slot: a swap goes through a free slot.
         moves = [step for step in steps if step[0] == "move_disk"]
         steps[:] = [*_ordered_moves(want, have, moves), *(s for s in steps if s[0] != "move_disk")]
+        controllers = want.scsi_controllers
+        if controllers is not None and controllers != have.scsi_count():
+            needs_off.append("add or remove SCSI controllers")
+            step: Step = (
+                "set_scsi_controllers",
+                {"vm": want.name, "count": controllers},
+                f"{controllers} SCSI controller(s) in the manifest",
+                {"scsi_controllers": (have.scsi_count(), controllers)},
+                [],
+            )
+            # Added before the disks that use them move or arrive; removed after they left.
+            if controllers > have.scsi_count():
+                steps.insert(0, step)
+            else:
+                steps.append(step)
         for name, old in sorted(current.items()):
             if old.controller == "ide":
                 needs_off.append(f"remove IDE disk {name}")
@@ -191,8 +206,13 @@ class Vms(Membership):
                 )
         last: list[str] = []
         previous_move: str | None = None  # disk moves run one after another (slots)
+        controller_step: str | None = None  # a controller added comes before the disks on it
         for type_, params, reason, changes, deps in steps:
-            chained = [previous_move or ""] if type_ == "move_disk" else []
+            chained: list[str] = []
+            if type_ in ("move_disk", "set_scsi_controllers"):
+                chained.append(previous_move or "")  # a controller removed: after the moves
+            if type_ in ("move_disk", "add_disk"):
+                chained.append(controller_step or "")
             aid = self.emit(
                 type_,
                 target,
@@ -206,6 +226,8 @@ class Vms(Membership):
                 last.append(aid)
                 if type_ == "move_disk":
                     previous_move = aid
+                elif type_ == "set_scsi_controllers":
+                    controller_step = aid
         moved = self.plan_move(want, [stop_id or "", *last])
         if moved:
             last.append(moved)

@@ -50,6 +50,8 @@ NOT_DONE: dict[str, str] = {
     "hand, then plan",
     "set_cluster_addresses": "changing the cluster name's IP Address resources is not built in "
     "the hyperv provider yet",
+    "set_scsi_controllers": "Add-VMScsiController and Remove-VMScsiController are not built in "
+    "the hyperv provider yet, nor is the controller count read back",
 }
 
 
