@@ -17,7 +17,6 @@ from tests_cmd import Cmd
 
 from reconciler.model.actions import Action
 from reconciler.model.platforms import platform
-from reconciler.model.records import Estate, LiveMigrationSettings, Offloads
 from reconciler.providers.hyperv.provider import HyperVProvider
 from reconciler.providers.hyperv.wmi1 import act as wmi1_act
 from reconciler.providers.hyperv.wmi1 import scripts
@@ -37,32 +36,13 @@ def test_a_2008r2_world_reads_back_through_wmi(tmp_path: Path) -> None:
     hv, _, peer = provider_for(tmp_path)
     seen = hv.observe()
     truth = SimProvider(tmp_path).observe()
-    assert without_gaps(observable(seen)) == without_gaps(observable(truth))
+    # offloads and the live-migration network included (stated: the world has both)
+    assert observable(seen) == observable(truth)
+    assert any(n.offloads.vmq for node in truth.nodes.values() for n in node.nics)
+    assert any(n.offloads.jumbo_frames for node in truth.nodes.values() for n in node.nics)
+    assert all(c.live_migration.network for c in truth.clusters.values())
     names = {name for r in peer.received for name, _ in r.commands}
     assert "Get-VM" not in names and "Get-WmiObject" in names
-
-
-def without_gaps(estate: Estate) -> Estate:
-    """What the 2008 R2 path does not read yet, taken out on both sides (named in the docs):
-    the live-migration network (a cluster-network role) and NIC offloads (VMQ, jumbo)."""
-    out = estate
-    for c in estate.clusters.values():
-        nets = tuple(
-            replace(n, roles=tuple("heartbeat" if r == "live_migration" else r for r in n.roles))
-            for n in c.networks
-        )
-        out = out.with_record(replace(c, networks=nets, live_migration=LiveMigrationSettings()))
-    for node in estate.nodes.values():
-        nics = tuple(
-            replace(
-                n,
-                roles=tuple("heartbeat" if r == "live_migration" else r for r in n.roles),
-                offloads=Offloads(),
-            )
-            for n in node.nics
-        )
-        out = out.with_record(replace(node, nics=nics))
-    return out
 
 
 def test_round_trips_grow_with_nodes_not_vms(tmp_path: Path) -> None:
@@ -381,3 +361,158 @@ def test_a_vm_that_is_not_clustered_stops_and_starts_through_wmi(tmp_path: Path)
     sent = [c for r in peer.received for c, _ in r.commands]
     assert sent.count(scripts.SET_VM_STATE) == 2
     assert not {"Stop-ClusterGroup", "Start-ClusterGroup"} & set(sent)
+
+
+def test_the_plan_names_the_path_each_cluster_is_driven_by(tmp_path: Path) -> None:
+    import json
+
+    import jsonschema
+
+    from reconciler.cli.render import plan_lines
+    from reconciler.engine.plan import plan_from_json
+    from reconciler.runtime.workflow import plan_paths
+
+    make_world(tmp_path / "w", nodes=2, vms=2, drift=0.3, seed=3, platform="2008r2",
+               out=tmp_path / "gen")  # fmt: skip
+    hv, _, _ = provider_for(tmp_path / "w")
+    desired = [str(tmp_path / "gen" / "desired")]
+    plan = plan_paths(desired, hv).plan
+    wmi1 = "Windows Server 2008 R2 via WMI v1 (root\\virtualization) and FailoverClusters 2008 R2"
+    assert plan.provider_paths == (("c001", wmi1),)
+    doc = plan.to_json()
+    assert doc["provider_paths"] == {"c001": wmi1}
+    schema = json.loads((Path(__file__).parents[1] / "schemas" / "plan.schema.json").read_text())
+    jsonschema.validate(doc, schema)
+    assert plan_from_json(doc).to_json() == doc  # a saved plan keeps it, and its digest
+    assert f"driven as: Cluster/c001: {wmi1}" in plan_lines(plan, colour=False)
+    # the simulator names no path: its plans keep the bytes they always had
+    sim_plan = plan_paths(desired, SimProvider(tmp_path / "w")).plan
+    assert sim_plan.provider_paths == () and "provider_paths" not in sim_plan.to_json()
+
+
+def test_the_demo_reads_back_whole_a_racked_node_included(tmp_path: Path) -> None:
+    """The demo world (2008 R2) through the WMI v1 path equals the world, hv05 included: a node
+    still to join has no cluster network interfaces, so its adapters' networks come from their
+    host addresses (Win32_NetworkAdapterConfiguration) and the cluster networks' subnets, and
+    the address-less VM adapter is on the one network without a subnet."""
+    from reconciler.manifest.load import load_paths
+
+    root = Path(__file__).resolve().parents[1]
+    loaded = load_paths([str(root / "manifests" / "worlds" / "demo.yaml")], world=True)
+    assert loaded.estate is not None
+    sim = SimProvider(tmp_path)
+    sim.init_world(loaded.estate, "demo")
+    sim.close()
+    hv, _, _ = provider_for(tmp_path)
+    seen = hv.observe()
+    truth = SimProvider(tmp_path).observe()
+    assert "hv05" not in truth.clusters["prod"].nodes  # racked, not joined
+    networks = {n.name: n.network for n in seen.nodes["hv05"].nics}
+    assert networks == {
+        "NIC1": "Management",
+        "NIC2": "Heartbeat",
+        "NIC3": "LiveMigration",
+        "NIC4": "VM",
+    }
+    assert seen.clusters["prod"].live_migration.network == "LiveMigration"
+    assert observable(seen) == observable(truth)
+
+
+@pytest.mark.parametrize(
+    ("addresses", "expected"),
+    [
+        (["192.168.10.15"], "Management"),
+        (["fe80::1", "10.10.2.20"], "LiveMigration"),  # IPv6 link-local ignored
+        ([], "VM"),  # no host address: the one network without a subnet
+        (["172.16.0.5"], None),  # in no cluster subnet: not guessed
+    ],
+)
+def test_a_joining_nodes_adapter_is_on_the_network_of_its_address(
+    addresses: list[str], expected: str | None
+) -> None:
+    from reconciler.model.records import ClusterNetwork
+    from reconciler.providers.hyperv.model_map import netifs_by_address
+
+    nets = [
+        ClusterNetwork("Management", ("management",), subnet="192.168.10.0/24"),
+        ClusterNetwork("LiveMigration", ("live_migration",), subnet="10.10.2.0/24"),
+        ClusterNetwork("VM", ("vm",)),
+    ]
+    got = netifs_by_address("hv05", [{"Name": "NIC1", "IPAddress": addresses}], nets)
+    assert got == ([{"Node": "hv05", "Adapter": "NIC1", "Network": expected}] if expected else [])
+
+
+def test_rebinding_a_switch_that_running_vms_use_is_refused_by_the_rule(tmp_path: Path) -> None:
+    make_world(tmp_path, nodes=2, vms=2, seed=7, platform="2008r2")
+    hv, _, _ = provider_for(tmp_path)
+    estate = hv.observe()
+    node = estate.nodes["c001-n01"]
+    switch, cfg = sorted(node.status.switches.items())[0]
+    other = next(n.name for n in node.nics if n.name != cfg.uplink_nic)
+    config = {
+        "type": "external",
+        "uplink_nic": other,
+        "management_os": cfg.management_os,
+        "allowed_vlans": ",".join(str(v) for v in sorted(cfg.allowed_vlans)),
+        "native_vlan": cfg.native_vlan,
+    }
+    out = hv.apply(
+        _action("match_vswitch", "Node/c001-n01", "c001", node="c001-n01", switch=switch,
+                config=config)
+    )  # fmt: skip
+    assert out.status == "precondition_failed"
+    assert out.message.startswith("TeardownSwitch failed: TeardownSwitch returned 32768: ")
+    assert "would cut off running VMs" in out.message
+    after = SimProvider(tmp_path).observe().nodes["c001-n01"].status.switches[switch]
+    assert after == cfg  # nothing changed
+
+
+def _demo_world(state: Path) -> Path:
+    from reconciler.manifest.load import load_paths
+
+    root = Path(__file__).resolve().parents[1]
+    loaded = load_paths([str(root / "manifests" / "worlds" / "demo.yaml")], world=True)
+    assert loaded.estate is not None
+    sim = SimProvider(state)
+    sim.init_world(loaded.estate, "demo")
+    sim.close()
+    return root / "manifests" / "demo"
+
+
+def _converge(hv: HyperVProvider, manifests: Path) -> list[str]:
+    """Plan, apply each step in order through the provider, plan again: the types applied."""
+    from reconciler.providers.base import scope_of
+    from reconciler.runtime.workflow import plan_paths
+
+    plan = plan_paths([str(manifests)], hv).plan
+    assert not plan.blocked, [v.message for v in plan.violations]
+    for action in plan.actions:
+        out = hv.apply(action)
+        assert out.status == "done", (action.id, out.message)
+        hv.observe(scope_of(action))
+    again = plan_paths([str(manifests)], hv).plan
+    assert again.empty and not again.violations, [a.id for a in again.actions]
+    return [a.type for a in plan.actions]
+
+
+def test_the_demo_converges_on_2008r2_then_a_node_drains_and_resumes(tmp_path: Path) -> None:
+    """The demo (a 2008 R2 cluster) through the WMI v1 path: its plan applies and converges;
+    then hv01 is put in maintenance (its VMs moved off, the node paused), and resumed."""
+    import shutil
+
+    demo = _demo_world(tmp_path / "w")
+    hv, _, _ = provider_for(tmp_path / "w")
+    assert "add_node" in _converge(hv, demo)
+    maint = tmp_path / "maint"
+    shutil.copytree(demo, maint)
+    nodes = maint / "nodes.yaml"
+    head = "  name: hv01\n  labels:\n    chassis: c7000-1\nspec:\n  cluster: prod\n"
+    text = nodes.read_text()
+    assert head in text
+    nodes.write_text(text.replace(head, head + "  maintenance: true\n", 1))
+    types = _converge(hv, maint)
+    assert types[-1] == "drain_node" and set(types[:-1]) == {"migrate_vm"}
+    world = SimProvider(tmp_path / "w").observe()
+    assert world.nodes["hv01"].maintenance and not world.vms_on("hv01")
+    nodes.write_text(text.replace(head, head + "  maintenance: false\n", 1))
+    assert _converge(hv, maint) == ["resume_node"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from reconciler.model.actions import DISRUPTION, Action
 from reconciler.providers.base import scope_of
 from reconciler.providers.hyperv.provider import HyperVProvider
 from reconciler.providers.hyperv.wmi1 import scripts
+from reconciler.providers.sim.generate import generate_estate
 from reconciler.providers.sim.provider import SimProvider
 from reconciler.providers.sim.winrm.cmdlets import HyperVPeer
 from reconciler.providers.sim.winrm.transport import WinRMServer
@@ -146,3 +148,85 @@ def test_golden_pipelines_per_action_type_on_2008r2(
         provider.observe(scope_of(action))
     # the provider never asked a 2008 R2 host for the Hyper-V module
     assert not any(c == "Get-VM" for r in peer.received for c, _ in r.commands)
+
+
+@pytest.fixture
+def join_rig(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[HyperVPeer, HyperVProvider]]:
+    """A 2008 R2 cluster of three members and c001-n04 racked for it, not joined: no VMs and
+    no LUNs there yet (as the demo's hv05)."""
+    gen = generate_estate(1, 4, 2, 0.0, 7, "2008r2")
+    world = gen.world
+    for vm in world.vms_on("c001-n04"):
+        world = world.without("VirtualMachine", vm.name)
+    spare = world.nodes["c001-n04"]
+    world = world.with_record(replace(spare, status=replace(spare.status, luns=frozenset())))
+    cluster = world.clusters["c001"]
+    world = world.with_record(
+        replace(cluster, nodes=tuple(n for n in cluster.nodes if n != "c001-n04"))
+    )
+    sim = SimProvider(tmp_path)
+    sim.init_world(world, "golden join")
+    sim.close()
+    peer = HyperVPeer(tmp_path)
+    server = WinRMServer(
+        peer, sorted(world.nodes), username="u", password="golden-pw", port=0,
+        protocol_version="2.1",
+    )  # fmt: skip
+    server.start()
+    monkeypatch.setenv("RECONCILER_HYPERV_USER", "u")
+    monkeypatch.setenv("RECONCILER_HYPERV_PASSWORD", "golden-pw")
+    url = f"http://127.0.0.1:{server.port}/{{node}}/wsman"
+    provider = HyperVProvider(tmp_path / "cli", connections_for(world, url))
+    try:
+        provider.observe()
+        yield peer, provider
+    finally:
+        provider.close()
+        server.close()
+        peer.close()
+
+
+def test_golden_pipelines_of_a_join_on_2008r2(join_rig: tuple[HyperVPeer, HyperVProvider]) -> None:
+    """The add-node procedure's own action types: LUNs unmasked, joined, test-migrated."""
+    peer, provider = join_rig
+    world = SimProvider(peer.state_dir).observe()
+    test_vm = sorted(world.vms_on("c001-n01"), key=lambda v: v.name)[0].name
+    volumes = sorted(world.volumes)
+    switch = sorted(world.nodes["c001-n04"].status.switches)[0]
+    cfg = world.nodes["c001-n04"].status.switches[switch]
+    rebound = {  # the same switch, its host sharing turned around: bound again
+        "type": cfg.type, "uplink_nic": cfg.uplink_nic, "management_os": not cfg.management_os,
+        "allowed_vlans": ",".join(str(v) for v in sorted(cfg.allowed_vlans)),
+        "native_vlan": cfg.native_vlan,
+    }  # fmt: skip
+    steps = [
+        ("present_storage", act("present_storage", "Node/c001-n04", node="c001-n04",
+                                volumes=volumes)),
+        ("add_node", act("add_node", "Node/c001-n04", node="c001-n04")),
+        ("test_live_migration", act("test_live_migration", "Node/c001-n04", node="c001-n04",
+                                    vm=test_vm)),
+        # joined and empty: its switch bound again (changing an existing switch's binding)
+        ("match_vswitch_existing", act("match_vswitch", "Node/c001-n04", node="c001-n04",
+                                       switch=switch, config=rebound)),
+    ]  # fmt: skip
+    regen = os.environ.get("RECONCILER_REGEN_GOLDEN") == "1"
+    for n, (name, action) in enumerate(steps, start=18):
+        start = len(peer.received)
+        outcome = provider.apply(action)
+        assert outcome.status == "done", (name, outcome.message)
+        got = {"action": name, "pipelines": pipelines(peer, start)}
+        path = GOLDEN / f"{n:02d}_{name}.json"
+        if regen:
+            path.write_text(json.dumps(got, indent=2) + "\n")
+        assert json.loads(path.read_text()) == got, f"{path.name} differs"
+        provider.observe(scope_of(action))
+    after = SimProvider(peer.state_dir).observe()
+    assert after.nodes["c001-n04"].status.switches[switch] == replace(
+        cfg, management_os=not cfg.management_os
+    )
+    c = after.clusters["c001"]
+    assert "c001-n04" in c.nodes and c.status.tested_nodes == {"c001-n04"}
+    assert after.nodes["c001-n04"].status.luns == set(volumes)
+    assert after.vms[test_vm].node == "c001-n01"  # there and back

@@ -162,6 +162,9 @@ def plan_lines(plan: Plan, colour: bool = True) -> list[str]:
     if plan.notes:
         out.append("")
         out.extend(safe(f"note: {n}") for n in plan.notes)
+    if plan.provider_paths:
+        out.append("")
+        out.extend(safe(f"driven as: Cluster/{c}: {how}") for c, how in plan.provider_paths)
     if plan.unmanaged:
         out.append("")
         out.append("Unmanaged (in the world, in no manifest; left alone):")

@@ -70,6 +70,8 @@ class Plan:
     unmanaged: tuple[str, ...] = ()
     # Observed health (model/conditions.py): reported, not differences; blocks nothing itself.
     conditions: tuple[Condition, ...] = ()
+    # (cluster, how the provider drives it), e.g. "Windows Server 2008 R2 via WMI v1".
+    provider_paths: tuple[tuple[str, str], ...] = ()
 
     @property
     def blocked(self) -> bool:
@@ -130,6 +132,7 @@ class Plan:
             # the bytes they always had.
             **({"unmanaged": list(self.unmanaged)} if self.unmanaged else {}),
             **({"conditions": [c.as_json() for c in self.conditions]} if self.conditions else {}),
+            **({"provider_paths": dict(self.provider_paths)} if self.provider_paths else {}),
         }
         body["digest"] = plan_digest(body)
         return body
@@ -347,6 +350,7 @@ def plan_from_json(d: Mapping[str, Any]) -> Plan:
             Condition(c["type"], c["target"], c["reason"], c["status"], c.get("since"))
             for c in d.get("conditions") or ()
         ),
+        provider_paths=tuple(sorted((d.get("provider_paths") or {}).items())),
     )
 
 

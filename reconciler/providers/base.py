@@ -46,6 +46,21 @@ class Capabilities:
     # Where a platform is driven another way (2008 R2 through WMI v1): its own actions/reasons.
     platform_actions: Mapping[str, frozenset[str]] = field(default_factory=dict)
     platform_reasons: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # How a cluster of each platform is driven (shown in the plan); "" for any other platform.
+    platform_paths: Mapping[str, str] = field(default_factory=dict)
+    default_path: str = ""
+
+    def paths(self, estate: Estate, clusters: Sequence[str]) -> tuple[tuple[str, str], ...]:
+        """(cluster, how this provider drives it) for the observed ``clusters`` it names."""
+        out = []
+        for name in sorted(clusters):
+            cluster = estate.clusters.get(name)
+            if cluster is None:
+                continue
+            path = self.platform_paths.get(cluster.platform, self.default_path)
+            if path:
+                out.append((name, path))
+        return tuple(out)
 
     def refusal(self, action_type: str, platform: str) -> str | None:
         """Why this provider cannot do ``action_type`` on ``platform``, or None if it can."""

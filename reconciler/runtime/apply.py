@@ -127,7 +127,11 @@ def prepare(
             target=target,
             refuse=provider.capabilities().refusal,  # what the provider cannot do is blocked
         )
-        plan = replace(plan, manifests_digest=manifests_digest(paths))
+        plan = replace(
+            plan,
+            manifests_digest=manifests_digest(paths),
+            provider_paths=provider.capabilities().paths(observed, list(desired.clusters)),
+        )
         if (
             target
             and plan.empty

@@ -93,7 +93,9 @@ def plan_paths(
         refuse=provider.capabilities().refusal,
     )
     log_planned(plan, time.perf_counter() - planning)
-    return Planned(desired, observed, replace(plan, manifests_digest=manifests_digest(paths)))
+    paths_of = provider.capabilities().paths(observed, list(desired.clusters))
+    plan = replace(plan, manifests_digest=manifests_digest(paths), provider_paths=paths_of)
+    return Planned(desired, observed, plan)
 
 
 def observe(provider: Provider, progress: PlanProgress | None = None) -> Estate:

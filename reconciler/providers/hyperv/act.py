@@ -25,6 +25,7 @@ QUORUM_SWITCH = {
     "node_and_file_share_majority": "NodeAndFileShareMajority",
     "disk_only": "DiskOnly",
 }
+PATH = "Windows Server 2012 R2 or later via the Hyper-V and FailoverClusters modules"
 # The actions this provider performs, and why the others are not (shown in a blocked plan).
 NOT_DONE: dict[str, str] = {
     "present_storage": "presenting a LUN to a host is done on the storage array, not through "

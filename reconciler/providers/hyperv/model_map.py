@@ -7,6 +7,7 @@ the object (or field) is left out.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -275,3 +276,23 @@ def cluster_network(
 
 def node_list(text: Any) -> frozenset[str]:
     return frozenset(n for n in str(text or "").split(",") if n)
+
+
+def netifs_by_address(
+    node: str, addresses: Sequence[Mapping[str, Any]], networks: Sequence[ClusterNetwork]
+) -> list[dict[str, str]]:
+    """A node that is not a member has no cluster network interfaces yet: its adapters'
+    networks are those whose subnet holds the adapter's IPv4 address, as the cluster will
+    assign them on the join. An adapter with no host address is on the one network that has
+    no subnet (the VM network of the four-NIC layout), if the cluster has exactly one."""
+    subnets = [(ipaddress.ip_network(n.subnet, strict=False), n.name) for n in networks if n.subnet]
+    unaddressed = [n.name for n in networks if not n.subnet]
+    out: list[dict[str, str]] = []
+    for a in addresses:
+        ips = [ipaddress.ip_address(str(x)) for x in a.get("IPAddress") or [] if "." in str(x)]
+        found = next((name for net, name in subnets for ip in ips if ip in net), None)
+        if found is None and not ips and len(unaddressed) == 1:
+            found = unaddressed[0]
+        if found is not None:
+            out.append({"Node": node, "Adapter": str(a["Name"]), "Network": found})
+    return out

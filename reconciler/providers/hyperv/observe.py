@@ -127,8 +127,12 @@ class Observer:
         c["netifs"] = self.call(via, "Get-ClusterNetworkInterface")
         c["groups"] = self.call(via, "Get-ClusterGroup")
         c["owners"] = self.owners(via)
-        # 2008 R2 has no Hyper-V module: its migration networks are not read (yet).
-        c["migration"] = [] if via in self.wmi1_nodes else self.call(via, "Get-VMMigrationNetwork")
+        # 2008 R2 has no Hyper-V module: its migration networks are the VM resource type's.
+        c["migration"] = (
+            wmi1.migration_networks(self.call, via, c["networks"])
+            if via in self.wmi1_nodes
+            else self.call(via, "Get-VMMigrationNetwork")
+        )
         quorum = c["quorum"][0] if c["quorum"] else {}
         witness = str(quorum.get("QuorumResource") or "")
         c["witness"] = next((r for r in c["resources"] if r.get("Name") == witness), None)
@@ -208,7 +212,7 @@ class Observer:
 
     def node_reads(self, node: str) -> dict[str, Any]:
         if node in self.wmi1_nodes:
-            return wmi1.node_reads(self.call, node)
+            return wmi1.node_reads(self.call, node, self.script)
         r: dict[str, Any] = {}
         for cls in ("Win32_ComputerSystem", "Win32_Processor", "Win32_BIOS"):
             r[cls] = self.call(node, "Get-CimInstance", {"ClassName": cls})

@@ -175,6 +175,8 @@ class HyperVProvider:
             reasons=dict(act.NOT_DONE),
             platform_actions={"2008r2": frozenset(wmi1_act.ACTIONS)},
             platform_reasons={"2008r2": wmi1_act.reasons()},
+            platform_paths={"2008r2": wmi1_act.PATH},
+            default_path=act.PATH,
         )
 
     def close(self) -> None:
@@ -253,6 +255,10 @@ class HyperVProvider:
         }
         cluster = ob.cluster_record(name, platform, c, speeds)
         roles = {net.name: net.roles for net in cluster.networks}
+        netifs = list(c["netifs"])
+        for node, r in reads.items():  # a node still to join: networks by its addresses
+            if not facts[node].member and r.get("addresses"):
+                netifs += m.netifs_by_address(node, r["addresses"], cluster.networks)
         nodes: list[Node] = []
         for node in conn.nodes:
             if node not in reads:
@@ -261,7 +267,7 @@ class HyperVProvider:
                 )
                 continue
             nodes.append(
-                ob.node_record(node, name, reads[node], facts[node], c["netifs"], roles, volumes)
+                ob.node_record(node, name, reads[node], facts[node], netifs, roles, volumes)
             )
         groups = {
             str(g["Name"]): g for g in c["groups"] if str(g.get("GroupType")) == "VirtualMachine"

@@ -23,7 +23,8 @@ from reconciler.providers.hyperv.wmi1 import roles, scripts
 from reconciler.providers.hyperv.wmi1.jobs import JOB_STARTED, PLATFORM, Runner, run
 from reconciler.providers.hyperv.wmi1.observe import wmi
 
-__all__ = ["ACTIONS", "JOB_STARTED", "NOT_DONE", "PLATFORM", "Runner", "reasons"]
+__all__ = ["ACTIONS", "JOB_STARTED", "NOT_DONE", "PATH", "PLATFORM", "Runner", "reasons"]
+PATH = "Windows Server 2008 R2 via WMI v1 (root\\virtualization) and FailoverClusters 2008 R2"
 
 
 def _trunk(r: Runner, node: str, switch: str, allowed: str, native: int | None) -> None:
@@ -46,26 +47,26 @@ def set_vlan_trunk(r: Runner, a: Action) -> None:
 
 
 def match_vswitch(r: Runner, a: Action) -> None:
+    """A missing switch is created (New-Switch.ps1); an existing one that differs is bound
+    again (Set-SwitchBinding.ps1: TeardownSwitch, SetupSwitch). Then the uplink's trunk."""
     node, name, cfg = a.params["node"], a.params["switch"], a.params["config"]
     have = wmi(r.call, node, "Msvm_VirtualSwitch")
-    if not any(sw.get("ElementName") == name for sw in have):
+    exists = any(sw.get("ElementName") == name for sw in have)  # matched here, not in WQL
+    kind = {"external": "External", "internal": "Internal", "private": "Private"}[cfg["type"]]
+    params: dict[str, Any] = {"SwitchName": name, "SwitchType": kind}
+    if kind == "External":
         adapters = {
             str(x.get("NetConnectionID")): str(x.get("Description"))
             for x in r.call(node, "Get-WmiObject", {"Class": "Win32_NetworkAdapter"})
         }
-        kind = {"external": "External", "internal": "Internal", "private": "Private"}[cfg["type"]]
-        params: dict[str, Any] = {"SwitchName": name, "SwitchType": kind}
-        if kind == "External":
-            if cfg["uplink_nic"] not in adapters:
-                raise LookupError(f"{node} has no network adapter {cfg['uplink_nic']}")
-            params["UplinkAdapter"] = adapters[cfg["uplink_nic"]]
-        params["ManagementOS"] = bool(cfg["management_os"])
-        run(r, node, scripts.NEW_SWITCH, params)
+        if cfg["uplink_nic"] not in adapters:
+            raise LookupError(f"{node} has no network adapter {cfg['uplink_nic']}")
+        params["UplinkAdapter"] = adapters[cfg["uplink_nic"]]
+    params["ManagementOS"] = bool(cfg["management_os"])
+    if exists:
+        run(r, node, scripts.SET_SWITCH_BINDING, params)
     else:
-        raise ValueError(
-            f"switch {name} on {node} differs and changing a 2008 R2 switch's binding is not "
-            "built in the WMI v1 path: change it by hand, then re-plan"
-        )
+        run(r, node, scripts.NEW_SWITCH, params)
     _trunk(r, node, name, cfg.get("allowed_vlans") or "", cfg.get("native_vlan"))
 
 

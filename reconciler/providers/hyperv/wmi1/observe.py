@@ -84,8 +84,11 @@ def switch_reads(call: Call, node: str) -> tuple[list[dict[str, Any]], list[dict
     return out, host_vlans
 
 
-def node_reads(call: Call, node: str) -> dict[str, Any]:
-    """What ``Observer.node_reads`` gives on later releases, from 2008 R2's WMI."""
+def node_reads(
+    call: Call, node: str, script: Callable[..., list[dict[str, Any]]] | None = None
+) -> dict[str, Any]:
+    """What ``Observer.node_reads`` gives on later releases, from 2008 R2's WMI (and, with
+    ``script``, the adapters' offload keywords from the registry)."""
     r: dict[str, Any] = {}
     for cls in ("Win32_ComputerSystem", "Win32_Processor", "Win32_BIOS"):
         r[cls] = call(node, "Get-WmiObject", {"Class": cls})
@@ -96,17 +99,43 @@ def node_reads(call: Call, node: str) -> dict[str, Any]:
             raise
         r["registry"] = []
     r["features"] = call(node, "Get-WindowsFeature", {"Name": ["Hyper-V", "Failover-Clustering"]})
+    physical = [
+        a
+        for a in call(node, "Get-WmiObject", {"Class": "Win32_NetworkAdapter"})
+        if a.get("NetConnectionID") and a.get("PhysicalAdapter")
+    ]
     r["adapters"] = [
         {
             "Name": str(a.get("NetConnectionID")),
             "InterfaceDescription": str(a.get("Description")),
             "Speed": int(a.get("Speed") or 0),
         }
-        for a in call(node, "Get-WmiObject", {"Class": "Win32_NetworkAdapter"})
-        if a.get("NetConnectionID") and a.get("PhysicalAdapter")
+        for a in physical
     ]
-    # 2008 R2 has no per-adapter VMQ or jumbo-frame cmdlets: offloads are not observed.
+    # Host addresses (tied to the adapter by Index): which cluster network an adapter of a
+    # node still to join is on.
+    config = {
+        str(x.get("Index")): x
+        for x in call(node, "Get-WmiObject", {"Class": "Win32_NetworkAdapterConfiguration"})
+    }
+    r["addresses"] = [
+        {
+            "Name": str(a.get("NetConnectionID")),
+            "IPAddress": list((config.get(str(a.get("Index"))) or {}).get("IPAddress") or []),
+        }
+        for a in physical
+    ]
+    # 2008 R2 has no NetAdapter cmdlets: VMQ and jumbo frames are the adapters' standardized
+    # registry keywords (Get-NicOffloads.ps1), given the shape Get-NetAdapterVmq and
+    # Get-NetAdapterAdvancedProperty -RegistryKeyword *JumboPacket have later.
     r["vmq"], r["jumbo"] = [], []
+    for nic in script(node, scripts.GET_NIC_OFFLOADS, {}) if script is not None else []:
+        name = str(nic.get("Name"))
+        if str(nic.get("Vmq") or ""):
+            r["vmq"].append({"Name": name, "Enabled": str(nic.get("Vmq")) == "1"})
+        jumbo = str(nic.get("JumboPacket") or "")
+        if jumbo.isdigit():
+            r["jumbo"].append({"Name": name, "RegistryValue": [jumbo]})
     r["switches"], r["host_vlans"] = switch_reads(call, node)
     r["disks"] = [
         {
@@ -219,6 +248,27 @@ def vm_reads(
                 }
             )
     return r
+
+
+def migration_networks(
+    call: Call, via: str, networks: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """What ``Get-VMMigrationNetwork`` gives later (``Subnet`` per network live migration may
+    use), from 2008 R2's own place for it: the "Virtual Machine" resource type's private
+    property ``MigrationExcludeNetworks``, the Ids of the cluster networks it must not use."""
+    got = call(
+        via,
+        "Get-ClusterResourceType",
+        {"Name": ["Virtual Machine"]},
+        then=[("Get-ClusterParameter", {"Name": ["MigrationExcludeNetworks"]})],
+    )
+    excluded = {x.strip().lower() for p in got for x in str(p.get("Value") or "").split(";")}
+    out: list[dict[str, Any]] = []
+    for net in networks:
+        address, bits = str(net.get("Address") or ""), int(net.get("AddressPrefixLength") or 0)
+        if str(net.get("Id") or "").lower() not in excluded and address and bits:
+            out.append({"Subnet": f"{address}/{bits}"})
+    return out
 
 
 def by_name(items: Sequence[Mapping[str, Any]], key: str = "Name") -> dict[str, Mapping[str, Any]]:

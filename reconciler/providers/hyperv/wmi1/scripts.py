@@ -22,6 +22,7 @@ def _load(name: str) -> str:
 
 SET_SWITCH_VLANS = _load("Set-SwitchVlans")
 NEW_SWITCH = _load("New-Switch")
+SET_SWITCH_BINDING = _load("Set-SwitchBinding")  # TeardownSwitch, then SetupSwitch again
 NEW_VHD = _load("New-Vhd")
 ADD_VHD_DRIVE = _load("Add-VhdDrive")
 EXTEND_PARTITION = _load("Extend-Partition")  # diskpart: only typed integers in its lines
@@ -30,6 +31,7 @@ UNMASK_LUNS = _load("Unmask-Luns")
 TEST_LIVE_MIGRATION = _load("Test-LiveMigration")
 SET_VM_RESOURCES = _load("Set-VmResources")  # ModifyVirtualSystemResources
 GET_VHD_INFO = _load("Get-VhdInfo")  # GetVirtualHardDiskInfo's embedded instance, read
+GET_NIC_OFFLOADS = _load("Get-NicOffloads")  # *VMQ, *JumboPacket of each adapter, read
 STOP_VM_ROLE = _load("Stop-VmRole")  # Stop-ClusterGroup, the VM resource shut down
 SET_VM_STATE = _load("Set-VmState")  # a VM that is not clustered: RequestStateChange
 REMOVE_VHD_DRIVE = _load("Remove-VhdDrive")  # RemoveVirtualSystemResources
@@ -38,6 +40,7 @@ EXPAND_VHD = _load("Expand-Vhd")  # ExpandVirtualHardDisk (offline only on 2008 
 ALL: dict[str, str] = {
     "Set-SwitchVlans": SET_SWITCH_VLANS,
     "New-Switch": NEW_SWITCH,
+    "Set-SwitchBinding": SET_SWITCH_BINDING,
     "New-Vhd": NEW_VHD,
     "Add-VhdDrive": ADD_VHD_DRIVE,
     "Extend-Partition": EXTEND_PARTITION,
@@ -45,6 +48,7 @@ ALL: dict[str, str] = {
     "Unmask-Luns": UNMASK_LUNS,
     "Test-LiveMigration": TEST_LIVE_MIGRATION,
     "Get-VhdInfo": GET_VHD_INFO,
+    "Get-NicOffloads": GET_NIC_OFFLOADS,
     "Set-VmResources": SET_VM_RESOURCES,
     "Stop-VmRole": STOP_VM_ROLE,
     "Set-VmState": SET_VM_STATE,

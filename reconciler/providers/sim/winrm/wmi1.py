@@ -12,6 +12,7 @@ and a port's VLAN settings carry the port's name in their InstanceID.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -358,11 +359,39 @@ def _nic_objects(host: Host) -> Iterator[PSObject]:
             "Win32_NetworkAdapter",
             {
                 "DeviceID": str(i + 1),
+                "Index": o.u32(i + 1),
                 "NetConnectionID": nic.name,
                 "Description": uplink_port_name(nic.name),
                 "Speed": o.u64(nic.speed_mbps * 1_000_000),
                 "NetEnabled": True,
                 "PhysicalAdapter": True,
+            },
+            CIMV2,
+        )
+
+
+def _nic_configurations(host: Host) -> Iterator[PSObject]:
+    """An adapter's host address: in its network's subnet (this peer numbers the hosts of a
+    cluster 11, 12, ... by name), none on a network without a subnet (VM traffic only)."""
+    node = host.this_node()
+    nets = {n.name: n for n in host.estate.clusters[node.cluster].networks}
+    order = sorted(n.name for n in host.estate.nodes.values() if n.cluster == node.cluster)
+    for i, nic in enumerate(node.nics):
+        net = nets.get(nic.network or "")
+        address: list[str] = []
+        mask: list[str] = []
+        if net is not None and net.subnet:
+            subnet = ipaddress.ip_network(net.subnet, strict=False)
+            address = [str(subnet.network_address + 11 + order.index(node.name))]
+            mask = [str(subnet.netmask)]
+        yield obj(
+            "Win32_NetworkAdapterConfiguration",
+            {
+                "Index": o.u32(i + 1),
+                "Description": uplink_port_name(nic.name),
+                "IPEnabled": bool(address),
+                "IPAddress": o.ps_list(address) if address else None,
+                "IPSubnet": o.ps_list(mask) if mask else None,
             },
             CIMV2,
         )
@@ -411,6 +440,7 @@ def _partition_objects(host: Host) -> Iterator[PSObject]:
 
 CIM: dict[str, Any] = {
     "win32_networkadapter": _nic_objects,
+    "win32_networkadapterconfiguration": _nic_configurations,
     "win32_diskdrive": _disk_objects,
     "win32_diskpartition": _partition_objects,
 }

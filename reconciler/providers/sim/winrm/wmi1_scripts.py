@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from reconciler.model.records import SwitchConfig
 from reconciler.model.rules import switch_to_params
 from reconciler.providers.sim.winrm import objects as o
-from reconciler.providers.sim.winrm import wmi1_roles
+from reconciler.providers.sim.winrm import wmi1_networks, wmi1_roles
 from reconciler.providers.sim.winrm.binding import Param, PeerError, Spec
 from reconciler.providers.sim.winrm.cmdlets_write import WRITE_SPECS
 from reconciler.providers.sim.winrm.wmi1 import obj, u16
@@ -197,6 +198,44 @@ def new_switch(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterator[
     yield job(host, "SetupSwitch", None)
 
 
+def set_switch_binding(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterator[Any]:
+    """An existing switch bound again through the match_vswitch rule. The VLAN settings the
+    rule checks stay as they are here (the provider sets the trunk again right after)."""
+    name = p["SwitchName"]
+    current = host.this_node().status.switches.get(name)
+    if current is None:
+        raise PeerError(f"no virtual switch named {name}", "ObjectNotFound", "RuntimeException")
+    kind = p.get("SwitchType", "External").lower()
+    uplink: str | None = None
+    if kind == "external":
+        description = p.get("UplinkAdapter", "")
+        uplink = next(
+            (n.name for n in host.this_node().nics if f"{n.name} Ethernet Adapter" == description),
+            None,
+        )
+        if uplink is None:
+            raise PeerError(
+                f"no physical adapter '{description}' to bind", "ObjectNotFound", "RuntimeException"
+            )
+    cfg = replace(
+        current, type=kind, uplink_nic=uplink, management_os=bool(p.get("ManagementOS", False))
+    )
+    try:
+        host.apply(
+            spec,
+            "match_vswitch",
+            f"Node/{host.node}",
+            {"node": host.node, "switch": name, "config": switch_to_params(cfg)},
+            name,
+        )
+    except PeerError as err:
+        yield job(host, "TeardownSwitch", err)
+        return
+    yield job(host, "TeardownSwitch", None)
+    if kind != "private":
+        yield job(host, "SetupSwitch", None)
+
+
 def new_vhd(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterator[Any]:
     kind = p.get("Type", "Dynamic")
     params: dict[str, Any] = {"Path": p["Path"], "SizeBytes": p["SizeBytes"], kind: True}
@@ -318,9 +357,23 @@ def expand_vhd(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterator[
     yield from _as_job(host, "ExpandVirtualHardDisk", "Resize-VHD", params)
 
 
+def get_nic_offloads(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterator[Any]:
+    """The registry keywords a driver writes: *VMQ "1"/"0", *JumboPacket "9014"/"1514"."""
+    for nic in host.this_node().nics:
+        yield o.ps_object(
+            ("System.Management.Automation.PSCustomObject",),
+            {
+                "Name": nic.name,
+                "Vmq": "1" if nic.offloads.vmq else "0",
+                "JumboPacket": "9014" if nic.offloads.jumbo_frames else "1514",
+            },
+        )
+
+
 HANDLERS: dict[str, Any] = {
     "Set-SwitchVlans": set_switch_vlans,
     "New-Switch": new_switch,
+    "Set-SwitchBinding": set_switch_binding,
     "New-Vhd": new_vhd,
     "Add-VhdDrive": add_vhd_drive,
     "Extend-Partition": extend_partition,
@@ -372,6 +425,7 @@ CMDLETS: dict[str, tuple[Spec, Any]] = {
         validate,
     ),
     **wmi1_roles.CMDLETS,  # pause/resume, Move-/Start-/Stop-ClusterGroup
+    **wmi1_networks.CMDLETS,  # network Ids, the VM resource type's migration networks
     # ... and Move-ClusterVirtualMachineRole without -MigrationType (live only).
     "Move-ClusterVirtualMachineRole": (
         Spec(
@@ -420,3 +474,4 @@ def get_vhd_info(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterato
 
 
 HANDLERS["Get-VhdInfo"] = get_vhd_info
+HANDLERS["Get-NicOffloads"] = get_nic_offloads
