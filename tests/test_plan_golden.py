@@ -735,3 +735,33 @@ class TestScsiControllersCaseBehaviour:
         assert "set_scsi_controllers:APP01" in steps["move_disk:APP01"]["depends_on"]
         assert not any(a["params"].get("vm") == "DB01" for a in actions(case))
         assert not plan_of(case).violations
+
+
+class TestSwitchTeamCaseBehaviour:
+    """A team change recreates the switch one node at a time, each node drained first."""
+
+    def test_one_node_at_a_time_drained_recreated_resumed(self) -> None:
+        case = "switch_team_2019"
+        steps = by_id(case)
+        order = [a["id"] for a in actions(case) if a["type"] != "migrate_vm"]
+        assert order == [
+            step
+            for n in ("hv1", "hv2", "hv3")
+            for step in (f"drain_node:{n}", f"match_vswitch:{n}/vSwitch-VM", f"resume_node:{n}")
+        ]
+        assert steps["match_vswitch:hv2/vSwitch-VM"]["depends_on"] == [
+            "drain_node:hv2",
+            "resume_node:hv1",
+        ]
+        config = steps["match_vswitch:hv1/vSwitch-VM"]["params"]["config"]
+        assert config["embedded_team"] == ["NIC4", "NIC5"] and config["uplink_nic"] is None
+        # Every node is empty of running VMs when its switch is recreated.
+        for node in ("hv1", "hv2", "hv3"):
+            drain = [a["id"] for a in actions(case)].index(f"drain_node:{node}")
+            assert all(
+                a["params"]["source"] != node or i < drain
+                for i, a in enumerate(actions(case))
+                if a["type"] == "migrate_vm"
+            )
+        assert "stop_vm" not in types(case)
+        assert not plan_of(case).violations

@@ -883,3 +883,24 @@ class TestRefusalsChangeNothing:
         assert not result.done
         assert result.estate == world
         assert result.estate.records() == lab_world().records()
+
+
+class TestSwitchEmbeddedTeaming:
+    """A team change recreates the host switch: refused while a running VM there uses it."""
+
+    TEAMED = replace(TRUNK, uplink_nic=None, team_nics=("NIC1", "NIC2"))
+
+    def test_refused_before_2016(self) -> None:
+        world = stopped(lab_world(), "A", "TEST")
+        refused(world, match_switch("n1", "vs", self.TEAMED), "needs 2016 or later")
+
+    def test_refused_while_a_running_vm_uses_it_and_made_once_it_is_empty(self) -> None:
+        world = lab_world("2016")
+        refused(world, match_switch("n1", "vs", self.TEAMED), "would cut off running VMs A, TEST")
+        after = accepted(stopped(world, "A", "TEST"), match_switch("n1", "vs", self.TEAMED))
+        assert after.nodes["n1"].status.switches["vs"].team_nics == ("NIC1", "NIC2")
+
+    def test_the_team_nics_must_be_on_the_host(self) -> None:
+        world = stopped(lab_world("2016"), "A", "TEST")
+        lacking = replace(self.TEAMED, team_nics=("NIC1", "NIC9"))
+        refused(world, match_switch("n1", "vs", lacking), "n1 has no NIC NIC9 to team in vs")

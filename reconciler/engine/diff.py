@@ -151,6 +151,10 @@ def switch_fields(desired: VirtualSwitch, observed_estate: Estate) -> list[Field
             a, b = getattr(host, attr), getattr(want, attr)
             if a != b:
                 out.append(FieldChange(f"{where}.{attr}", a, b))
+        if host.team_nics != want.team_nics:
+            out.append(
+                FieldChange(f"{where}.embedded_team", list(host.team_nics), list(want.team_nics))
+            )
         if host.allowed_vlans != want.allowed_vlans:
             out.append(
                 FieldChange(

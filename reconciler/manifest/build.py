@@ -89,6 +89,7 @@ def switch_config(spec: Data) -> SwitchConfig:
         management_os=bool(spec.get("management_os", False)),
         allowed_vlans=allowed,
         native_vlan=trunk.get("native_vlan"),
+        team_nics=tuple(spec.get("embedded_team") or ()),
     )
 
 

@@ -80,6 +80,8 @@ def check_estate(
             _check_recommended_quorum(cluster, report, warn)
     for vm in estate.vms.values():
         _check_vm(estate, vm, report)
+    for switch in estate.switches.values():
+        _check_team(estate, switch, report)
     for volume in estate.volumes.values():
         if volume.size_gib > volume.lun_size_gib:
             report(
@@ -212,12 +214,13 @@ def _check_references(
                     network_names,
                 )
     for switch in estate.switches.values():
-        if switch.config.type == "external" and not switch.config.uplink_nic:
+        cfg = switch.config
+        if cfg.type == "external" and not cfg.uplink_nic and not cfg.team_nics:
             report(
                 switch,
                 ("spec", "uplink_nic"),
                 "an external switch needs an uplink NIC",
-                "uplink_nic: the physical NIC it binds",
+                "uplink_nic: the physical NIC it binds, or embedded_team: the NICs it teams",
             )
         if switch.config.type != "external" and switch.config.uplink_nic:
             report(
@@ -504,6 +507,29 @@ def _check_vm_size(vm: VirtualMachine, cluster: Cluster, report: Report) -> None
             ("spec", "memory_mib"),
             f"{vm.memory_mib} MiB is more memory than a {gen}VM has on platform {cluster.platform}",
             f"at most {max_memory} MiB ({max_memory // 1024} GiB)",
+        )
+
+
+def _check_team(estate: Estate, switch: VirtualSwitch, report: Report) -> None:
+    """Switch Embedded Teaming: 2016 and later, an external switch, instead of one uplink."""
+    team = switch.config.team_nics
+    if not team:
+        return
+    path = ("spec", "embedded_team")
+    cluster = estate.clusters.get(switch.cluster)
+    if cluster is not None and not platform(cluster.platform).embedded_teaming:
+        report(
+            switch,
+            path,
+            f"switch embedded teaming needs Windows Server 2016 or later; cluster "
+            f"'{cluster.name}' runs {cluster.platform}",
+            "a single uplink_nic, or an LBFO team made outside the reconciler",
+        )
+    if switch.config.uplink_nic is not None:
+        report(switch, path, "a switch has uplink_nic or embedded_team, not both", "remove one")
+    if switch.config.type != "external":
+        report(
+            switch, path, f"a {switch.config.type} switch has no uplink to team", "type: external"
         )
 
 

@@ -37,6 +37,8 @@ def _switch_spec(cfg: SwitchConfig) -> dict[str, Any]:
     spec: dict[str, Any] = {"type": cfg.type}
     if cfg.uplink_nic:
         spec["uplink_nic"] = cfg.uplink_nic
+    if cfg.team_nics:
+        spec["embedded_team"] = list(cfg.team_nics)
     spec["management_os"] = cfg.management_os
     if cfg.allowed_vlans or cfg.native_vlan is not None:
         # An empty allowed list is written as [] (the schema's text form needs an id).

@@ -237,6 +237,10 @@ class SwitchConfig:
     management_os: bool
     allowed_vlans: frozenset[int]
     native_vlan: int | None
+    # Switch Embedded Teaming (2016 and later): the host NICs the switch teams as its uplink.
+    # Empty: one uplink_nic. A change recreates the switch (Remove-VMSwitch, New-VMSwitch
+    # -EnableEmbeddedTeaming), so the node is drained first.
+    team_nics: tuple[str, ...] = field(default=(), metadata=LATER)
 
 
 @dataclass(frozen=True, slots=True)

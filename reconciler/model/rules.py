@@ -112,7 +112,20 @@ def _match_vswitch(estate: Estate, action: Action) -> RuleResult:
     current = node.status.switches.get(name)
     if current == cfg:
         return already_done(estate)
-    if current is not None and (current.type, current.uplink_nic) != (cfg.type, cfg.uplink_nic):
+    cluster = estate.clusters.get(node.cluster)
+    if cfg.team_nics and cluster is not None and not platform(cluster.platform).embedded_teaming:
+        return fail(
+            estate, f"switch embedded teaming needs 2016 or later (cluster runs {cluster.platform})"
+        )
+    missing = [n for n in cfg.team_nics if node.nics and n not in {x.name for x in node.nics}]
+    if missing:
+        return fail(estate, f"{node.name} has no NIC {', '.join(missing)} to team in {name}")
+    if current is not None and (current.type, current.uplink_nic, current.team_nics) != (
+        cfg.type,
+        cfg.uplink_nic,
+        cfg.team_nics,
+    ):
+        # The switch is removed and made again: whatever runs on it here would be cut off.
         users = [
             vm.name
             for vm in estate.vms_on(node.name)
@@ -121,7 +134,7 @@ def _match_vswitch(estate: Estate, action: Action) -> RuleResult:
         if users:
             return fail(
                 estate,
-                f"changing the type or uplink of {name} on {node.name} would cut off running "
+                f"changing the type, uplink or team of {name} on {node.name} would cut off running "
                 f"VMs {', '.join(users)}: move them first",
             )
     if cfg.uplink_nic and node.nics and cfg.uplink_nic not in {n.name for n in node.nics}:

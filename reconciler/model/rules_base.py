@@ -55,6 +55,8 @@ def switch_to_params(cfg: SwitchConfig) -> dict[str, Any]:
         "management_os": cfg.management_os,
         "allowed_vlans": format_vlan_list(cfg.allowed_vlans),
         "native_vlan": cfg.native_vlan,
+        # Only when teamed, so plans of single-uplink switches read as they always did.
+        **({"embedded_team": list(cfg.team_nics)} if cfg.team_nics else {}),
     }
 
 
@@ -66,6 +68,7 @@ def switch_from_params(p: Mapping[str, Any]) -> SwitchConfig:
         management_os=bool(p.get("management_os", False)),
         allowed_vlans=parse_vlan_list(allowed) if allowed else frozenset(),
         native_vlan=p.get("native_vlan"),
+        team_nics=tuple(p.get("embedded_team") or ()),
     )
 
 

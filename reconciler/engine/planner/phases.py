@@ -11,10 +11,11 @@ from reconciler.engine.lifecycle import (
 from reconciler.engine.planner.formation import Formation
 from reconciler.engine.planner.rolling import Rolling
 from reconciler.engine.planner.storage import Storage
+from reconciler.engine.planner.teaming import Teaming
 from reconciler.engine.planner.vms import Vms
 
 
-class ClusterPlanner(Vms, Rolling, Storage, Formation):
+class ClusterPlanner(Vms, Rolling, Storage, Formation, Teaming):
     __slots__ = ()
 
     def plan(self) -> None:
@@ -30,7 +31,8 @@ class ClusterPlanner(Vms, Rolling, Storage, Formation):
         report_unmanaged(self, desired_cluster)
         self.check_platform(desired_cluster, observed_cluster)
         self.cluster_addresses(desired_cluster)
-        member_fixes = self.fix_member_switches(observed_cluster)
+        recreated = self.recreate_teamed_switches(observed_cluster)
+        member_fixes = [*recreated, *self.fix_member_switches(observed_cluster)]
         joins = [*formed, *self.add_nodes(desired_cluster, member_fixes)]
         # With evictions to come, quorum is set once, for the membership after them.
         leaving = leaving_nodes(self, desired_cluster)
