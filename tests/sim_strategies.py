@@ -248,6 +248,9 @@ def actions(draw: st.DrawFn, estate: Estate, cluster: str) -> Action:
                 "create_csv",
                 "rename_csv",
                 "remove_csv",
+                "set_scsi_controllers",
+                "set_cluster_addresses",
+                "create_cluster",
             )
         )
     )
@@ -355,6 +358,22 @@ def _lifecycle_action(draw: st.DrawFn, kind: str, estate: Estate, cluster: str) 
             return act(kind, cluster, volume=volume, lun=lun)
         return act(
             kind, cluster, volume=volume, name=draw(st.sampled_from(("Gold", "V1"))), lun=lun
+        )
+    if kind == "set_scsi_controllers":
+        count = draw(st.integers(min_value=0, max_value=5))
+        return act(kind, cluster, vm=draw(st.sampled_from(vms)), count=count)
+    if kind == "set_cluster_addresses":
+        addresses = draw(st.lists(st.sampled_from(("10.0.0.5", "10.20.0.9", "bad")), max_size=2))
+        return act(kind, cluster, addresses=sorted(set(addresses)))
+    if kind == "create_cluster":
+        members = draw(st.lists(st.sampled_from(nodes), min_size=1, max_size=3, unique=True))
+        return act(
+            kind,
+            draw(st.sampled_from((cluster, "edge"))),
+            platform="2016",
+            nodes=members,
+            addresses=[draw(st.sampled_from(("10.20.0.10", "192.168.1.1")))],
+            networks=[{"name": "M", "roles": ["management"], "subnet": "10.20.0.0/24"}],
         )
     if kind == "set_vm_memory":
         bound = st.sampled_from((512, 1024, 2048, 4096, 8192))

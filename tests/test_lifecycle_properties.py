@@ -376,3 +376,50 @@ class TestDiskSlotSwaps:
         slots = {d.name: (d.controller_number, d.slot) for d in after.vms[want.name].disks}
         assert slots[first.name] == (second.controller_number, second.slot)
         assert slots[second.name] == (first.controller_number, first.slot)
+
+
+class TestFormingClusters:
+    """A cluster the world has not formed (its hosts standalone, its CSVs' LUNs presented, no
+    VM) is built from zero: create_cluster first, then it converges like any cluster."""
+
+    @examples
+    @given(estates(behind_the_back=False), st.data())
+    def test_a_cluster_not_formed_yet_is_built_from_zero(
+        self, case: Case, data: st.DataObject
+    ) -> None:
+        name = data.draw(st.sampled_from(sorted(case.desired.clusters)))
+        cluster = case.desired.clusters[name]
+        subnet = next(n.subnet for n in cluster.networks if n.subnet)
+        address = subnet.rsplit(".", 1)[0] + ".10"
+        desired = case.desired.with_record(replace(cluster, addresses=(address,)))
+        observed = case.observed.without("Cluster", name)
+        free = {}
+        for volume in case.desired.volumes_of(name):
+            desired = desired.with_record(replace(volume, lun=f"LUN-{volume.name}"))
+            observed = observed.without("ClusterSharedVolume", volume.name)
+            free[f"LUN-{volume.name}"] = volume.lun_size_gib
+        for vm in case.desired.vms.values():
+            if vm.cluster == name:
+                observed = observed.without("VirtualMachine", vm.name)
+        for node in case.observed.nodes_of(name):
+            status = replace(node.status, luns=frozenset(), free_luns=frozen_map(free))
+            observed = observed.with_record(replace(node, status=status, maintenance=False))
+        plan = make_plan(desired, observed)
+        assert list(VALIDATOR.iter_errors(plan.to_json())) == []
+        mine = [a for a in plan.actions if a.cluster == name]
+        # The hosts' switches made identical first (validation needs them so), then formed.
+        switches = [a.id for a in mine if a.type in ("match_vswitch", "set_vlan_trunk")]
+        rest = [a for a in mine if a.id not in switches]
+        assert rest[0].type == "create_cluster", [a.id for a in mine]
+        assert set(switches) <= set(rest[0].depends_on)
+        assert sorted(a.params["volume"] for a in mine if a.type == "create_csv") == sorted(
+            v.name for v in case.desired.volumes_of(name)
+        )
+        if plan.blocked:
+            assert any(v.rule in REFUSALS for v in plan.violations), plan.violations
+            return
+        after = assert_converges(desired, observed, plan)
+        assert sorted(after.clusters[name].nodes) == sorted(cluster.nodes)
+        assert {v.name for v in after.vms.values() if v.cluster == name} == {
+            v.name for v in case.desired.vms.values() if v.cluster == name
+        }
