@@ -304,11 +304,11 @@ class ClusterSharedVolume:
     cluster: str
     lun_size_gib: int
     size_gib: int
+    labels: Mapping[str, str] = field(default_factory=frozen_map)
+    status: VolumeStatus = field(default_factory=VolumeStatus)
     # The LUN's id on the array: which presented LUN create_csv formats, and what makes a
     # volume under a new name the same volume (rename_csv). None: not recorded.
     lun: str | None = field(default=None, metadata=LATER)
-    labels: Mapping[str, str] = field(default_factory=frozen_map)
-    status: VolumeStatus = field(default_factory=VolumeStatus)
     _digest: str | None = DIGEST_SLOT
 
 
