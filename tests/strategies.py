@@ -84,9 +84,10 @@ def _networks(draw: st.DrawFn) -> tuple[ClusterNetwork, ...]:
             name=name,
             roles=tuple(draw(st.lists(st.sampled_from(ROLES), min_size=1, unique=True))),
             bandwidth_mbps=draw(st.sampled_from([100, 1000, 10_000, 25_000])),
-            subnet=draw(st.none() | texts),
+            # One cluster network per IP subnet: each its own, in CIDR form.
+            subnet=draw(st.none() | st.just(f"10.{i}.0.0/16")),
         )
-        for name in network_names
+        for i, name in enumerate(network_names)
     )
 
 
@@ -228,6 +229,7 @@ def _vm(
     cluster: Cluster,
     switches: list[VirtualSwitch],
     volumes: list[str],
+    macs: set[str | None],  # static MACs the cluster's adapters use already
 ) -> VirtualMachine:
     profile = platform(cluster.platform)
     generation = draw(st.sampled_from([1, 2] if profile.generation2 else [1]))
@@ -235,11 +237,15 @@ def _vm(
     nics = []
     for nic_name in nic_names:
         switch = draw(st.sampled_from(switches))
-        mac = draw(st.none() | st.from_regex(r"\A[0-9A-F]{12}\Z"))
+        # A unicast MAC (first octet even), used by one adapter only.
+        mac = draw(st.none() | st.from_regex(r"\A[0-9A-F][02468ACE][0-9A-F]{10}\Z"))
+        if mac is not None and (int(mac, 16) == 0 or mac in macs):
+            mac = None
+        macs.add(mac)
         carried = sorted(switch.config.allowed_vlans)
         if carried and draw(st.booleans()):  # a trunk adapter, on VLANs the switch carries
             trunk = frozenset(draw(st.lists(st.sampled_from(carried), min_size=1, max_size=4)))
-            native = draw(st.none() | st.sampled_from(carried))
+            native = draw(st.sampled_from(carried))  # a trunk adapter needs its native VLAN
             nics.append(VmNic(nic_name, switch.name, None, trunk, native, mac))
         else:
             nics.append(VmNic(nic_name, switch.name, draw(_vlan_for(switch.config)), mac=mac))
@@ -247,7 +253,7 @@ def _vm(
     return VirtualMachine(
         name=name,
         cluster=cluster.name,
-        memory_mib=draw(st.integers(32, 2048)),
+        memory_mib=2 * draw(st.integers(16, 1024)),  # Hyper-V sets memory in 2 MB steps
         vcpus=draw(st.integers(1, profile.max_vm_vcpus(generation))),
         generation=generation,
         node=draw(st.none() | st.sampled_from(cluster.nodes)),
@@ -261,6 +267,23 @@ def _vm(
         disks=draw(_disks(generation, volumes, profile.vhdx)),
         labels=draw(labels),
     )
+
+
+def _fit_disks(vms: list[VirtualMachine], sizes: dict[str, int]) -> list[VirtualMachine]:
+    """A new fixed disk no larger than its volume; each file attached once."""
+    used: set[tuple[str, str]] = set()
+    out: list[VirtualMachine] = []
+    for vm in vms:
+        disks = []
+        for disk in vm.disks:
+            if (disk.volume, disk.file_path(vm.name).lower()) in used:
+                disk = replace(disk, file=None)
+            if disk.type == "fixed" and disk.file is None:
+                disk = replace(disk, size_gib=min(disk.size_gib, sizes[disk.volume]))
+            used.add((disk.volume, disk.file_path(vm.name).lower()))
+            disks.append(disk)
+        out.append(replace(vm, disks=tuple(disks)))
+    return out
 
 
 def _fit(
@@ -356,9 +379,13 @@ def estates(draw: st.DrawFn) -> Estate:
             ClusterSharedVolume(name, cluster_name, lun, draw(st.integers(1, lun)), draw(labels))
         )
     volume_names = [v.name for v in volumes]
+    macs: set[str | None] = set()
     vms = _fit(
-        [draw(_vm(name, cluster, switches, volume_names)) for name in vm_names], cluster, nodes
+        [draw(_vm(name, cluster, switches, volume_names, macs)) for name in vm_names],
+        cluster,
+        nodes,
     )
+    vms = _fit_disks(vms, {v.name: v.size_gib for v in volumes})
     return Estate(
         clusters={cluster_name: cluster},
         nodes=nodes,

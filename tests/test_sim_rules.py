@@ -816,6 +816,18 @@ ONCE_THEN_DONE: dict[str, tuple[Callable[[], Estate], tuple[Action, ...], Action
         act("set_cluster_addresses", addresses=["10.0.0.5"]),
     ),
     "set_scsi_controllers": (lab_world, (STOP_A,), act("set_scsi_controllers", vm="A", count=3)),
+    "set_cluster_network": (
+        lab_world,
+        (),
+        act(
+            "set_cluster_network",
+            network="LM",
+            subnet=None,
+            name="Migration",
+            roles=["heartbeat", "live_migration"],
+            role="cluster",
+        ),
+    ),
     "set_vm_memory": (
         lab_world,
         (STOP_A,),

@@ -142,7 +142,7 @@ def _summary(plan: Plan) -> list[str]:
     elif plan.actions:
         out += ["> **Safe to apply**: no safety rule is broken.", ""]
     if not plan.actions and not plan.violations:
-        return out + _unmanaged(plan)
+        return out + _unmanaged(plan) + _notes(plan)  # informational notes, conditions
     s = plan.summary()
     by_disruption = Counter(a.disruption for a in plan.actions)
     disruption = ", ".join(f"{by_disruption[d]} {d}" for d in DISRUPTION_ORDER if by_disruption[d])
@@ -173,12 +173,17 @@ def _summary(plan: Plan) -> list[str]:
     ]
     out += _removals(plan)
     out += _violations(plan)
-    if plan.notes:
-        out += ["**Notes**", ""]
-        out += [f"- {md(n)}" for n in plan.notes[:MAX_NOTES]]
-        if len(plan.notes) > MAX_NOTES:
-            out.append(f"- … and {len(plan.notes) - MAX_NOTES} more: {FULL_PLAN}")
-        out.append("")
+    return out + _notes(plan)
+
+
+def _notes(plan: Plan) -> list[str]:
+    if not plan.notes:
+        return []
+    out = ["**Notes**", ""]
+    out += [f"- {md(n)}" for n in plan.notes[:MAX_NOTES]]
+    if len(plan.notes) > MAX_NOTES:
+        out.append(f"- … and {len(plan.notes) - MAX_NOTES} more: {FULL_PLAN}")
+    out.append("")
     return out
 
 

@@ -77,11 +77,13 @@ def choose_destination(
 ) -> str | None:
     """The best node for ``vm``: valid, then preferred, fewest soft conflicts, most free memory."""
     cluster = estate.clusters[vm.cluster]
+    grouped = bool(vm.anti_affinity_group)  # without a group, no soft conflicts to count
+    known: dict[str, int] = estate.memo("free_mib")  # free_memory_mib's own memo, read here
     scored = sorted(
         (
             0 if name in prefer else 1,
-            soft_conflicts(estate, vm, name),
-            -free_memory_mib(estate, name),
+            soft_conflicts(estate, vm, name) if grouped else 0,
+            -(known[name] if name in known else free_memory_mib(estate, name)),
             name,
         )
         for name in cluster.nodes

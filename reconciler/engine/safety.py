@@ -8,13 +8,15 @@ live migration of `never` VMs, downtime and deletion only where allowed).
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from reconciler.engine.plan import PlanViolation, Severity
 from reconciler.model.actions import Action
 from reconciler.model.capacity import free_memory_mib, vm_cost_mib
-from reconciler.model.records import Estate, VirtualMachine
-from reconciler.model.rules import apply_rules, invariants, touched_between
+from reconciler.model.records import Cluster, Estate, VirtualMachine
+from reconciler.model.rules import Touched, apply_rules, invariants, touched_between
 
 FIXES: dict[str, str] = {
     "quorum": "take fewer nodes out of service at once, or fix quorum first",
@@ -81,6 +83,210 @@ def reserve_shortfall(estate: Estate, cluster_name: str) -> str | None:
                 )
             heapq.heapreplace(rooms, -(most - cost))
     return None
+
+
+@dataclass(slots=True)
+class _NodeReserve:
+    serving: bool
+    free: int
+    victims: list[tuple[int, str, int]]  # (cost, name, memory) of its running HA VMs
+    load: int
+    largest: int
+
+
+class ReserveTracker:
+    """``reserve_shortfall`` of a replay's successive states, kept per node.
+
+    A step changes a few nodes (a move: two); only theirs are recomputed, with the cluster's
+    free memory and each node's slack test adjusted by their difference: the test that proves
+    most nodes' failure harmless is then one max() over the cluster. The answer is
+    ``reserve_shortfall``'s, message for message (the exact test runs as it does there).
+    """
+
+    def __init__(self, cluster_name: str) -> None:
+        self.cluster_name = cluster_name
+        self.cluster: Cluster | None = None
+        self.nodes: dict[str, _NodeReserve] = {}
+        self.node_count = -1  # nodes in the state (a node gone means starting over)
+        self.serving: list[str] = []  # by name
+        self.total_free = 0
+        # free + load + (others x largest) of each serving node with HA VMs: above the
+        # cluster's free memory, first-fit could fail, and the exact test must run.
+        self.keys: dict[str, int] = {}
+        self.dirty: set[str] = set()
+        self.rebuild = True
+
+    def step(self, touched: Touched | None) -> None:
+        """Note what the next state changed (None: not known, recompute every node)."""
+        if touched is None:
+            self.rebuild = True
+        else:
+            self.dirty |= touched.nodes
+
+    def _entry(self, state: Estate, cluster: Cluster, name: str) -> _NodeReserve:
+        node = state.nodes[name]
+        serving = node.status.state == "up" and not node.maintenance
+        victims = [
+            (vm_cost_mib(vm, cluster), vm.name, vm.memory_mib)
+            for vm in state.vms_on(name)
+            if vm.power_state == "running" and vm.highly_available
+        ]
+        costs = [c for c, _, _ in victims]
+        return _NodeReserve(
+            serving, free_memory_mib(state, name), victims, sum(costs), max(costs, default=0)
+        )
+
+    def _same_costs(self, cluster: Cluster) -> bool:
+        """Memory costs and usable memory depend on these of the cluster, not its status."""
+        seen = self.cluster
+        return seen is cluster or (
+            seen is not None
+            and (seen.platform, seen.memory, seen.nodes, seen.placement)
+            == (cluster.platform, cluster.memory, cluster.nodes, cluster.placement)
+        )
+
+    def _key(self, name: str) -> None:
+        entry = self.nodes[name]
+        if entry.serving and entry.victims:
+            others = len(self.serving) - 1
+            self.keys[name] = entry.free + entry.load + others * entry.largest
+        else:
+            self.keys.pop(name, None)
+
+    def _totals(self) -> None:
+        self.serving = [n for n in sorted(self.nodes) if self.nodes[n].serving]
+        self.total_free = sum(self.nodes[n].free for n in self.serving)
+        self.keys = {}
+        for name in self.serving:
+            self._key(name)
+
+    def _refresh(self, state: Estate, cluster: Cluster) -> None:
+        dirty, self.dirty = self.dirty, set()
+        members = cluster.nodes
+        whole = (
+            self.rebuild
+            or not self._same_costs(cluster)
+            or len(state.nodes) != self.node_count
+            or any(n not in self.nodes and n in state.nodes and n in members for n in dirty)
+        )
+        self.rebuild, self.cluster, self.node_count = False, cluster, len(state.nodes)
+        if whole:
+            self.nodes = {n: self._entry(state, cluster, n) for n in members if n in state.nodes}
+            self._totals()
+            return
+        serving_changed = False
+        for name in sorted(dirty):
+            old = self.nodes.get(name)
+            if old is None:
+                continue  # not a member of this cluster
+            new = self.nodes[name] = self._entry(state, cluster, name)
+            if old.serving != new.serving:
+                serving_changed = True
+            elif new.serving:
+                self.total_free += new.free - old.free
+        if serving_changed:
+            self._totals()  # every node's slack test counts the others
+            return
+        for name in dirty:
+            if name in self.nodes:
+                self._key(name)
+
+    def shortfall(self, state: Estate) -> str | None:
+        cluster = state.clusters.get(self.cluster_name)
+        if cluster is None or cluster.placement.failover_reserve_nodes <= 0:
+            self.rebuild = True
+            return None
+        self._refresh(state, cluster)
+        if not self.keys or max(self.keys.values()) <= self.total_free:
+            return None  # the slack proves every node's failure harmless
+        serving, total_free = self.serving, self.total_free
+        others = len(serving) - 1
+        for failed in serving:
+            entry = self.nodes[failed]
+            if not entry.victims:
+                continue
+            if total_free - entry.free - entry.load >= others * entry.largest:
+                continue
+            rooms = [-self.nodes[n].free for n in serving if n != failed]
+            heapq.heapify(rooms)
+            for cost, name, memory in sorted(entry.victims, key=lambda v: (-v[0], v[1])):
+                most = -rooms[0] if rooms else 0
+                if most < cost:
+                    return (
+                        f"if {failed} failed, {name} ({memory} MiB) could not restart: "
+                        "the cluster lacks one node's worth of free memory (N+1)"
+                    )
+                heapq.heapreplace(rooms, -(most - cost))
+        return None
+
+
+def _hard_member(vm: VirtualMachine, cluster_name: str) -> bool:
+    return (
+        vm.anti_affinity_mode == "hard"
+        and bool(vm.anti_affinity_group)
+        and vm.cluster == cluster_name
+        and vm.node is not None
+        and vm.power_state == "running"
+    )
+
+
+def _group_breaches(
+    estate: Estate, cluster_name: str, group: str, node: str
+) -> list[tuple[str, str]]:
+    """(second VM, message) of each breach of one group on one node, as the full scan says."""
+    members = [
+        vm.name
+        for vm in estate.vms_on(node)  # by name
+        if _hard_member(vm, cluster_name) and vm.anti_affinity_group == group
+    ]
+    return [(m, f"{members[0]} and {m} (group {group}) share {node}") for m in members[1:]]
+
+
+class AffinityTracker:
+    """``hard_affinity_breaches`` of a replay's successive states, kept per (group, node).
+
+    A breach is two running VMs of one hard group on one node: only the (group, node) pairs
+    of the VMs a step changed can gain or lose one, so only those are looked at.
+    """
+
+    def __init__(self, estate: Estate, cluster_name: str) -> None:
+        self.cluster_name = cluster_name
+        self.reset(estate)
+
+    def reset(self, estate: Estate) -> None:
+        self.state = estate  # the state the breaches are of
+        self.breaches = Counter(hard_affinity_breaches(estate, self.cluster_name))
+
+    def new_breaches(self, before: Estate, after: Estate, touched: Touched | None) -> list[str]:
+        """The breaches of ``after`` not in the last state looked at, in the full scan's order.
+
+        ``touched``: what changed from ``before`` to ``after``; None when not known.
+        """
+        if touched is None or before is not self.state:
+            found = hard_affinity_breaches(after, self.cluster_name)
+            new = [b for b in found if b not in self.breaches]
+            self.state, self.breaches = after, Counter(found)
+            return new
+        self.state = after
+        pairs: set[tuple[str, str]] = set()
+        for name in touched.changed_vms:
+            for state in (before, after):
+                vm = state.vms.get(name)
+                if vm is not None and _hard_member(vm, self.cluster_name):
+                    pairs.add((vm.anti_affinity_group or "", vm.node or ""))
+        if not pairs:
+            return []
+        gained: list[tuple[str, str]] = []
+        lost: list[str] = []
+        for group, node in pairs:
+            gained.extend(_group_breaches(after, self.cluster_name, group, node))
+            lost.extend(m for _, m in _group_breaches(before, self.cluster_name, group, node))
+        # The full scan lists breaches by the name of their second VM.
+        new = [m for _, m in sorted(gained) if m not in self.breaches]
+        self.breaches.subtract(lost)
+        self.breaches.update(m for _, m in gained)
+        self.breaches = +self.breaches  # drop the pairs no longer in breach
+        return new
 
 
 def hard_affinity_breaches(estate: Estate, cluster_name: str) -> list[str]:
@@ -260,9 +466,10 @@ def _replay_cluster(
     clusters = sorted({a.cluster for a in actions})
     baseline = {(v.rule, v.target) for c in clusters for v in invariants(observed, c)}
     reserve_before = {c: reserve_shortfall(observed, c) is not None for c in clusters}
+    reserves = {c: ReserveTracker(c) for c in clusters}
     # Breaches in the state before the current step: a breach is reported by the step that
     # makes it, not again by every later step while it lasts.
-    affinity_before = {c: set(hard_affinity_breaches(observed, c)) for c in clusters}
+    affinity = {c: AffinityTracker(observed, c) for c in clusters}
 
     def add(v: PlanViolation) -> None:
         key = (v.rule, v.target, v.message)
@@ -286,8 +493,13 @@ def _replay_cluster(
                 )
             )
             continue
-        touched = touched_between(state, result.estate)
-        state = result.estate
+        before, state = state, result.estate
+        touched = touched_between(before, state)
+        # Known only when the step's records were found one by one (see changes_since); a
+        # step whose intermediate states are gone is rechecked whole by the trackers.
+        exact = touched if state.changes_since(before) is not None else None
+        for tracker in reserves.values():
+            tracker.step(exact)
         for inv in invariants(state, action.cluster, touched):
             if (inv.rule, inv.target) not in baseline:
                 add(
@@ -317,7 +529,7 @@ def _replay_cluster(
                 )
         reserve_at_risk = action.type in SPENDS_RESERVE
         if cluster is not None and reserve_at_risk and not reserve_before.get(action.cluster):
-            short = reserve_shortfall(state, action.cluster)
+            short = reserves[action.cluster].shortfall(state)
             if short:
                 severity: Severity = (
                     "block" if cluster.placement.reserve_policy == "block" else "warn"
@@ -332,18 +544,16 @@ def _replay_cluster(
                         action.id,
                     )
                 )
-        breaches = hard_affinity_breaches(state, action.cluster)
-        for breach in breaches:
-            if breach not in affinity_before.get(action.cluster, set()):
-                add(
-                    PlanViolation(
-                        "anti_affinity",
-                        action.target,
-                        breach,
-                        "place the group's VMs on different nodes",
-                        "block",
-                        action.id,
-                    )
+        watch = affinity.get(action.cluster)
+        for breach in watch.new_breaches(before, state, exact) if watch else ():
+            add(
+                PlanViolation(
+                    "anti_affinity",
+                    action.target,
+                    breach,
+                    "place the group's VMs on different nodes",
+                    "block",
+                    action.id,
                 )
-        affinity_before[action.cluster] = set(breaches)
+            )
     return state, out

@@ -5,6 +5,7 @@ Defaults are applied here, once; VLAN lists are normalised to sets of ids.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, cast
 
@@ -14,6 +15,7 @@ from reconciler.model.records import (
     ClusterNetwork,
     ClusterSharedVolume,
     ClusterStatus,
+    Disk,
     DynamicMemory,
     Hardware,
     Hook,
@@ -44,21 +46,41 @@ from reconciler.model.vlans import parse_vlan_list
 Data = dict[str, Any]
 
 
+# Labels and left-out fields repeat over an estate's records: each distinct value is built
+# once and shared (they are immutable). Bounded, for a process that loads many estates.
+_SHARED: dict[Any, Any] = {}
+_SHARED_MAX = 10_000
+
+
+def _shared(key: Any, make: Callable[[], Any]) -> Any:
+    found = _SHARED.get(key)
+    if found is None:
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()
+        found = _SHARED[key] = make()
+    return found
+
+
 def _labels(data: Data) -> Any:
-    return frozen_map({str(k): str(v) for k, v in (data["metadata"].get("labels") or {}).items()})
+    labels = data["metadata"].get("labels")
+    if not labels:
+        return frozen_map()
+    items = tuple((str(k), str(v)) for k, v in labels.items())
+    return _shared(("labels", items), lambda: frozen_map(dict(items)))
 
 
 def _unset(spec: Data, *paths: str) -> frozenset[str]:
     """The dotted spec paths among ``paths`` that the document leaves out."""
-    out: set[str] = set()
+    out: list[str] = []
     for path in paths:
         node: Any = spec
         for part in path.split("."):
             if not isinstance(node, dict) or part not in node:
-                out.add(path)
+                out.append(path)
                 break
             node = node[part]
-    return frozenset(out)
+    key = ("unset", *out)
+    return cast(frozenset[str], _shared(key, lambda: frozenset(out)))
 
 
 CLUSTER_DEFAULTED = (
@@ -263,6 +285,11 @@ def _vm_nic(n: Data) -> VmNic:
     )
 
 
+def _disk(params: Data, file_size_gib: float | None) -> Disk:
+    disk = disk_from_params(params)
+    return disk if file_size_gib is None else replace(disk, file_size_gib=file_size_gib)
+
+
 def _dynamic_memory(spec: Data) -> DynamicMemory | None:
     """None when left out (not managed); a bound left out is the startup memory (the schema
     asks for both, so that only happens in a document already reported)."""
@@ -305,7 +332,7 @@ def build_vm(data: Data) -> VirtualMachine:
         dynamic_memory=_dynamic_memory(spec),
         scsi_controllers=spec.get("scsi_controllers"),
         disks=tuple(
-            replace(disk_from_params(d), file_size_gib=file_sizes.get(d["name"]))
+            _disk(d, file_sizes.get(d["name"]) if file_sizes else None)
             for d in spec.get("disks") or ()
         ),
         labels=_labels(data),

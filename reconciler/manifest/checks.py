@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Set
 from dataclasses import replace
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from reconciler.manifest.checks_platform import check_platform_rules
 from reconciler.manifest.documents import Document
 from reconciler.manifest.errors import ManifestError, did_you_mean, one_of
 from reconciler.model.addresses import network_of, subnets
@@ -72,16 +73,18 @@ def check_estate(
         doc = sources[(kind_of(record), record.name)]
         errors.append(doc.warning(path, message, allowed))
 
-    _check_references(estate, report, references, world)
+    index = _ByCluster(estate)
+    _check_references(estate, index, report, references, world)
     errors.extend(references.errors())
     for cluster in estate.clusters.values():
-        _check_cluster(estate, cluster, report, world)
+        _check_cluster(estate, index, cluster, report, world)
         if not world:
             _check_recommended_quorum(cluster, report, warn)
     for vm in estate.vms.values():
         _check_vm(estate, vm, report)
     for switch in estate.switches.values():
         _check_team(estate, switch, report)
+    check_platform_rules(estate, report, world)
     for volume in estate.volumes.values():
         if volume.size_gib > volume.lun_size_gib:
             report(
@@ -92,6 +95,27 @@ def check_estate(
                 f"size_gib at most lun_size_gib ({volume.lun_size_gib})",
             )
     return errors
+
+
+class _ByCluster:
+    """Each cluster's objects, grouped once: the checks ask per VM and per cluster, and a scan
+    of the whole estate each time would grow with the square of its size."""
+
+    def __init__(self, estate: Estate) -> None:
+        self.nodes: dict[str, list[Node]] = defaultdict(list)
+        for name in sorted(estate.nodes):
+            node = estate.nodes[name]
+            self.nodes[node.cluster].append(node)
+        self.switches: dict[str, list[str]] = defaultdict(list)
+        for name in sorted(estate.switches):
+            self.switches[estate.switches[name].cluster].append(name)
+        self.volumes: dict[str, list[str]] = defaultdict(list)
+        for name in sorted(estate.volumes):
+            self.volumes[estate.volumes[name].cluster].append(name)
+        self.vms: dict[str, list[VirtualMachine]] = defaultdict(list)
+        for vm in estate.vms.values():
+            self.vms[vm.cluster].append(vm)
+        self.members = {name: sorted(c.nodes) for name, c in estate.clusters.items()}
 
 
 class _UnknownReferences:
@@ -148,7 +172,11 @@ def _cluster_of(
 
 
 def _check_references(
-    estate: Estate, report: Report, ref: _UnknownReferences, world: bool = False
+    estate: Estate,
+    index: _ByCluster,
+    report: Report,
+    ref: _UnknownReferences,
+    world: bool = False,
 ) -> None:
     clusters = sorted(estate.clusters)
     owned: list[Node | VirtualSwitch | ClusterSharedVolume | VirtualMachine] = [
@@ -164,7 +192,7 @@ def _check_references(
         if record.cluster not in estate.clusters and not standalone:
             ref(record, ("spec", "cluster"), "cluster", record.cluster, clusters)
     for cluster in estate.clusters.values():
-        own = sorted(n.name for n in estate.nodes_of(cluster.name))
+        own = [n.name for n in index.nodes.get(cluster.name, ())]
         for i, node_name in enumerate(cluster.nodes):
             node = estate.nodes.get(node_name)
             if node is None:
@@ -189,7 +217,7 @@ def _check_references(
         if cluster.test_vm is not None:
             test_vm = estate.vms.get(cluster.test_vm)
             if test_vm is None or test_vm.cluster != cluster.name:
-                cluster_vms = [v.name for v in estate.vms.values() if v.cluster == cluster.name]
+                cluster_vms = [v.name for v in index.vms.get(cluster.name, ())]
                 ref(
                     cluster,
                     ("spec", "test_vm"),
@@ -238,7 +266,7 @@ def _check_references(
             )
         uplink = switch.config.uplink_nic
         if uplink and switch.cluster in estate.clusters:
-            for node in estate.nodes_of(switch.cluster):
+            for node in index.nodes.get(switch.cluster, ()):
                 nic_names = [n.name for n in node.nics]
                 if node.nics and uplink not in nic_names:
                     report(
@@ -250,9 +278,9 @@ def _check_references(
     for vm in estate.vms.values():
         if vm.cluster not in estate.clusters:
             continue
+        members = index.members[vm.cluster]
         if vm.node is not None:
             node = estate.nodes.get(vm.node)
-            members = sorted(estate.clusters[vm.cluster].nodes)
             if node is None or vm.node not in members:
                 ref(
                     vm,
@@ -263,7 +291,6 @@ def _check_references(
                     vm.cluster,
                     _cluster_of(estate.nodes, vm.node),
                 )
-        members = sorted(estate.clusters[vm.cluster].nodes)
         for owner in sorted(vm.preferred_owners or ()):
             if owner not in members:
                 ref(
@@ -275,7 +302,7 @@ def _check_references(
                     vm.cluster,
                     _cluster_of(estate.nodes, owner),
                 )
-        switches = sorted(s.name for s in estate.switches_of(vm.cluster))
+        switches = index.switches.get(vm.cluster, [])
         for i, vm_nic in enumerate(vm.nics):
             if vm_nic.switch not in switches:
                 ref(
@@ -287,7 +314,7 @@ def _check_references(
                     vm.cluster,
                     _cluster_of(estate.switches, vm_nic.switch),
                 )
-        volumes = sorted(v.name for v in estate.volumes_of(vm.cluster))
+        volumes = index.volumes.get(vm.cluster, [])
         for i, disk in enumerate(vm.disks):
             if disk.volume not in volumes:
                 ref(
@@ -301,7 +328,9 @@ def _check_references(
                 )
 
 
-def _check_cluster(estate: Estate, cluster: Cluster, report: Report, world: bool) -> None:
+def _check_cluster(
+    estate: Estate, index: _ByCluster, cluster: Cluster, report: Report, world: bool
+) -> None:
     profile = platform(cluster.platform)
     count = len(cluster.nodes)
     for i, address in enumerate(cluster.addresses):
@@ -322,7 +351,7 @@ def _check_cluster(estate: Estate, cluster: Cluster, report: Report, world: bool
             f"{count} nodes is more than platform {cluster.platform} allows",
             f"at most {profile.max_nodes} nodes",
         )
-    vms = [vm for vm in estate.vms.values() if vm.cluster == cluster.name]
+    vms = index.vms.get(cluster.name, [])
     if len(vms) > profile.max_vms_per_cluster:
         report(
             cluster,

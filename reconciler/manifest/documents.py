@@ -6,19 +6,46 @@ Reading itself (encodings, YAML events, limits) is in ``yamlread``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from reconciler.manifest import fastyaml
 from reconciler.manifest.errors import ManifestError, format_path
 from reconciler.manifest.yamlread import (
     MAX_FILE_BYTES,
     Path_,
+    RawDocument,
     ReadError,
+    check_characters,
     decode,
     read_documents,
 )
+
+
+class Source:
+    """Where a file's documents can be read again, with positions, when an error needs them:
+    its text, or (for documents from the cache) the file. Read once, for all its documents."""
+
+    __slots__ = ("file", "raws", "text")
+
+    def __init__(self, text: str | None = None, file: str | None = None) -> None:
+        self.text = text
+        self.file = file
+        self.raws: list[RawDocument] | None = None
+
+    def raw(self, index: int) -> RawDocument | None:
+        if self.raws is None:
+            text = self.text
+            if text is None and self.file is not None:
+                try:
+                    text = decode(Path(self.file).read_bytes())
+                except (OSError, ReadError):
+                    text = None
+            self.raws = read_documents(text)[0] if text is not None else []
+            self.text = None
+        return self.raws[index] if index < len(self.raws) else None
 
 
 @dataclass(slots=True)
@@ -30,24 +57,37 @@ class Document:
     data: Any
     line: int
     col: int
-    # None when the document came from the cache: read again from the file if an error needs it.
-    positions: dict[Path_, tuple[int, int]] | None = field(default_factory=dict)
+    # None when not recorded (the fast reader, the cache): ``source`` reads them again, with
+    # positions, only when an error needs them.
+    positions: dict[Path_, tuple[int, int]] | None = None
     checked: bool = False  # passed the schema layer already (cached)
     # From reading (see yamlread.RawDocument): keys kept out of data, booleans spelled yes/on.
-    bad_keys: list[tuple[Path_, str, str]] = field(default_factory=list)
-    spelled: dict[Path_, str] = field(default_factory=dict)
+    bad_keys: Sequence[tuple[Path_, str, str]] = ()
+    spelled: dict[Path_, str] | None = None
     has_float: bool = False
+    source: Source | None = None
+    # Kind and name, kept when the data is let go (see ``release``).
+    label: tuple[str, str] | None = None
 
     @property
     def kind(self) -> str:
+        if self.label is not None:
+            return self.label[0]
         kind = self.data.get("kind") if isinstance(self.data, dict) else None
         return kind if isinstance(kind, str) else "?"
 
     @property
     def name(self) -> str:
+        if self.label is not None:
+            return self.label[1]
         meta = self.data.get("metadata") if isinstance(self.data, dict) else None
         name = meta.get("name") if isinstance(meta, dict) else None
         return str(name) if name is not None else "?"
+
+    def release(self) -> None:
+        """Let the data go once its record is built: errors need only the kind and name."""
+        self.label = (self.kind, self.name)
+        self.data = None
 
     @property
     def ident(self) -> str:
@@ -55,16 +95,30 @@ class Document:
             return "-"
         return f"{self.kind}/{self.name}"
 
+    def _read_again(self) -> tuple[dict[Path_, tuple[int, int]], dict[Path_, str]]:
+        raw = self.source.raw(self.index) if self.source is not None else None
+        self.positions = raw.positions if raw is not None else {}
+        self.spelled = raw.spelled if raw is not None else {}
+        return self.positions, self.spelled
+
     def pos(self, path: Path_) -> tuple[int, int]:
         """Line and column of a field, or of its nearest written ancestor."""
-        if self.positions is None:
-            self.positions = _positions_from_file(self.file, self.index)
+        positions = self.positions
+        if positions is None:
+            positions, _ = self._read_again()
         while path:
-            found = self.positions.get(path)
+            found = positions.get(path)
             if found is not None:
                 return found
             path = path[:-1]
         return self.line, self.col
+
+    def spelled_as(self, path: Path_) -> str | None:
+        """How a boolean was written, when not true/false (yes, on, ...)."""
+        spelled = self.spelled
+        if spelled is None:
+            _, spelled = self._read_again()
+        return spelled.get(path)
 
     def error(self, path: Path_, message: str, allowed: str = "") -> ManifestError:
         line, col = self.pos(path)
@@ -77,23 +131,43 @@ class Document:
         )
 
 
-def read_bytes(content: bytes, file: str) -> tuple[list[Document], list[ManifestError]]:
-    """Decode a manifest file (UTF-8, or UTF-16 with a BOM), then read its documents."""
+def read_bytes(
+    content: bytes, file: str, path: Path | None = None
+) -> tuple[list[Document], list[ManifestError]]:
+    """Decode a manifest file (UTF-8, or UTF-16 with a BOM), then read its documents.
+    With ``path``, positions an error needs are read again from the file, not kept text."""
     try:
         text = decode(content)
     except ReadError as exc:
         return [], [_read_error(file, exc)]
-    return read_text(text, file)
+    return read_text(text, file, path)
 
 
 def _read_error(file: str, exc: ReadError) -> ManifestError:
     return ManifestError(file, exc.line, exc.col, "-", "-", exc.message, exc.allowed)
 
 
-def read_text(text: str, file: str) -> tuple[list[Document], list[ManifestError]]:
+def read_text(
+    text: str, file: str, path: Path | None = None
+) -> tuple[list[Document], list[ManifestError]]:
     """Parse every document of a YAML stream. A problem that ends the file (syntax, limits)
     is reported at its position and none of the file's objects are checked: half a file
-    would only cascade into errors about the objects it no longer declares."""
+    would only cascade into errors about the objects it no longer declares.
+
+    Plain block YAML is read by ``fastyaml``, without positions; anything else, and any file
+    read again for an error's position, by ``yamlread``'s event loader."""
+    try:
+        check_characters(text)
+    except ReadError:
+        fast = None
+    else:
+        fast = fastyaml.read(text)
+    if fast is not None:
+        source = Source(file=str(path)) if path is not None else Source(text)
+        return [
+            Document(file, index, data, line, col, has_float=has_float, source=source)
+            for index, (data, line, col, has_float) in enumerate(fast)
+        ], []
     raws, failure = read_documents(text)
     if failure is not None:
         error = _read_error(file, failure)
@@ -137,15 +211,6 @@ def declared_names(text: str) -> set[str]:
     """Names that a file seems to declare, read without YAML: for a file that does not parse,
     so that references to its objects are not reported as unknown."""
     return set(_NAME_LINE.findall(text[:MAX_FILE_BYTES]))
-
-
-def _positions_from_file(file: str, index: int) -> dict[Path_, tuple[int, int]]:
-    try:
-        docs, _ = read_bytes(Path(file).read_bytes(), file)
-    except OSError:
-        return {}
-    found = docs[index].positions if index < len(docs) else None
-    return found or {}
 
 
 def is_manifest_path(path: str | Path) -> bool:

@@ -6,6 +6,7 @@ All errors are collected; an estate is returned only when there are none.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from reconciler.manifest.discovery import select_manifests
 from reconciler.manifest.documents import (
     NOT_CHECKED,
     Document,
+    Source,
     declared_names,
     manifest_files,
     read_bytes,
@@ -31,6 +33,7 @@ from reconciler.model.records import (
     Record,
     SwitchConfig,
     VirtualMachine,
+    VirtualSwitch,
     frozen_map,
     kind_of,
 )
@@ -59,6 +62,7 @@ def load_paths(paths: list[str], world: bool = False, cache_dir: Path | None = N
     files: list[str] = []
     cache = ManifestCache(cache_dir) if cache_dir is not None else None
     keys: dict[str, str] = {}
+    cached_files: set[str] = set()
     unchecked: set[str] = set()
     empty: list[str] = []
     for name, path in manifest_files(paths):
@@ -90,12 +94,14 @@ def load_paths(paths: list[str], world: bool = False, cache_dir: Path | None = N
             key = keys[name] = content_key(content, world)
             cached = cache.get(key)
             if cached is not None:
+                cached_files.add(name)
+                source = Source(file=str(path))
                 docs.extend(
-                    Document(name, i, data, line, col, positions=None, checked=True)
+                    Document(name, i, data, line, col, checked=True, source=source)
                     for i, (data, line, col) in enumerate(cached)
                 )
                 continue
-        file_docs, file_errors = read_bytes(content, name)
+        file_docs, file_errors = read_bytes(content, name, path)
         if any(e.message.endswith(NOT_CHECKED) for e in file_errors):
             unchecked |= declared_names(content.decode("utf-8", errors="replace"))
         elif not file_docs and not file_errors:
@@ -116,9 +122,13 @@ def load_paths(paths: list[str], world: bool = False, cache_dir: Path | None = N
                 "files ending in .yaml or .yml",
             )
         )
-    result = load_documents(docs, errors, files, world, unchecked)
+    fill = None
     if cache is not None:
-        _fill_cache(cache, keys, docs, errors)
+        fresh = {name: key for name, key in keys.items() if name not in cached_files}
+        fill = _CacheFill(cache, fresh, docs, errors)
+    result = load_documents(docs, errors, files, world, unchecked, fill)
+    if fill is not None:
+        fill.flush()
     return result
 
 
@@ -151,19 +161,40 @@ def _empty_files(empty: list[str], no_manifests: bool) -> list[ManifestError]:
     ]
 
 
-def _fill_cache(
-    cache: ManifestCache, keys: dict[str, str], docs: list[Document], errors: list[ManifestError]
-) -> None:
-    """Cache each newly read file whose every document passed the syntax and schema layers."""
-    failed = {e.file for e in errors if e.severity == "error"}
-    by_file: dict[str, list[Document]] = {}
-    for doc in docs:
-        by_file.setdefault(doc.file, []).append(doc)
-    for name, key in keys.items():
-        file_docs = by_file.get(name, [])
-        if name in failed or not file_docs or any(d.checked for d in file_docs):
-            continue
-        cache.put(key, [(d.data, d.line, d.col) for d in file_docs])
+class _CacheFill:
+    """Caches each newly read file whose every document passed the syntax and schema layers
+    (the rules across objects run on every load, cached or not), as soon as its last document
+    is checked: so a file's data need not be kept for the cache once its records are built."""
+
+    def __init__(
+        self,
+        cache: ManifestCache,
+        keys: dict[str, str],
+        docs: list[Document],
+        errors: list[ManifestError],
+    ) -> None:
+        self.cache = cache
+        self.keys = keys
+        self.failed = {e.file for e in errors if e.severity == "error"}  # in reading
+        self.counts: dict[str, int] = {}
+        for doc in docs:
+            self.counts[doc.file] = self.counts.get(doc.file, 0) + 1
+        self.file: str | None = None
+        self.passed: list[tuple[Any, int, int]] = []
+
+    def __call__(self, doc: Document) -> None:
+        if doc.file != self.file:
+            self.flush()
+            self.file = doc.file
+        self.passed.append((doc.data, doc.line, doc.col))
+
+    def flush(self) -> None:
+        name, passed = self.file, self.passed
+        self.passed = []
+        if name is None or name in self.failed or name not in self.keys:
+            return
+        if len(passed) == self.counts.get(name):
+            self.cache.put(self.keys[name], passed)
 
 
 def load_text(text: str, file: str = "<text>", world: bool = False) -> LoadResult:
@@ -183,9 +214,12 @@ def load_documents(
     files: list[str],
     world: bool,
     unchecked: set[str] | None = None,
+    passed: Callable[[Document], None] | None = None,
 ) -> LoadResult:
     """Schema and cross-object layers; ``unchecked`` holds names declared in files that could
-    not be read, so that references to them are not reported a second time."""
+    not be read, so that references to them are not reported a second time. ``passed`` sees
+    each document whose record was built, before its data is let go (only the kind and name
+    are kept, for errors): the records are what the rest of the load needs."""
     unchecked = set(unchecked or ())
     records: list[Record] = []
     sources: dict[tuple[str, str], Document] = {}
@@ -232,6 +266,9 @@ def load_documents(
         sources[key] = doc
         statuses[key] = doc.data.get("status") or {}
         records.append(record)
+        if passed is not None and not doc.checked:
+            passed(doc)
+        doc.release()
     estate = _assemble(records, statuses, world, errors, sources)
     errors.extend(check_estate(estate, sources, world, unchecked))
     errors.sort(key=lambda e: (e.file, e.line, e.col, e.message))
@@ -278,10 +315,17 @@ def _observed_facts(
 ) -> Estate:
     """A world file states per-host facts as exceptions; spell them out for every node."""
     nodes: dict[str, Node] = {}
+    # Each cluster's switches and volumes once, not a scan of the estate per node.
+    switches_of: dict[str, list[VirtualSwitch]] = {}
+    for _, switch in sorted(estate.switches.items()):
+        switches_of.setdefault(switch.cluster, []).append(switch)
+    luns_of: dict[str, frozenset[str]] = {}
+    for volume in estate.volumes.values():
+        luns_of[volume.cluster] = luns_of.get(volume.cluster, frozenset()) | {volume.name}
     for name, node in estate.nodes.items():
         cluster = estate.clusters.get(node.cluster)
         host_switches: dict[str, SwitchConfig] = {}
-        for switch in estate.switches_of(node.cluster):
+        for switch in switches_of.get(node.cluster, ()):
             status = statuses[("VirtualSwitch", switch.name)]
             if name in (status.get("missing_on") or ()):
                 continue
@@ -302,7 +346,7 @@ def _observed_facts(
         if "luns" in node_status:
             luns = node.status.luns
         elif cluster is not None and name in cluster.nodes:
-            luns = frozenset(v.name for v in estate.volumes_of(node.cluster))
+            luns = luns_of.get(node.cluster, frozenset())
         else:
             luns = frozenset()
         nodes[name] = replace(

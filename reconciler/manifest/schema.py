@@ -200,7 +200,7 @@ def _type_error(
     message = f"{_field_name(path)} must be {wanted}, got {_describe(value)}"
     desc = _allowed_text(schema)
     allowed = desc or wanted
-    spelled = doc.spelled.get(path)
+    spelled = doc.spelled_as(path)
     if isinstance(value, bool) and spelled is not None and "string" in types:
         word = str(value).lower()
         message = f"{_field_name(path)} must be text, got {spelled!r}, which YAML reads as {word}"

@@ -51,6 +51,7 @@ ActionType = Literal[
     "create_cluster",
     "set_cluster_addresses",
     "set_scsi_controllers",
+    "set_cluster_network",
 ]
 ACTION_TYPES: tuple[str, ...] = ActionType.__args__  # type: ignore[attr-defined]
 
@@ -109,6 +110,7 @@ DISRUPTION: dict[str, Disruption] = {
     "create_cluster": "none",  # nothing runs on standalone hosts the plan clusters
     "set_cluster_addresses": "online",  # clients of the cluster name reconnect
     "set_scsi_controllers": "downtime",  # only with the VM off, like set_vm
+    "set_cluster_network": "online",
 }
 
 

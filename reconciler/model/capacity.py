@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 from functools import cache
+from typing import Any
 
 from reconciler.model.platforms import platform
-from reconciler.model.records import Cluster, Estate, Node, VirtualMachine
+from reconciler.model.records import MEMO_FOLLOWS, Cluster, Estate, MemoFollow, Node, VirtualMachine
 
 
 def parent_reserve_mib(cluster: Cluster) -> int:
@@ -64,7 +65,37 @@ def used_memory_mib(estate: Estate, node_name: str) -> int:
     return used
 
 
+def _follow(sign: int) -> MemoFollow:
+    """Memory used (sign 1) or free (-1) per node, moved by one VM's change."""
+
+    def follow(
+        after: Estate, old: VirtualMachine | None, new: VirtualMachine | None, memo: dict[str, Any]
+    ) -> None:
+        for vm, way in ((old, -sign), (new, sign)):
+            if vm is None or vm.node is None or vm.node not in memo:
+                continue
+            node = after.nodes.get(vm.node)
+            cluster = after.clusters.get(node.cluster) if node is not None else None
+            if node is None or cluster is None:
+                del memo[vm.node]  # computed again on demand
+            elif vm.power_state == "running":
+                memo[vm.node] += way * vm_cost_mib(vm, cluster, node)
+
+    return follow
+
+
+MEMO_FOLLOWS["used_mib"] = _follow(1)
+MEMO_FOLLOWS["free_mib"] = _follow(-1)
+
+
 def free_memory_mib(estate: Estate, node_name: str) -> int:
+    # Asked of every node for every VM placed: kept per node, like the memory used.
+    memo = estate.memo("free_mib")
+    cached: int | None = memo.get(node_name)
+    if cached is not None:
+        return cached
     node = estate.nodes[node_name]
     cluster = estate.clusters[node.cluster]
-    return usable_memory_mib(node, cluster) - used_memory_mib(estate, node_name)
+    free = usable_memory_mib(node, cluster) - used_memory_mib(estate, node_name)
+    memo[node_name] = free
+    return free

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import sys
 import types
 from collections.abc import Callable, Mapping
 from functools import cache
@@ -32,6 +33,12 @@ RECORD_TYPES: dict[str, type[Any]] = {
 
 def _identity(value: Any) -> Any:
     return value
+
+
+def _text(value: Any) -> Any:
+    """Text fields are few distinct values repeated over the estate (a cluster, a volume, a
+    controller type): one string object each, not one per record read."""
+    return sys.intern(value) if type(value) is str else value
 
 
 def _optional(inner: Codec) -> Codec:
@@ -97,8 +104,8 @@ def _decoder(tp: Any) -> Codec:
     if origin in (Union, types.UnionType):
         options = [a for a in get_args(tp) if a is not type(None)]
         return _optional(_decoder(options[0])) if len(options) == 1 else _identity
-    if origin is Literal:
-        return _identity
+    if origin is Literal or tp is str:
+        return _text
     if origin is tuple:
         item = _decoder(get_args(tp)[0])
         return lambda v: tuple(item(x) for x in v)
@@ -110,9 +117,16 @@ def _decoder(tp: Any) -> Codec:
         return lambda v: frozen_map({k: item(x) for k, x in v.items()})
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         parts = {name: _decoder(hint) for name, hint in _fields(tp)}
+        names = parts.keys()
+        # Only the fields whose values change on the way in (most are text or numbers as is).
+        convert = [(name, dec) for name, dec in parts.items() if dec is not _identity]
 
         def build(v: Mapping[str, Any]) -> Any:
-            return tp(**{k: parts[k](x) for k, x in v.items() if k in parts})
+            kwargs = dict(v) if v.keys() <= names else {k: x for k, x in v.items() if k in names}
+            for name, dec in convert:
+                if name in kwargs:
+                    kwargs[name] = dec(kwargs[name])
+            return tp(**kwargs)
 
         return build
     if tp is float:

@@ -23,6 +23,8 @@ def nic_key(nics: Iterable[VmNic]) -> tuple[NicKey, ...]:
 
 
 def same_nics(a: Iterable[VmNic], b: Iterable[VmNic]) -> bool:
+    if isinstance(a, tuple) and a == b:
+        return True  # the same adapters in the same order: no need to sort
     return nic_key(a) == nic_key(b)
 
 

@@ -9,6 +9,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum, auto
+from functools import lru_cache
 
 MIB = 1024 * 1024
 
@@ -158,6 +159,7 @@ def _rounds_after_first(live_passes: int, final_remainder_mib: float) -> int:
     return live_passes if final_remainder_mib > 0 else max(0, live_passes - 1)
 
 
+@lru_cache(maxsize=4096)  # frozen numbers in, frozen numbers out: a plan asks the same often
 def simulate_live(inputs: LiveMigrationInputs) -> MigrationEstimate:
     """Live migration iterated pass by pass.
 

@@ -72,6 +72,7 @@ ACTION_SECONDS: dict[str, float] = {
     "create_cluster": 300.0,  # Test-Cluster, then New-Cluster
     "set_cluster_addresses": 10.0,
     "set_scsi_controllers": 5.0,
+    "set_cluster_network": 2.0,  # Name and Role of a cluster network
 }
 
 

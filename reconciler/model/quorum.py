@@ -61,11 +61,19 @@ def has_quorum(
 
 
 def members_up(estate: Estate, cluster: Cluster) -> int:
-    return sum(
+    # Asked after every step of a plan replay; the nodes' states change far less often.
+    memo = estate.host_memo()
+    key = ("members_up", cluster.name)
+    cached: tuple[Cluster, int] | None = memo.get(key)
+    if cached is not None and cached[0] is cluster:
+        return cached[1]
+    up = sum(
         1
         for name in cluster.nodes
         if name in estate.nodes and estate.nodes[name].status.state == "up"
     )
+    memo[key] = (cluster, up)
+    return up
 
 
 def cluster_has_quorum(estate: Estate, cluster_name: str) -> bool:

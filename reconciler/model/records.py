@@ -8,8 +8,9 @@ LUNs a node sees) live in the ``*Status`` records and are empty in desired state
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+import weakref
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 
@@ -43,8 +44,11 @@ V = TypeVar("V")
 
 
 def frozen_map(items: Mapping[K, V] | None = None) -> Mapping[K, V]:
-    """A read-only mapping, so records stay immutable all the way down."""
-    return MappingProxyType(dict(items or {}))
+    """A read-only mapping, so records stay immutable all the way down (every empty one is
+    the same object: most records have no labels, files or overrides)."""
+    if not items:
+        return EMPTY  # type: ignore[return-value]
+    return MappingProxyType(dict(items))
 
 
 # Spec fields a manifest leaves out, as dotted paths under spec ("maintenance",
@@ -443,6 +447,35 @@ class VirtualMachine:
         return dynamic if dynamic is not None and dynamic.enabled else None
 
 
+LINEAGE = 16  # states remembered by changes_since
+
+# Memo purposes whose per-node values follow a VM's change: (state after, the VM before, the
+# VM after, the memo carried over) -> adjusts the VM's nodes' entries in place (or drops
+# them). Registered by the module that computes them (capacity: memory used and free).
+MemoFollow = Callable[
+    ["Estate", "VirtualMachine | None", "VirtualMachine | None", dict[str, Any]], None
+]
+MEMO_FOLLOWS: dict[str, MemoFollow] = {}
+
+
+def _same_costs(kind: str, before: Record | None, after: Record | None) -> bool:
+    """Whether a change of this record leaves every VM's memory cost as it was."""
+    if kind != "Cluster":
+        return True
+    return (
+        isinstance(before, Cluster)
+        and isinstance(after, Cluster)
+        and (before.platform, before.memory) == (after.platform, after.memory)
+    )
+
+
+def _without_keys(memo: dict[str, Any], stale: Collection[str | None]) -> dict[str, Any]:
+    kept = dict(memo)  # copied whole (fast), then the few stale entries dropped
+    for key in stale:
+        kept.pop(key, None)  # type: ignore[arg-type]
+    return kept
+
+
 def _cluster_name(record: Record, kind: str) -> str:
     return record.name if kind == "Cluster" else record.cluster  # type: ignore[union-attr]
 
@@ -464,7 +497,7 @@ def kind_of(record: Record) -> str:
     return type(record).__name__
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class Estate:
     """Every object, keyed by name within its kind (names are unique per kind)."""
 
@@ -483,6 +516,16 @@ class Estate:
     # of a plan costs the VMs of two nodes, not the whole estate.
     _memo: dict[str, dict[str, Any]] | None = field(
         default=None, init=False, repr=False, compare=False
+    )
+    # Facts of the hosts alone (nodes up, in service): kept while only VMs change.
+    _host_memo: dict[tuple[str, str], Any] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    # The last states this one was made from, a record at a time, and which (kind, name)
+    # each step set: so a plan replay finds what a step changed without comparing every
+    # record. Weak, so a replay does not keep every state of a plan alive.
+    _lineage: tuple[tuple[weakref.ref[Estate], tuple[str, str]], ...] = field(
+        default=(), init=False, repr=False, compare=False
     )
 
     @classmethod
@@ -553,6 +596,26 @@ class Estate:
             object.__setattr__(self, "_vms_by_node", index)
         return list(index.get(node, ()))
 
+    def changes_since(self, before: Estate, limit: int = 16) -> set[tuple[str, str]] | None:
+        """(kind, name) of every record set since ``before``, if this state was derived from it
+        one record at a time (at most ``limit`` steps); None when that is not known."""
+        if self is before:
+            return set()
+        out: set[tuple[str, str]] = set()
+        for ref, key in reversed(self._lineage[-limit:]):
+            out.add(key)
+            if ref() is before:
+                return out
+        return None
+
+    def host_memo(self) -> dict[tuple[str, str], Any]:
+        """A memo of values computed from the clusters and nodes only (not from the VMs)."""
+        memo = self._host_memo
+        if memo is None:
+            memo = {}
+            object.__setattr__(self, "_host_memo", memo)
+        return memo
+
     def memo(self, purpose: str) -> dict[str, Any]:
         """A per-node or per-volume memo of this state, for values computed from its VMs."""
         memos = self._memo
@@ -597,16 +660,35 @@ class Estate:
             "ClusterSharedVolume": "volumes",
             "VirtualMachine": "vms",
         }[kind]
-        table = dict(getattr(self, attr))
+        source = getattr(self, attr)
+        # A read-only view copies as fast as a dict through copy(); dict(view) goes key by key.
+        table = source.copy() if isinstance(source, dict | MappingProxyType) else dict(source)
         before = table.get(name)
         if record is None:
             table.pop(name, None)
         else:
             table[name] = record
-        after = replace(self, **{attr: table})
+        tables: dict[str, Any] = {
+            "clusters": self.clusters,
+            "nodes": self.nodes,
+            "switches": self.switches,
+            "volumes": self.volumes,
+            "vms": self.vms,
+        }
+        tables[attr] = table
+        after = Estate(**tables)  # not dataclasses.replace: a plan makes a state per step
+        lineage = (*self._lineage[-(LINEAGE - 1) :], (weakref.ref(self), (kind, name)))
+        object.__setattr__(after, "_lineage", lineage)
         if kind != "VirtualMachine":
             # The VMs are the same: the index still holds; costs may not (node, cluster).
             object.__setattr__(after, "_vms_by_node", self._vms_by_node)
+            if self._memo is not None and _same_costs(kind, before, record):
+                # A node's or volume's sums depend on its own record (and the cluster's
+                # memory costs), never on another node's or volume's, nor on a switch.
+                memos = {
+                    purpose: _without_keys(memo, (name,)) for purpose, memo in self._memo.items()
+                }
+                object.__setattr__(after, "_memo", memos)
             return after
         index = self._vms_by_node
         if index is not None:
@@ -619,6 +701,7 @@ class Estate:
                 bisect.insort(on, record, key=lambda v: v.name)
                 index[record.node] = on
             object.__setattr__(after, "_vms_by_node", index)
+        object.__setattr__(after, "_host_memo", self._host_memo)  # the hosts are the same
         if self._memo is not None:
             stale: set[str | None] = set()
             old_disks = before.disks if isinstance(before, VirtualMachine) else None
@@ -628,9 +711,17 @@ class Estate:
                     stale.add(vm.node)
                     if old_disks != new_disks:  # a move leaves the volumes' use as it was
                         stale.update(d.volume for d in vm.disks)
-            memos = {
-                purpose: {k: v for k, v in memo.items() if k not in stale}
-                for purpose, memo in self._memo.items()
-            }
+            old_vm = before if isinstance(before, VirtualMachine) else None
+            new_vm = record if isinstance(record, VirtualMachine) else None
+            carried: dict[str, dict[str, Any]] = {}
+            for purpose, memo in self._memo.items():
+                follow = MEMO_FOLLOWS.get(purpose)
+                if follow is None:
+                    carried[purpose] = _without_keys(memo, stale)
+                else:
+                    # Per-node sums moved by the VM's own share, not summed again.
+                    carried[purpose] = kept = dict(memo)
+                    follow(after, old_vm, new_vm, kept)
+            memos = carried
             object.__setattr__(after, "_memo", memos)
         return after

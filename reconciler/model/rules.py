@@ -26,6 +26,7 @@ from reconciler.model.platforms import (
 from reconciler.model.quorum import WITNESS_MODES, has_quorum, members_up
 from reconciler.model.records import (
     Cluster,
+    ClusterSharedVolume,
     Disk,
     Estate,
     Node,
@@ -58,6 +59,7 @@ from reconciler.model.rules_cluster import CLUSTER_RULES
 from reconciler.model.rules_disks import DISK_RULES
 from reconciler.model.rules_lifecycle import LIFECYCLE_RULES, keep_disk_files
 from reconciler.model.rules_memory import MEMORY_RULES
+from reconciler.model.rules_networks import NETWORK_RULES
 from reconciler.model.rules_storage import STORAGE_RULES
 from reconciler.model.rules_vm_settings import SETTINGS_RULES
 from reconciler.model.vlans import parse_vlan_list
@@ -759,6 +761,7 @@ RULES: dict[str, Callable[[Estate, Action], RuleResult]] = {
     **MEMORY_RULES,
     **STORAGE_RULES,
     **CLUSTER_RULES,
+    **NETWORK_RULES,
 }
 
 
@@ -783,25 +786,65 @@ class Touched:
     nodes: frozenset[str]
     volumes: frozenset[str]
     vms: frozenset[str]
+    changed_vms: frozenset[str] = frozenset()  # the VM records themselves set or removed
 
 
 def touched_between(before: Estate, after: Estate) -> Touched:
-    """What changed from one state to the next (records are immutable: identity is enough)."""
-    vms = {n for n, vm in after.vms.items() if before.vms.get(n) is not vm}
-    vms |= before.vms.keys() - after.vms.keys()
-    nodes = {n for n, node in after.nodes.items() if before.nodes.get(n) is not node}
-    volumes = {n for n, v in after.volumes.items() if before.volumes.get(n) is not v}
-    for name in list(vms):
+    """What changed from one state to the next (records are immutable: identity is enough).
+
+    ``vms``: the VMs that changed, and every VM on a node whose own record changed (its
+    switches or LUNs: their connectivity depends on it). A VM on a node that only gained or
+    lost another VM is not re-checked: nothing its own invariants read has changed.
+    When ``after`` was derived from ``before`` a record at a time (a plan step), only those
+    records are compared; otherwise every record is.
+    """
+    keys = after.changes_since(before)
+    if keys is None:
+        vm_names: set[str] = set(after.vms) | set(before.vms)
+        node_names: set[str] = set(after.nodes)
+        volume_names: set[str] = set(after.volumes)
+    else:
+        vm_names = {n for k, n in keys if k == "VirtualMachine"}
+        node_names = {n for k, n in keys if k == "Node"}
+        volume_names = {n for k, n in keys if k == "ClusterSharedVolume"}
+    vms = {n for n in vm_names if before.vms.get(n) is not after.vms.get(n)}
+    changed_vms = frozenset(vms)
+    nodes = {
+        n for n in node_names if n in after.nodes and before.nodes.get(n) is not after.nodes[n]
+    }
+    volumes = {
+        n
+        for n in volume_names
+        if n in after.volumes and before.volumes.get(n) is not after.volumes[n]
+    }
+    for name in nodes:
+        # A host's switches or LUNs changed: the VMs on it may have lost connectivity.
+        vms.update(vm.name for vm in after.vms_on(name))
+    for name in changed_vms:
         for state in (before, after):
             vm = state.vms.get(name)
             if vm is not None:
                 if vm.node:
                     nodes.add(vm.node)
                 volumes.update(d.volume for d in vm.disks)
-    for name in nodes:
-        # A host's switches or LUNs changed: the VMs on it may have lost connectivity.
-        vms.update(vm.name for vm in after.vms_on(name))
-    return Touched(frozenset(nodes), frozenset(volumes), frozenset(vms))
+    return Touched(frozenset(nodes), frozenset(volumes), frozenset(vms), changed_vms)
+
+
+def _nodes_to_check(estate: Estate, cluster: str, touched: Touched | None) -> list[Node]:
+    """The cluster's nodes by name; with ``touched``, only those (not every node of it)."""
+    if touched is None:
+        return estate.nodes_of(cluster)
+    found = (estate.nodes.get(n) for n in sorted(touched.nodes))
+    return [n for n in found if n is not None and n.cluster == cluster]
+
+
+def _volumes_to_check(
+    estate: Estate, cluster: str, touched: Touched | None
+) -> list[ClusterSharedVolume]:
+    if touched is None:
+        return estate.volumes_of(cluster)
+    found = (estate.volumes.get(n) for n in sorted(touched.volumes))
+    return [v for v in found if v is not None and v.cluster == cluster]
 
 
 def invariants(
@@ -828,9 +871,7 @@ def invariants(
                     "keep fewer nodes out of service at once",
                 )
             )
-        for node in estate.nodes_of(name):
-            if touched is not None and node.name not in touched.nodes:
-                continue
+        for node in _nodes_to_check(estate, name, touched):
             used = used_memory_mib(estate, node.name)
             usable = usable_memory_mib(node, cluster)
             if used > usable:
@@ -842,9 +883,7 @@ def invariants(
                         "place fewer VMs on this node",
                     )
                 )
-        for volume in estate.volumes_of(name):
-            if touched is not None and volume.name not in touched.volumes:
-                continue
+        for volume in _volumes_to_check(estate, name, touched):
             if volume.size_gib > volume.lun_size_gib:
                 out.append(
                     Violation(

@@ -3,12 +3,17 @@
 For each action: skip it if a dependency failed (the root cause is reported once); record
 it as started; check it against a fresh observation (already as desired: recorded and
 skipped); apply with retries for transient errors; verify the effect; record the outcome.
+
+The outcome of an action is written in one journal transaction with the lease renewal and
+whatever is recorded next (the next start, or skips), so each action costs one durable
+commit; it is on disk before the next action starts, and at the latest when the run ends.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal, Protocol
 
 import structlog
@@ -151,6 +156,7 @@ class Executor:
         # Left for a later run without stopping this one (e.g. waiting for a window); the
         # caller defers an action's dependents too and checks the rest is safe without it.
         self.defer = defer
+        self._pending: list[Callable[[], None]] = []  # outcomes not yet in the journal
 
     def run(self, plan: Plan, run_id: str) -> RunReport:
         report = RunReport(run_id)
@@ -161,6 +167,35 @@ class Executor:
         waiting: set[str] = set()  # deferred, with everything that depends on them
         stopped_by: str | None = None  # the failed action that stopped the run
         halted: str | None = None  # why should_stop stopped the run
+        self._pending = []
+        try:
+            self._run(plan, run_id, report, broken, waiting, stopped_by, halted)
+        finally:
+            self._write(lambda: None)  # the last outcomes, even if a callback raised
+        self.progress.run_finished(report)
+        return report
+
+    def _write(self, record: Callable[[], None]) -> None:
+        """``record`` in one journal transaction with the outcomes not yet written."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            record()
+            return
+        with self.journal.batch():
+            for write in pending:
+                write()
+            record()
+
+    def _run(
+        self,
+        plan: Plan,
+        run_id: str,
+        report: RunReport,
+        broken: dict[str, str],
+        waiting: set[str],
+        stopped_by: str | None,
+        halted: str | None,
+    ) -> None:
         for seq, action in enumerate(plan.actions, start=1):
             payload = action_to_json(action)
             cause = next((broken[d] for d in action.depends_on if d in broken), None)
@@ -181,7 +216,7 @@ class Executor:
                 why = f"skipped: {halt}"
                 halted = halt
             if why is not None:
-                self.journal.action_skipped(run_id, seq, payload, why)
+                self._write(partial(self.journal.action_skipped, run_id, seq, payload, why))
                 result = ActionResult("skipped", why)
                 report.results[action.id] = result
                 if deferred:
@@ -197,8 +232,9 @@ class Executor:
                 elapsed = 0.0  # counted with its group: they ran at the same time
             else:
                 group = self._migration_group(plan.actions, seq, broken, waiting)
+                self._write(partial(self._start, run_id, seq, group))
                 for offset, member in enumerate(group):
-                    self._start(run_id, seq + offset, member)
+                    self.progress.action_started(seq + offset, member)
                 if len(group) > 1:
                     together = self._execute_together(group)
                     elapsed = _group_makespan(together.values())
@@ -207,14 +243,18 @@ class Executor:
                 else:
                     result = self._execute(action)
                     elapsed = result.seconds
-            self.journal.action_finished(
-                run_id,
-                seq,
-                result.status,
-                result.seconds,
-                result.attempts,
-                "" if result.ok else result.message,
-                result.details,
+            # Written with the next record, before anything else runs (see _write).
+            self._pending.append(
+                partial(
+                    self.journal.action_finished,
+                    run_id,
+                    seq,
+                    result.status,
+                    result.seconds,
+                    result.attempts,
+                    "" if result.ok else result.message,
+                    result.details,
+                )
             )
             report.results[action.id] = result
             report.simulated_seconds += elapsed
@@ -228,21 +268,19 @@ class Executor:
                 attempts=result.attempts,
                 error=result.message if not result.ok else "",
             )
-            self.progress.action_finished(seq, action, result)
             if self.after_action is not None:
-                self.after_action()
+                self._pending.append(self.after_action)  # renewed in the same transaction
+            self.progress.action_finished(seq, action, result)
             if not result.ok:
                 broken[action.id] = action.id
                 report.root_causes.append((action.id, result.message))
                 if self.on_failure == "stop":
                     stopped_by = action.id
-        self.progress.run_finished(report)
-        return report
 
-    def _start(self, run_id: str, seq: int, action: Action) -> None:
-        """Recorded (and on disk) before the action starts, so a crash leaves a trace."""
-        self.journal.action_started(run_id, seq, action_to_json(action))
-        self.progress.action_started(seq, action)
+    def _start(self, run_id: str, seq: int, group: Sequence[Action]) -> None:
+        """Recorded (and on disk) before the actions start, so a crash leaves a trace."""
+        for offset, member in enumerate(group):
+            self.journal.action_started(run_id, seq + offset, action_to_json(member))
 
     def _migration_group(
         self,

@@ -223,6 +223,7 @@ class Journal:
     ) -> None:
         self.path = Path(state_dir) / JOURNAL_FILE
         self.clock = clock
+        self._batching = False  # inside batch(): writes join its transaction
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -260,9 +261,30 @@ class Journal:
             self.conn.execute("ROLLBACK")
 
     @contextmanager
+    def batch(self) -> Iterator[None]:
+        """The writes inside are one transaction, durable together when it ends (one fsync).
+
+        The executor writes an action's outcome, the lease renewal and the next action's
+        start this way, before the next action runs: a crash loses all three or none, and
+        never anything an action did after its start was on disk.
+        """
+        if self._batching:
+            yield
+            return
+        with self._tx():
+            self._batching = True
+            try:
+                yield
+            finally:
+                self._batching = False
+
+    @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; a SQLite failure becomes a JournalError naming the file.
         Commits are durable (WAL, synchronous=FULL): a failed one loses nothing written before."""
+        if self._batching:
+            yield self.conn  # part of the batch's transaction, which commits or rolls back
+            return
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:

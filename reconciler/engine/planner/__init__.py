@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 from reconciler.engine.diff import ObjectDiff, diff_estates
 from reconciler.engine.health import moves_onto_unhealthy, observed_conditions
+from reconciler.engine.informational import informational_notes
 from reconciler.engine.plan import (
     Plan,
     PlanViolation,
@@ -115,6 +116,7 @@ def make_plan(
     violations = unresolved(desired, projected, violations, target)
     conditions = observed_conditions(observed, desired)
     notes.extend(c.note() for c in conditions)
+    notes.extend(informational_notes(desired, observed))
     digests = object_digests(observed)
     if diffs is None:
         diffs = diff_estates(desired, observed)

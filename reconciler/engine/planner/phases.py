@@ -9,13 +9,14 @@ from reconciler.engine.lifecycle import (
     report_unmanaged,
 )
 from reconciler.engine.planner.formation import Formation
+from reconciler.engine.planner.networks import Networks
 from reconciler.engine.planner.rolling import Rolling
 from reconciler.engine.planner.storage import Storage
 from reconciler.engine.planner.teaming import Teaming
 from reconciler.engine.planner.vms import Vms
 
 
-class ClusterPlanner(Vms, Rolling, Storage, Formation, Teaming):
+class ClusterPlanner(Vms, Rolling, Storage, Networks, Formation, Teaming):
     __slots__ = ()
 
     def plan(self) -> None:
@@ -30,6 +31,7 @@ class ClusterPlanner(Vms, Rolling, Storage, Formation, Teaming):
             formed = [(self.cluster, created or "")]
         report_unmanaged(self, desired_cluster)
         self.check_platform(desired_cluster, observed_cluster)
+        self.set_networks(desired_cluster, observed_cluster)
         self.cluster_addresses(desired_cluster)
         recreated = self.recreate_teamed_switches(observed_cluster)
         member_fixes = [*recreated, *self.fix_member_switches(observed_cluster)]
@@ -46,5 +48,6 @@ class ClusterPlanner(Vms, Rolling, Storage, Formation, Teaming):
         self.drain_nodes()
         self.rolling_update(desired_cluster)
         self.check_node_drift()
+        self.check_host_facts()
         prune_vms(self, desired_cluster)  # removals come last
         self.prune_volumes()  # after the VMs that may have had disks on them

@@ -140,9 +140,10 @@ class Rolling(Moves):
     def _return_pinned(self, cycle: str, nodes: list[str], after: list[str]) -> list[str]:
         """VMs pinned to a node go back to it once it is patched and in service again."""
         moves: list[str] = []
-        for vm in sorted(self.desired.vms.values(), key=lambda v: v.name):
+        pinned = [vm for vm in self.desired.vms.values() if vm.node in nodes]  # few, if any
+        for vm in sorted(pinned, key=lambda v: v.name):
             have = self.state.vms.get(vm.name)
-            if vm.node not in nodes or have is None or have.node == vm.node:
+            if have is None or have.node == vm.node:
                 continue
             aid = self.migrate(
                 vm.name,

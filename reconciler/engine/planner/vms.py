@@ -107,8 +107,37 @@ class Vms(Membership):
         ] = []
         online_resize = platform(cluster.platform).online_vhd_resize
         current = {d.name: d for d in have.disks}
+        # Detaching comes first: a disk that replaces another in its slot (another file, or
+        # another name) is attached after the old one is out, so the plan never blocks itself.
+        detaches: list[
+            tuple[ActionType, dict[str, Any], str, dict[str, tuple[Any, Any]], list[str]]
+        ] = []
         for disk in want.disks:
             old = current.pop(disk.name, None)
+            replaced = (
+                old is not None
+                and disk.file is not None
+                and disk.file_path(want.name) != old.file_path(have.name)
+            )
+            if old is not None and replaced:
+                if old.controller == "ide":
+                    needs_off.append(f"replace IDE disk {disk.name}")
+                detaches.append(
+                    (
+                        "detach_disk",
+                        {"vm": want.name, "disk": disk.name, "delete_file": False},
+                        f"disk {disk.name} is another file in the manifest "
+                        f"({disk.file_path(want.name)}): the old one is detached, file kept",
+                        {
+                            f"disks.{disk.name}.file": (
+                                old.file_path(have.name),
+                                None,
+                            )
+                        },
+                        [],
+                    )
+                )
+                old = None
             if old is None:
                 if disk.controller == "ide":
                     needs_off.append(f"add IDE disk {disk.name}")
@@ -149,18 +178,19 @@ class Vms(Membership):
                 steps.insert(0, step)
             else:
                 steps.append(step)
-        for name, old in sorted(current.items()):
-            if old.controller == "ide":
+        for name, gone in sorted(current.items()):
+            if gone.controller == "ide":
                 needs_off.append(f"remove IDE disk {name}")
-            steps.append(
+            detaches.append(
                 (
                     "detach_disk",
                     {"vm": want.name, "disk": name, "delete_file": False},
                     f"disk {name} is no longer in the manifest: detached, file kept",
-                    {f"disks.{name}": (f"{old.size_gib} GiB on {old.volume}", None)},
+                    {f"disks.{name}": (f"{gone.size_gib} GiB on {gone.volume}", None)},
                     [],
                 )
             )
+        steps = detaches + steps
         memory, memory_off = memory_steps(cluster.platform, want, have)
         steps.extend(memory)
         needs_off.extend(memory_off)
@@ -182,6 +212,18 @@ class Vms(Membership):
                 target,
                 f"generation {have.generation} cannot become {want.generation}",
                 f"set generation: {have.generation}",
+            )
+        if want.highly_available != have.highly_available:
+            # Add-ClusterVirtualMachineRole, or Remove-ClusterGroup -RemoveResources keeping
+            # the VM: neither is built (a role removed is also a VM that no longer fails over).
+            self.block(
+                "unsupported",
+                target,
+                f"{want.name} is {'' if have.highly_available else 'not '}a clustered role, "
+                f"the manifest says highly_available: {str(want.highly_available).lower()}; "
+                "adding or removing the clustered role is not supported yet",
+                "Add-ClusterVirtualMachineRole (or remove the role) by hand, or set "
+                f"highly_available: {str(have.highly_available).lower()}",
             )
         running = have.power_state == "running"
         stop_id: str | None = None
@@ -207,12 +249,15 @@ class Vms(Membership):
         last: list[str] = []
         previous_move: str | None = None  # disk moves run one after another (slots)
         controller_step: str | None = None  # a controller added comes before the disks on it
+        detached: list[str] = []
         for type_, params, reason, changes, deps in steps:
             chained: list[str] = []
             if type_ in ("move_disk", "set_scsi_controllers"):
                 chained.append(previous_move or "")  # a controller removed: after the moves
             if type_ in ("move_disk", "add_disk"):
                 chained.append(controller_step or "")
+                # A disk attached or moved may take a slot a detach frees: it waits for them.
+                chained.extend(detached)
             aid = self.emit(
                 type_,
                 target,
@@ -228,6 +273,8 @@ class Vms(Membership):
                     previous_move = aid
                 elif type_ == "set_scsi_controllers":
                     controller_step = aid
+                elif type_ == "detach_disk":
+                    detached.append(aid)
         moved = self.plan_move(want, [stop_id or "", *last])
         if moved:
             last.append(moved)

@@ -34,10 +34,13 @@ NOT_DONE: dict[str, str] = {
     "the hyperv provider does not install updates",
     "test_live_migration": "the there-and-back test migration of a joining node is not built in "
     "the hyperv provider yet",
-    "validate_cluster": "Test-Cluster validation is not built in the hyperv provider yet",
     "verify_node": "post-patch verification is not built in the hyperv provider yet",
     "convert_disk": "Convert-VHD (a copy while the VM is off) is not built in the hyperv "
     "provider yet",
+    "set_cluster_network": "a cluster network's Name and Role are properties of the "
+    "Get-ClusterNetwork object, set by assignment, not by a cmdlet parameter; the hyperv "
+    "provider sends typed cmdlet parameters only: set them in Failover Cluster Manager, "
+    "then re-plan",
     "set_vm_memory": "Set-VMMemory (dynamic memory bounds and startup memory) is not built in "
     "the hyperv provider yet, nor is dynamic memory read back",
     "create_csv": "Add-ClusterDisk, formatting and Add-ClusterSharedVolume are not built in the "
@@ -339,6 +342,13 @@ def start_vm(r: Runner, a: Action) -> None:
     r.call(t.vm_owner(r.estate, vm), "Start-VM", {"Name": vm}, deadline=t.POWER_SECONDS)
 
 
+def validate_cluster(r: Runner, a: Action) -> None:
+    """Test-Cluster over every member (a failed validation is its error record)."""
+    via = t.any_member(r.estate, a.cluster)
+    nodes = list(r.estate.clusters[a.cluster].nodes)
+    r.call(via, "Test-Cluster", {"Node": nodes}, deadline=t.DRAIN_SECONDS)
+
+
 def complete_rolling_update(r: Runner, a: Action) -> None:
     node = t.any_member(r.estate, a.cluster)
     r.call(
@@ -368,6 +378,7 @@ ACTIONS: dict[str, Callable[[Runner, Action], None]] = {
     "drain_node": drain_node,
     "resume_node": resume_node,
     "complete_rolling_update": complete_rolling_update,
+    "validate_cluster": validate_cluster,
     "migrate_vm": migrate_vm,
     "extend_lun": extend_lun,
     "extend_volume": extend_volume,

@@ -174,7 +174,16 @@ class HyperVProvider:
             platforms=SUPPORTED_PLATFORMS,
             reasons=dict(act.NOT_DONE),
             platform_actions={"2008r2": frozenset(wmi1_act.ACTIONS)},
-            platform_reasons={"2008r2": wmi1_act.reasons()},
+            platform_reasons={
+                "2008r2": {
+                    **{
+                        k: "on Windows Server 2008 R2 (WMI v1 path): not built on this path "
+                        "(2012 R2 and later do it with the Hyper-V module)"
+                        for k in act_lifecycle.ACTIONS
+                    },
+                    **wmi1_act.reasons(),
+                }
+            },
             platform_paths={"2008r2": wmi1_act.PATH},
             default_path=act.PATH,
         )

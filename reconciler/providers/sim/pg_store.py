@@ -9,7 +9,7 @@ run at once: the journal's cluster lease sees to that, as it does on a real esta
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -18,7 +18,7 @@ import psycopg
 from reconciler.model.codec import canonical_text, decode_record, stamp_digest
 from reconciler.model.records import KINDS, Estate, Record, kind_of
 from reconciler.providers.postgres import acquire, describe, migrate, release
-from reconciler.providers.sim.store import SCHEMA_VERSION, MigrationRecord, cluster_of
+from reconciler.providers.sim.store import SCHEMA_VERSION, MigrationRecord, cluster_of, scoped_keys
 
 Conn = psycopg.Connection[Any]
 
@@ -101,10 +101,22 @@ class PostgresWorldStore:
         stamp_digest(record, doc)
         return kind_of(record), record.name, cluster_of(record), doc
 
-    def load(self, conn: Conn | None = None, cluster: str | None = None) -> Estate:
+    def load(
+        self, conn: Conn | None = None, cluster: str | None = None, objects: Collection[str] = ()
+    ) -> Estate:
         conn = conn or self.open()
         if cluster is None:
             rows = conn.execute("SELECT kind, doc FROM sim_objects").fetchall()
+        elif objects:
+            rows = []
+            for kind, name in scoped_keys(objects):
+                rows.extend(
+                    conn.execute(
+                        "SELECT kind, doc FROM sim_objects "
+                        "WHERE kind = %s AND name = %s AND cluster = %s",
+                        (kind, name, cluster),
+                    ).fetchall()
+                )
         else:
             rows = conn.execute(
                 "SELECT kind, doc FROM sim_objects WHERE cluster = %s", (cluster,)

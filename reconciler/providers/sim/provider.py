@@ -26,7 +26,7 @@ from reconciler.model.physics import (
 )
 from reconciler.model.platforms import PLATFORM_NAMES
 from reconciler.model.quorum import has_quorum, members_up
-from reconciler.model.records import KINDS, Estate, VirtualMachine
+from reconciler.model.records import Estate, VirtualMachine
 from reconciler.model.rules import apply_rules, placement_problems
 from reconciler.model.timing import makespan
 from reconciler.providers.base import Capabilities, Outcome, ProviderError, Scope
@@ -65,16 +65,8 @@ class SimProvider:
         self._require_world()
         if scope is None:
             return self.store.load()
-        estate = self.store.load(cluster=scope.cluster)
-        if not scope.objects:
-            return estate
-        tables: dict[str, dict[str, Any]] = {}
-        for ref in scope.objects:
-            kind, _, name = ref.partition("/")
-            record = estate.table(kind).get(name) if kind in KINDS else None
-            if record is not None:
-                tables.setdefault(kind, {})[name] = record
-        return Estate.from_tables(tables)
+        # Only the named objects' rows are read: verifying an action reads what it touched.
+        return self.store.load(cluster=scope.cluster, objects=scope.objects)
 
     def observe_cluster(self, cluster: str) -> Estate:
         self._require_world()

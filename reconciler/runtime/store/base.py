@@ -9,6 +9,7 @@ several workers on several machines). Callers type against ``StateStore`` and ge
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from reconciler.runtime.journal import ActionRecord, DriftRecord, LockRecord, RunRecord
@@ -18,6 +19,10 @@ class StateStore(Protocol):
     clock: Callable[[], float]
 
     def close(self) -> None: ...
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Writes inside may be committed together, when it ends (the SQLite journal does)."""
+        ...
 
     # --- runs and actions -------------------------------------------------------------------
 

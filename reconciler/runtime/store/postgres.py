@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -191,6 +192,12 @@ class PostgresJournal:
     def close(self) -> None:
         self._keeper.close()
         release(self.url, self.conn)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Each write commits on its own here (autocommit): a lost lease raised by renew
+        must not take the action outcome written before it back with it."""
+        yield
 
     # --- runs -------------------------------------------------------------------------------
 

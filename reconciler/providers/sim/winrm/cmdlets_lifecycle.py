@@ -27,6 +27,7 @@ from reconciler.model.records import Estate, VirtualMachine, VmNic, frozen_map
 from reconciler.model.rules_base import nic_to_params
 from reconciler.model.vlans import VlanListError, parse_vlan_list
 from reconciler.providers.sim.winrm import objects as o
+from reconciler.providers.sim.winrm import wmi1_scripts
 from reconciler.providers.sim.winrm.binding import Param, PeerError, Spec
 from reconciler.providers.sim.winrm.cmdlets_read import FC, HV, vm_object
 from reconciler.providers.sim.winrm.cmdlets_write import set_vlan, set_vm
@@ -653,6 +654,8 @@ LIFECYCLE_SPECS: dict[str, tuple[Spec, Any]] = {
         ),
         get_owners,
     ),
+    # The same cluster validation as on 2008 R2 (the validate_cluster rule).
+    "Test-Cluster": wmi1_scripts.CMDLETS["Test-Cluster"],
     "Set-ClusterOwnerNode": (
         Spec(
             "Set-ClusterOwnerNode",
