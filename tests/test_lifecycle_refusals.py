@@ -51,3 +51,25 @@ def test_a_plan_that_needs_one_is_blocked_by_name(case: str, kind: str) -> None:
     blocked = [v for v in plan.violations if v.rule == "unsupported" and v.action]
     assert f"{kind}:" in " ".join(v.action or "" for v in blocked)
     assert plan.blocked
+
+
+def test_an_embedded_team_is_refused_before_any_cmdlet_runs() -> None:
+    from reconciler.model.actions import Action
+    from reconciler.model.records import Estate
+
+    calls: list[str] = []
+    runner = act.Runner(lambda node, cmdlet, params: calls.append(cmdlet) or [], Estate(), None)  # type: ignore[arg-type]
+    action = Action(
+        id="match_vswitch:n1/vs",
+        type="match_vswitch",
+        target="Node/n1",
+        cluster="lab",
+        params={
+            "node": "n1",
+            "switch": "vs",
+            "config": {"type": "external", "uplink_nic": None, "embedded_team": ["NIC1", "NIC2"]},
+        },
+    )
+    with pytest.raises(ValueError, match="Switch Embedded Teaming"):
+        act.match_vswitch(runner, action)
+    assert calls == []

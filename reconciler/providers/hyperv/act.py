@@ -123,6 +123,13 @@ def _trunk(r: Runner, node: str, switch: str, allowed: str, native: int | None) 
 
 def match_vswitch(r: Runner, a: Action) -> None:
     node, name, cfg = a.params["node"], a.params["switch"], a.params["config"]
+    if cfg.get("embedded_team"):
+        # Before any call: a team means removing and recreating the switch.
+        raise ValueError(
+            "Switch Embedded Teaming (Remove-VMSwitch, then New-VMSwitch "
+            "-EnableEmbeddedTeaming) is not built in the hyperv provider yet: change the "
+            f"team of {name} on {node} by hand"
+        )
     have = r.call(node, "Get-VMSwitch", {})
     exists = any(sw.get("Name") == name for sw in have)  # -Name is a wildcard: match exactly
     params: dict[str, Any] = {"Name": name}
