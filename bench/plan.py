@@ -104,8 +104,20 @@ def child(scenario: str, desired: str, state: str, cache: str | None) -> None:
         extra["actions"] = len(plan.actions)
         extra["violations"] = len(plan.violations)
     timings["total"] = sum(timings.values())
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"timings": timings, "peak_mib": peak_mib, **extra}))
+    print(json.dumps({"timings": timings, "peak_mib": _peak_mib(), **extra}))
+
+
+def _peak_mib() -> float:
+    """This process's own peak resident memory. Not ru_maxrss: Linux carries that over from
+    the parent through fork and exec, so each child would report at least the parent's peak
+    (the parent holds the generated estate)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(scenario: str, desired: Path, state: Path, cache: Path | None) -> dict[str, Any]:
@@ -208,19 +220,25 @@ def report(result: dict[str, Any], clusters: int, nodes: int, vms_per_node: int)
 def curve(nodes: int, vms_per_node: int, drift: float, repeat: int, upto: int) -> None:
     print(f"scale curve ({nodes} nodes x {vms_per_node} VMs per cluster, {drift:.0%} drift)")
     print(
-        f"{'VMs':>7} {'parse':>8} {'cold':>8} {'warm':>8} {'peak MiB':>9} "
-        f"{'cold us/VM':>11} {'warm us/VM':>11} {'KiB/VM':>7}"
+        f"{'VMs':>7} {'parse':>8} {'cold':>8} {'warm':>8} {'baseline':>9} {'peak MiB':>9} "
+        f"{'cold us/VM':>11} {'warm us/VM':>11} {'KiB/VM':>7} {'cold/parse':>11} "
+        f"{'warm/parse':>11} {'base/cold':>10}",
+        flush=True,
     )
     for clusters in (4, 16, 64, 128):
         if clusters * nodes * vms_per_node > upto:
             break
         r = run_size(clusters, nodes, vms_per_node, drift, repeat)
         rows, vms = r["rows"], r["vms"]
-        cold, warm = rows["cold"]["timings"]["total"], rows["warm"]["timings"]["total"]
+        cold, warm, parse, base = (
+            rows[k]["timings"]["total"] for k in ("cold", "warm", "parse", "baseline")
+        )
         print(
-            f"{vms:>7} {rows['parse']['timings']['total']:>7.2f}s {cold:>7.2f}s {warm:>7.2f}s "
+            f"{vms:>7} {parse:>7.2f}s {cold:>7.2f}s {warm:>7.2f}s {base:>8.2f}s "
             f"{rows['cold']['peak_mib']:>9.0f} {cold / vms * 1e6:>11.0f} "
-            f"{warm / vms * 1e6:>11.0f} {rows['cold']['peak_mib'] * 1024 / vms:>7.1f}",
+            f"{warm / vms * 1e6:>11.0f} {rows['cold']['peak_mib'] * 1024 / vms:>7.1f} "
+            f"{cold / parse:>10.2f}x {warm / parse:>10.2f}x {base / cold:>9.2f}x "
+            f"(load {os.getloadavg()[0]:.1f})",
             flush=True,
         )
 

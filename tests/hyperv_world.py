@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from reconciler.model.records import Cluster, Estate, VirtualMachine, VmStatus, frozen_map
+from reconciler.model.records import Cluster, Estate, Node, VirtualMachine, VmStatus, frozen_map
 from reconciler.providers.hyperv.connections import (
     ClusterConnection,
     Connections,
@@ -59,7 +59,8 @@ def observable(estate: Estate) -> Estate:
     and the test VM are the manifests' business; a VM's dirty rate is simulator physics.
     File sizes are compared to the micro-GiB. A VM always has automatic start and stop
     actions on a host: where the world has none, the host shows Hyper-V's defaults
-    (StartIfRunning, Save); no preferred owners on a host is "not managed" (None).
+    (StartIfRunning, Save); no preferred owners on a host is "not managed" (None). When a
+    condition began (``status.since``) is the simulator's clock, which no host shows.
     """
 
     def cluster(c: Cluster) -> Cluster:
@@ -70,7 +71,7 @@ def observable(estate: Estate) -> Estate:
             c.quorum,
             c.networks,
             replace(c.live_migration, max_parallel_migrations=None),
-            status=c.status,
+            status=replace(c.status, since=frozen_map()),
         )
 
     def vm(v: VirtualMachine) -> VirtualMachine:
@@ -86,7 +87,7 @@ def observable(estate: Estate) -> Estate:
         return replace(
             v,
             labels=frozen_map(),
-            status=VmStatus(),
+            status=VmStatus(failed=v.status.failed),
             migration_policy="live",
             allow_downtime=False,
             anti_affinity_mode="soft",
@@ -96,15 +97,35 @@ def observable(estate: Estate) -> Estate:
             preferred_owners=v.preferred_owners or None,
         )
 
+    def node(n: Node) -> Node:
+        # A host reports VMQ and jumbo frames per NIC; TCP chimney it does not (not compared).
+        nics = tuple(
+            replace(
+                nic,
+                offloads=replace(
+                    nic.offloads, tcp_chimney=False, reported=frozenset({"vmq", "jumbo_frames"})
+                ),
+            )
+            for nic in n.nics
+        )
+        return replace(n, labels=frozen_map(), nics=nics)
+
     return Estate(
         {n: cluster(c) for n, c in estate.clusters.items()},
-        {n: replace(x, labels=frozen_map()) for n, x in estate.nodes.items()},
+        {
+            n: replace(node(x), status=replace(x.status, since=frozen_map()))
+            for n, x in estate.nodes.items()
+        },
         {n: replace(x, labels=frozen_map()) for n, x in estate.switches.items()},
         {
             n: replace(
                 x,
                 labels=frozen_map(),
-                status=replace(x.status, other_used_gib=round(x.status.other_used_gib, 3)),
+                status=replace(
+                    x.status,
+                    other_used_gib=round(x.status.other_used_gib, 3),
+                    since=frozen_map(),
+                ),
             )
             for n, x in estate.volumes.items()
         },

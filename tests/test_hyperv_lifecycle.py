@@ -366,3 +366,27 @@ def test_capabilities_offer_the_lifecycle_on_the_modern_path_only(
         assert "2008 R2" in (caps.refusal(kind, "2008r2") or ""), kind
     for kind, why in STILL_NOT.items():
         assert why in (caps.refusal(kind, "2016") or ""), kind
+
+
+def test_set_vm_nic_onto_another_switch_goes_through_untagged(
+    rig: tuple[HyperVPeer, HyperVProvider],
+) -> None:
+    """Switch and VLAN both change: neither switch need carry the other's VLAN."""
+    peer, provider = rig
+    internal = {"type": "internal", "uplink_nic": None, "management_os": True,
+                "allowed_vlans": "5", "native_vlan": 1}  # fmt: skip
+    for node in ("c001-n01", "c001-n02", "c001-n03"):
+        made = act("match_vswitch", f"Node/{node}", node=node, switch="lab", config=internal)
+        assert provider.apply(made).status == "done"
+        provider.observe(scope_of(made))
+    vm = world(peer).vms["c001-vm0002"]  # running on c001-n02, nic1 on the VM switch, VLAN 10
+    assert [(n.name, n.switch, n.vlan) for n in vm.nics] == [("nic1", SWITCH, 10)]
+    move = act("set_vm_nic", "VirtualMachine/c001-vm0002", vm=vm.name,
+               nic={"name": "nic1", "switch": "lab", "vlan": 5})  # fmt: skip
+    start = len(peer.received)
+    outcome = provider.apply(move)
+    assert outcome.status == "done", outcome.message
+    check_golden("set_vm_nic_switch", {"action": "set_vm_nic", "pipelines": pipelines(peer, start)})
+    truth = world(peer).vms["c001-vm0002"]
+    assert [(n.name, n.switch, n.vlan) for n in truth.nics] == [("nic1", "lab", 5)]
+    assert only(provider.observe(scope_of(move)).vms["c001-vm0002"]) == only(truth)

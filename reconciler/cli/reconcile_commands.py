@@ -24,6 +24,7 @@ from reconciler.cli.safe_text import add_row
 from reconciler.providers.base import Provider
 from reconciler.providers.registry import open_provider
 from reconciler.runtime.clock import Clock, SystemClock
+from reconciler.runtime.condition_log import ConditionRecord
 from reconciler.runtime.journal import DriftRecord
 from reconciler.runtime.metrics import LoopMetrics, MetricsServer
 from reconciler.runtime.reconcile import (
@@ -283,40 +284,73 @@ def _status(row: DriftRecord) -> str:
     return "corrected" if row.correction_run else "resolved"
 
 
+def _condition_status(row: ConditionRecord) -> str:
+    return "cleared" if row.cleared else "open"
+
+
+def _world_time(since: float | None) -> str:
+    return "-" if since is None else f"t={since:.1f} s"
+
+
 @click.command()
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--open", "open_only", is_flag=True, help="Only what still drifts.")
+@click.option("--open", "open_only", is_flag=True, help="Only what still drifts (or still holds).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def drift(obj: Context, limit: int, open_only: bool, as_json: bool) -> None:
-    """What drifted, when, and whether and when it was corrected, by which run.
+    """What drifted, when, and whether and when it was corrected, by which run; and the
+    conditions (observed health) the loop saw, since when, and whether they cleared.
 
     Status: open (still drifting), corrected (by the named reconcile run), resolved (seen
-    as desired again without the loop changing it: by hand, or by an apply).
+    as desired again without the loop changing it: by hand, or by an apply). A condition is
+    open while it holds, cleared once a tick no longer sees it; "began" is the world's clock.
+    JSON: one list; each row's "kind" is "drift" or "condition".
     """
     journal = obj.store(SystemClock().now)
     try:
         rows = journal.drift_history(limit, open_only)
+        conditions = journal.condition_history(limit, open_only)
     finally:
         journal.close()
     if as_json:
-        click.echo(json.dumps([{**asdict(r), "status": _status(r)} for r in rows], indent=2))
+        out = [{"kind": "drift", **asdict(r), "status": _status(r)} for r in rows]
+        out += [
+            {"kind": "condition", **asdict(c), "status": _condition_status(c)} for c in conditions
+        ]
+        click.echo(json.dumps(out, indent=2))
         return
     if not rows:
         obj.out.note("No drift recorded." if not open_only else "Nothing is drifting.")
-        return
-    table = Table()
-    for col in ("id", "detected (UTC)", "object", "what drifted", "status", "when", "by run"):
-        table.add_column(col)
-    for r in rows:
-        add_row(
-            table,
-            str(r.id),
-            _utc(r.detected_at),
-            r.object,
-            _fields_text(r.fields),
-            _status(r),
-            _utc(r.corrected_at),
-            r.correction_run or "-",
-        )
-    obj.out.console.print(table)
+    else:
+        table = Table()
+        for col in ("id", "detected (UTC)", "object", "what drifted", "status", "when", "by run"):
+            table.add_column(col)
+        for r in rows:
+            add_row(
+                table,
+                str(r.id),
+                _utc(r.detected_at),
+                r.object,
+                _fields_text(r.fields),
+                _status(r),
+                _utc(r.corrected_at),
+                r.correction_run or "-",
+            )
+        obj.out.console.print(table)
+    if conditions:
+        table = Table(title="Conditions (observed health)")
+        for col in ("id", "type", "object", "reason", "began", "seen (UTC)", "status", "cleared"):
+            table.add_column(col)
+        for c in conditions:
+            add_row(
+                table,
+                str(c.id),
+                c.type,
+                c.object,
+                c.reason,
+                _world_time(c.since),
+                _utc(c.detected_at),
+                _condition_status(c),
+                _utc(c.cleared_at),
+            )
+        obj.out.console.print(table)

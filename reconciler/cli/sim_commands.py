@@ -16,6 +16,7 @@ from reconciler.cli.context import EXIT_ERROR
 from reconciler.cli.safe_text import add_row, markup_safe
 from reconciler.manifest.load import load_paths
 from reconciler.model.capacity import usable_memory_mib, used_memory_mib
+from reconciler.model.conditions import observed_conditions
 from reconciler.model.migration import LiveMigrationInputs, closed_form, simulate_live
 from reconciler.model.platforms import PLATFORM_NAMES, platform
 from reconciler.model.quorum import failures_tolerated, has_quorum, members_up
@@ -94,6 +95,11 @@ def sim_show(obj: Context) -> None:
     console.print(f"Simulated time: {clock:.1f} s")
     for cluster in estate.clusters.values():
         render_cluster(console, estate, cluster.name)
+    conditions = observed_conditions(estate)
+    if conditions:
+        console.print(markup_safe(f"Conditions ({len(conditions)}):"))
+        for c in conditions:
+            console.print(markup_safe(f"  {c.note().removeprefix('condition ')}"))
 
 
 def render_cluster(console: Console, estate: Estate, cluster_name: str) -> None:

@@ -132,7 +132,7 @@ def node_fields(desired: Node, observed: Node) -> list[FieldChange]:
             out.append(FieldChange(f"{path}.network", have.network, nic.network))
         for attr in ("vmq", "jumbo_frames"):
             a, b = getattr(have.offloads, attr), getattr(nic.offloads, attr)
-            if a != b:
+            if a != b and attr in have.offloads.reported:  # what a host cannot tell, stands
                 out.append(FieldChange(f"{path}.offloads.{attr}", a, b))
     return out
 

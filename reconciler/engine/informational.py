@@ -61,7 +61,10 @@ def informational_notes(desired: Estate, observed: Estate) -> list[str]:
                 ("offloads.tcp_chimney", have_nic.offloads.tcp_chimney, nic.offloads.tcp_chimney),
             )
             for attr, world, manifest in pairs:
-                if world != manifest:  # roles are a set: sorted on both sides
+                unread = attr == "offloads.tcp_chimney" and "tcp_chimney" not in (
+                    have_nic.offloads.reported
+                )
+                if world != manifest and not unread:  # roles are a set: sorted on both sides
                     out.append(_note(f"Node/{name}", f"spec.nics[{i}].{attr}", world, manifest))
     for name, vm in sorted(desired.vms.items()):
         seen_vm = observed.vms.get(name)

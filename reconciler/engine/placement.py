@@ -94,3 +94,16 @@ def choose_destination(
         if not destination_problems(estate, vm, score[3]):
             return score[3]
     return None
+
+
+def why_nowhere(estate: Estate, vm: VirtualMachine, exclude: Collection[str] = ()) -> str:
+    """Why no node can take ``vm``: the first problem of each candidate, by node."""
+    cluster = estate.clusters[vm.cluster]
+    reasons = [
+        f"{name}: {problems[0]}"
+        for name in sorted(cluster.nodes)
+        if name != vm.node
+        and name not in exclude
+        and (problems := destination_problems(estate, vm, name))
+    ]
+    return "; ".join(reasons) or "no other member"

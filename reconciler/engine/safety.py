@@ -115,6 +115,7 @@ class ReserveTracker:
         self.keys: dict[str, int] = {}
         self.dirty: set[str] = set()
         self.rebuild = True
+        self.cost_of: dict[int, int] = {}  # a VM's memory -> its cost (same cluster costs)
 
     def step(self, touched: Touched | None) -> None:
         """Note what the next state changed (None: not known, recompute every node)."""
@@ -126,8 +127,16 @@ class ReserveTracker:
     def _entry(self, state: Estate, cluster: Cluster, name: str) -> _NodeReserve:
         node = state.nodes[name]
         serving = node.status.state == "up" and not node.maintenance
+        # A restart's cost depends on the VM's memory and the cluster's costs alone.
+        cost_of = self.cost_of
         victims = [
-            (vm_cost_mib(vm, cluster), vm.name, vm.memory_mib)
+            (
+                cost_of[vm.memory_mib]
+                if vm.memory_mib in cost_of
+                else cost_of.setdefault(vm.memory_mib, vm_cost_mib(vm, cluster)),
+                vm.name,
+                vm.memory_mib,
+            )
             for vm in state.vms_on(name)
             if vm.power_state == "running" and vm.highly_available
         ]
@@ -171,6 +180,7 @@ class ReserveTracker:
         )
         self.rebuild, self.cluster, self.node_count = False, cluster, len(state.nodes)
         if whole:
+            self.cost_of = {}
             self.nodes = {n: self._entry(state, cluster, n) for n in members if n in state.nodes}
             self._totals()
             return

@@ -238,6 +238,7 @@ def build_node(data: Data) -> Node:
             free_luns=frozen_map(
                 {str(k): int(v) for k, v in (status.get("free_luns") or {}).items()}
             ),
+            networks_down=frozenset(status.get("networks_down") or ()),
         ),
     )
 
@@ -267,6 +268,7 @@ def build_volume(data: Data) -> ClusterSharedVolume:
             coordinator=status.get("coordinator"),
             other_used_gib=float(status.get("other_used_gib", 0.0)),
             files=frozen_map({str(k): float(v) for k, v in (status.get("files") or {}).items()}),
+            redirected=frozen_map(status.get("redirected") or {}),
         ),
     )
 
@@ -336,7 +338,10 @@ def build_vm(data: Data) -> VirtualMachine:
             for d in spec.get("disks") or ()
         ),
         labels=_labels(data),
-        status=VmStatus(dirty_rate_mib_s=float(status.get("dirty_rate_mib_s", 8.0))),
+        status=VmStatus(
+            dirty_rate_mib_s=float(status.get("dirty_rate_mib_s", 8.0)),
+            failed=bool(status.get("failed", False)),
+        ),
         unset=_unset(spec, *VM_DEFAULTED),
     )
 

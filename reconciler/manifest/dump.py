@@ -184,6 +184,8 @@ def _node(n: Node, estate: Estate, status: bool) -> tuple[dict[str, Any], dict[s
             st["roles_installed"] = False
         if n.status.free_luns:
             st["free_luns"] = dict(sorted(n.status.free_luns.items()))
+        if n.status.networks_down:
+            st["networks_down"] = sorted(n.status.networks_down)
     return spec, st
 
 
@@ -224,6 +226,8 @@ def _volume(v: ClusterSharedVolume, status: bool) -> tuple[dict[str, Any], dict[
             st["other_used_gib"] = v.status.other_used_gib
         if v.status.files:
             st["files"] = dict(sorted(v.status.files.items()))
+        if v.status.redirected:
+            st["redirected"] = dict(sorted(v.status.redirected.items()))
     return spec, st
 
 
@@ -300,6 +304,8 @@ def _vm(vm: VirtualMachine, status: bool) -> tuple[dict[str, Any], dict[str, Any
             st["node"] = vm.node
         st["power_state"] = vm.power_state
         st["dirty_rate_mib_s"] = vm.status.dirty_rate_mib_s
+        if vm.status.failed:
+            st["failed"] = True
         sizes = {d.name: d.file_size_gib for d in vm.disks if d.file_size_gib is not None}
         if sizes:
             st["disk_file_size_gib"] = sizes

@@ -352,6 +352,15 @@ def _observed_facts(
         nodes[name] = replace(
             node, status=replace(node.status, switches=frozen_map(host_switches), luns=luns)
         )
+        known = [n.name for n in cluster.networks] if cluster is not None else []
+        for net in sorted(node.status.networks_down - set(known)):
+            errors.append(
+                sources[("Node", name)].error(
+                    ("status", "networks_down"),
+                    f"{net} is not a network of cluster {node.cluster}",
+                    f"one of: {', '.join(known)}" if known else "the cluster declares none",
+                )
+            )
     volumes: dict[str, ClusterSharedVolume] = {}
     for name, volume in estate.volumes.items():
         cluster = estate.clusters.get(volume.cluster)
@@ -359,6 +368,15 @@ def _observed_facts(
         if coordinator is None and cluster is not None and cluster.nodes:
             coordinator = cluster.nodes[0]
         volumes[name] = replace(volume, status=replace(volume.status, coordinator=coordinator))
+        members = list(cluster.nodes) if cluster is not None else []
+        for node_name in sorted(set(volume.status.redirected) - set(members)):
+            errors.append(
+                sources[("ClusterSharedVolume", name)].error(
+                    ("status", "redirected", node_name),
+                    f"{node_name} is not a member of cluster {volume.cluster}",
+                    f"one of: {', '.join(members)}" if members else "the cluster has no members",
+                )
+            )
     vms: dict[str, VirtualMachine] = {}
     if estate.vms and not any(statuses.values()):
         # Not one object says what was observed: desired manifests given as a world.

@@ -28,6 +28,16 @@ CONDITION_TYPES = (
     "VmFailed",
     "VmSaved",
 )
+# What Get-ClusterSharedVolumeState reports as the cause of redirected I/O.
+REDIRECT_REASONS = (
+    "UserRequest",  # Suspend-ClusterResource -RedirectedAccess, e.g. for a backup
+    "IncompatibleFileSystemFilter",
+    "IncompatibleVolumeFilter",
+    "FileSystemTiering",
+    "BitLockerInitializing",
+    "NoDiskConnectivity",  # block redirected: the node lost its path to the LUN
+    "StorageSpaceNotAttached",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -216,11 +216,17 @@ class Hardware:
         return (self.model, self.cpu, self.firmware, self.driver_set, self.patch_level)
 
 
+OFFLOADS: frozenset[str] = frozenset({"vmq", "jumbo_frames", "tcp_chimney"})
+
+
 @dataclass(frozen=True, slots=True)
 class Offloads:
     vmq: bool = False
     jumbo_frames: bool = False
     tcp_chimney: bool = False
+    # Observed: which of these the host reports (2008 R2 reports none per adapter); a fact it
+    # does not report is not compared with the manifest.
+    reported: frozenset[str] = field(default=OFFLOADS, metadata=LATER)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,11 +14,19 @@ import os
 import socket
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from reconciler.model.conditions import Condition
+from reconciler.runtime.condition_log import (
+    SQLITE_DDL,
+    ConditionRecord,
+    condition_history,
+    note_conditions,
+)
 
 JOURNAL_FILE = "journal.db"
 LOCK_TTL_SECONDS = 15 * 60  # renewed after every action; a lock older than this is stale
@@ -247,6 +255,7 @@ class Journal:
             for statement in _DDL.split(";"):
                 if statement.strip():
                     c.execute(statement)
+            c.execute(SQLITE_DDL)
             for table, column, definition in _ADDED_COLUMNS:
                 have = {row[1] for row in c.execute(f"PRAGMA table_info({table})")}
                 if column not in have:
@@ -539,6 +548,20 @@ class Journal:
             (limit,),
         ).fetchall()
         return [self._drift_record(r) for r in rows]
+
+    # --- conditions (runtime/condition_log.py) ----------------------------------------------
+
+    def note_conditions(
+        self,
+        run_id: str | None,
+        conditions: Sequence[Condition],
+        scope: Collection[str] | None = None,
+    ) -> list[str]:
+        with self._tx() as c:
+            return note_conditions(c, "?", self.clock(), run_id, conditions, scope)
+
+    def condition_history(self, limit: int = 50, open_only: bool = False) -> list[ConditionRecord]:
+        return condition_history(self.conn, "?", limit, open_only)
 
     # --- locks ------------------------------------------------------------------------------
 

@@ -76,7 +76,7 @@ class LoopMetrics:
         self.ticks = Counter("reconciler_ticks", "Ticks run, by outcome.", ["outcome"], registry=r)
         self.conditions = Gauge(
             "reconciler_conditions",
-            "Unhealthy conditions the last tick observed (node down, VM saved, switch missing).",
+            "Unhealthy conditions the last tick observed, by type (docs/semantics.md, Conditions).",
             ["type"],
             registry=r,
         )

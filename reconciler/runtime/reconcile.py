@@ -341,6 +341,8 @@ class Reconciler:
             resolved, None, f"no longer drifting at {run_id}: changed outside this loop"
         )
         report.resolved = tuple(resolved)
+        # Health is kept next to drift (shown by 'drift'); it is not drift itself.
+        self.journal.note_conditions(run_id, plan.conditions, known)
         has_drift = bool(diffs) or not plan.empty
         if not has_drift:
             report.outcome = "converged"

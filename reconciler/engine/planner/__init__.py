@@ -103,7 +103,7 @@ def make_plan(
     known = {(v.rule, v.target) for v in violations}
     # A step already named by a policy rule (never, downtime, delete) needs no second,
     # generic "precondition" entry saying the same thing.
-    # So does a move onto an unhealthy node: the block says which way it is unhealthy.
+    # Nor does a move onto an unhealthy node: its own block says which way it is unhealthy.
     unhealthy = moves_onto_unhealthy(actions, observed)
     explained = {v.action for v in [*replayed, *unhealthy] if v.rule != "precondition" and v.action}
     violations.extend(

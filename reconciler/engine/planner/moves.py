@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from reconciler.engine.placement import choose_destination, destination_problems, in_service
+from reconciler.engine.placement import (
+    choose_destination,
+    destination_problems,
+    in_service,
+    why_nowhere,
+)
 from reconciler.engine.planner.base import PlannerBase
 from reconciler.model.actions import Disruption
 from reconciler.model.capacity import usable_memory_mib, used_memory_mib, vm_cost_mib
@@ -145,8 +150,9 @@ class Moves(PlannerBase):
             self.block(
                 "no_placement",
                 f"VirtualMachine/{want.name}",
-                f"no node can take {want.name} ({have.memory_mib} MiB)",
-                "free memory or relax anti-affinity",
+                f"no node can take {want.name} ({have.memory_mib} MiB): "
+                + why_nowhere(self.state, have, exclude),
+                "free memory, relax anti-affinity, or recover what the reasons name",
             )
             return None
         why = f"{have.node} goes into maintenance" if leaving else f"{have.node} cannot run it"

@@ -128,7 +128,7 @@ class Networks(PlannerBase):
                     ("jumbo_frames", "jumbo frames", "the *JumboPacket advanced property"),
                 ):
                     a, b = getattr(seen.offloads, attr), getattr(nic.offloads, attr)
-                    if a != b:
+                    if a != b and attr in seen.offloads.reported:
                         self.block(
                             "hardware",
                             target,

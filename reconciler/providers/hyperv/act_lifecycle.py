@@ -224,8 +224,8 @@ def _disks(r: Runner, node: str, vm: str, disks: list[Mapping[str, Any]]) -> Non
 def create_vm(r: Runner, a: Action) -> None:
     """New-VM (no VHD), the clustered role, processors, memory, disks, adapters.
 
-    A VM of that name already on the node (a run cut short) is finished, not made twice; one
-    of another generation is refused.
+    A VM of that name already on the node, or a role of that name on any node (a run cut
+    short), is finished, not made twice; one of another generation is refused.
     """
     p = a.params
     name, node = p["vm"], p["node"]
@@ -233,6 +233,9 @@ def create_vm(r: Runner, a: Action) -> None:
     if refused:
         raise ValueError("; ".join(refused))
     generation, memory = int(p["generation"]), i64(int(p["memory_mib"]) * m.MIB)
+    group = _group(r, node, name)
+    if group is not None and group.get("OwnerNode"):
+        node = str(group["OwnerNode"])  # a cut-short run's role, failed over since: finish it
     vm = _vm(r, node, name)
     if vm is None:
         new: dict[str, Any] = {

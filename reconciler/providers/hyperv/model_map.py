@@ -51,6 +51,28 @@ QUORUM: dict[str, QuorumMode] = {
     "DiskOnly": "disk_only",
     "CloudWitness": "cloud_witness",
 }
+# Get-ClusterNetworkInterface states of an interface that carries nothing (the model's
+# networks_down; "Unavailable" is a node that is down, already a condition of its own).
+NETIF_DOWN = frozenset({"Failed", "Unreachable"})
+GROUP_FAILED = "Failed"  # Get-ClusterGroup State of a role the cluster gave up restarting
+
+
+def csv_redirected(rows: Sequence[Mapping[str, Any]], volume: str) -> dict[str, str]:
+    """Get-ClusterSharedVolumeState rows -> node -> why the volume's I/O is redirected there."""
+    out: dict[str, str] = {}
+    for r in rows:
+        state = str(r.get("StateInfo"))
+        if str(r.get("Name")) != volume or state not in ("FileSystemRedirected", "BlockRedirected"):
+            continue
+        key = (
+            "BlockRedirectedIOReason"
+            if state == "BlockRedirected"
+            else "FileSystemRedirectedIOReason"
+        )
+        out[str(r.get("Node"))] = str(r.get(key) or state)
+    return out
+
+
 # Which cluster-parameter name holds which ClusterStatus field.
 STATUS_PARAMETERS = {
     "ReconcilerMonitoringMaintenance": "monitoring_maintenance",

@@ -26,6 +26,7 @@ from reconciler.model.records import (
     SwitchConfig,
     VirtualMachine,
     VirtualSwitch,
+    VmStatus,
     VolumeStatus,
     frozen_map,
 )
@@ -127,6 +128,10 @@ class Observer:
         c["netifs"] = self.call(via, "Get-ClusterNetworkInterface")
         c["groups"] = self.call(via, "Get-ClusterGroup")
         c["owners"] = self.owners(via)
+        # From 2012 R2 on: which nodes reach each CSV only through its coordinator, and why.
+        c["csv_state"] = (
+            [] if via in self.wmi1_nodes else self.call(via, "Get-ClusterSharedVolumeState")
+        )
         # 2008 R2 has no Hyper-V module: its migration networks are the VM resource type's.
         c["migration"] = (
             wmi1.migration_networks(self.call, via, c["networks"])
@@ -280,6 +285,7 @@ class Observer:
         network_of = {
             str(i.get("Adapter")): str(i.get("Network")) for i in netifs if i.get("Node") == name
         }
+        reported = frozenset() if r.get("offloads_unread") else frozenset({"vmq", "jumbo_frames"})
         vmq = {str(v.get("Name")): bool(v.get("Enabled")) for v in r.get("vmq", [])}
         jumbo = {
             str(j.get("Name")): any(int(x) > 1514 for x in j.get("RegistryValue") or [])
@@ -295,6 +301,7 @@ class Observer:
                 offloads=Offloads(
                     vmq=vmq.get(str(a["Name"]), False),
                     jumbo_frames=jumbo.get(str(a["Name"]), False),
+                    reported=reported,
                 ),
             )
             for a in r["adapters"]
@@ -316,13 +323,18 @@ class Observer:
         luns = frozenset(str(d.get("FriendlyName")) for d in r["disks"]) & known
         installed = all(bool(f.get("Installed")) for f in r["features"]) and bool(r["features"])
         state = "down" if facts.cluster_state == "Down" else "up"
+        cut = frozenset(
+            str(i.get("Network"))
+            for i in netifs
+            if i.get("Node") == name and str(i.get("State")) in m.NETIF_DOWN
+        )
         return Node(
             name=name,
             cluster=cluster,
             hardware=hardware,
             nics=nics,
             maintenance=facts.cluster_state == "Paused",
-            status=NodeStatus(state, frozen_map(switches), luns, installed),  # type: ignore[arg-type]
+            status=NodeStatus(state, frozen_map(switches), luns, installed, cut),  # type: ignore[arg-type]
         )
 
     def vm_records(
@@ -386,6 +398,7 @@ class Observer:
                     preferred_owners=(owners or {}).get(name) or None,
                     automatic_start_action=start,  # type: ignore[arg-type]
                     automatic_stop_action=stop,  # type: ignore[arg-type]
+                    status=VmStatus(failed=str((group or {}).get("State")) == m.GROUP_FAILED),
                 )
             )
         return out
@@ -432,9 +445,9 @@ class Observer:
                 continue
             used = int(partition.get("UsedSpace", 0)) / m.GIB
             other = round(max(0.0, used - files.get(name, 0.0)), 6)
-            out.append(
-                ClusterSharedVolume(name, cluster, lun, size, status=VolumeStatus(owner, other))
-            )
+            redirected = frozen_map(m.csv_redirected(c.get("csv_state") or (), name))
+            status = VolumeStatus(owner, other, redirected=redirected)
+            out.append(ClusterSharedVolume(name, cluster, lun, size, status=status))
         return out
 
 

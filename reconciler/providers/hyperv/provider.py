@@ -19,7 +19,7 @@ import structlog
 
 from reconciler.model.actions import ACTION_TYPES, Action
 from reconciler.model.platforms import PLATFORM_NAMES
-from reconciler.model.records import Cluster, Estate, Node, VirtualMachine
+from reconciler.model.records import Cluster, Estate, Node, NodeStatus, VirtualMachine
 from reconciler.providers.base import Capabilities, Outcome, ProviderError, Scope
 from reconciler.providers.hyperv import act, act_lifecycle
 from reconciler.providers.hyperv import model_map as m
@@ -366,8 +366,13 @@ class HyperVProvider:
             owners = {str(v.get("OwnerNode")) for v in csv if v.get("OwnerNode")}
             disks = {o: {"disks": ob.disks(o)} for o in sorted(owners)}
             all_vms = {**known.vms, **vms}
+            state = (
+                []
+                if via in ob.wmi1_nodes
+                else ob.call(via, "Get-ClusterSharedVolumeState", {"Name": wanted})
+            )
             found = ob.volume_records(
-                name, {"csv": csv}, self._lun_sizes({}, disks), all_vms.values()
+                name, {"csv": csv, "csv_state": state}, self._lun_sizes({}, disks), all_vms.values()
             )
             out["ClusterSharedVolume"] = {v.name: v for v in found}
         return Estate.from_tables(out)
@@ -418,7 +423,7 @@ class HyperVProvider:
                 {},
                 [v.name for v in known.volumes.values()],
             )
-            return replace(fresh, hardware=was.hardware, nics=was.nics)
+            return replace(fresh, hardware=was.hardware, nics=was.nics, status=_cut(fresh, was))
         switches = ob.call(node, "Get-VMSwitch")
         vlans = ob.call(node, "Get-VMNetworkAdapterVlan", {"ManagementOS": None})
         disks = ob.call(node, "Get-Disk")
@@ -450,6 +455,7 @@ class HyperVProvider:
                 patch_level=fresh.hardware.patch_level,
             ),
             nics=was.nics,
+            status=_cut(fresh, was),
         )
 
     def _observe_vm(
@@ -546,3 +552,8 @@ class HyperVProvider:
 
 SUPPORTED_ACTIONS: frozenset[str] = frozenset(MODERN_ACTIONS) & frozenset(ACTION_TYPES)
 __all__ = ["SUPPORTED_ACTIONS", "HyperVProvider", "m"]
+
+
+def _cut(fresh: Node, was: Node) -> NodeStatus:
+    """A node read alone: its network interfaces' states stand as the cluster read had them."""
+    return replace(fresh.status, networks_down=was.status.networks_down)

@@ -11,19 +11,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from reconciler.model.conditions import network_states
+from reconciler.model.conditions import REDIRECT_REASONS, network_states
 from reconciler.model.records import Cluster, Estate, frozen_map
 
-# What Get-ClusterSharedVolumeState reports as the cause of redirected I/O.
-REDIRECT_REASONS = (
-    "UserRequest",  # Suspend-ClusterResource -RedirectedAccess, e.g. for a backup
-    "IncompatibleFileSystemFilter",
-    "IncompatibleVolumeFilter",
-    "FileSystemTiering",
-    "BitLockerInitializing",
-    "NoDiskConnectivity",  # block redirected: the node lost its path to the LUN
-    "StorageSpaceNotAttached",
-)
+__all__ = [
+    "REDIRECT_REASONS",
+    "HealthFaultError",
+    "direct_volume",
+    "fail_vm",
+    "redirect_volume",
+    "set_network",
+]
 
 
 class HealthFaultError(ValueError):

@@ -8,10 +8,12 @@ several workers on several machines). Callers type against ``StateStore`` and ge
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+from reconciler.model.conditions import Condition
+from reconciler.runtime.condition_log import ConditionRecord
 from reconciler.runtime.journal import ActionRecord, DriftRecord, LockRecord, RunRecord
 
 
@@ -74,6 +76,19 @@ class StateStore(Protocol):
     def close_drift(self, objects: Iterable[str], correction_run: str | None, note: str) -> int: ...
 
     def drift_history(self, limit: int = 50, open_only: bool = False) -> list[DriftRecord]: ...
+
+    # --- conditions -------------------------------------------------------------------------
+
+    def note_conditions(
+        self,
+        run_id: str | None,
+        conditions: Sequence[Condition],
+        scope: Collection[str] | None = None,
+    ) -> list[str]: ...
+
+    def condition_history(
+        self, limit: int = 50, open_only: bool = False
+    ) -> list[ConditionRecord]: ...
 
     # --- locks (leases) ---------------------------------------------------------------------
 

@@ -13,13 +13,20 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 
+from reconciler.model.conditions import Condition
 from reconciler.providers.postgres import StateDatabaseError, acquire, connect, migrate, release
+from reconciler.runtime.condition_log import (
+    POSTGRES_DDL,
+    ConditionRecord,
+    condition_history,
+    note_conditions,
+)
 from reconciler.runtime.journal import (
     ACTION_COLUMNS,
     RUN_COLUMNS,
@@ -89,6 +96,7 @@ JOURNAL_STEPS = (
         ref TEXT NOT NULL DEFAULT 'main', saved_at DOUBLE PRECISION NOT NULL
     );
     """,
+    POSTGRES_DDL,  # 2: the conditions the loop saw
 )
 
 _LOCK_COLUMNS = "cluster, lock_id, run_id, owner, pid, host, acquired_at, expires_at"
@@ -417,6 +425,20 @@ class PostgresJournal:
             (limit,),
         ).fetchall()
         return [_drift_record(r) for r in rows]
+
+    # --- conditions (runtime/condition_log.py) ----------------------------------------------
+
+    def note_conditions(
+        self,
+        run_id: str | None,
+        conditions: Sequence[Condition],
+        scope: Collection[str] | None = None,
+    ) -> list[str]:
+        with self.conn.transaction():
+            return note_conditions(self.conn, "%s", self.clock(), run_id, conditions, scope)
+
+    def condition_history(self, limit: int = 50, open_only: bool = False) -> list[ConditionRecord]:
+        return condition_history(self.conn, "%s", limit, open_only)
 
     # --- leases -----------------------------------------------------------------------------
 

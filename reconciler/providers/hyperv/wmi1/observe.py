@@ -136,6 +136,7 @@ def node_reads(
         jumbo = str(nic.get("JumboPacket") or "")
         if jumbo.isdigit():
             r["jumbo"].append({"Name": name, "RegistryValue": [jumbo]})
+    r["offloads_unread"] = script is None  # without the script, nothing says what they are
     r["switches"], r["host_vlans"] = switch_reads(call, node)
     r["disks"] = [
         {

@@ -30,7 +30,8 @@ from reconciler.providers.sim.winrm.cmdlets_write import WRITE_SPECS
 CMDLETS: dict[str, tuple[Spec, Any]] = {**READ_SPECS, **WRITE_SPECS, **LIFECYCLE_SPECS}
 # What a Windows Server 2008 R2 host (PowerShell 2.0: no Hyper-V, Storage or CIM cmdlets) has.
 ON_2008R2 = frozenset(
-    {name for name in CMDLETS if "Cluster" in name}
+    # Get-ClusterSharedVolumeState came with 2012 R2.
+    {name for name in CMDLETS if "Cluster" in name and name != "Get-ClusterSharedVolumeState"}
     | {"Get-WmiObject", "Get-ItemProperty", "Remove-Item", "Get-WindowsFeature"}
 )
 

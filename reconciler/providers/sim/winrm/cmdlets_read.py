@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from psrpcore.types import PSObject
 
+from reconciler.model.conditions import network_states
 from reconciler.model.records import Cluster, Disk, Node, VirtualMachine
 from reconciler.model.rules import volume_used_gib
 from reconciler.providers.sim.winrm import objects as o
@@ -724,7 +725,9 @@ def get_csv(host: Host, spec: Spec, p: dict[str, Any], _in: list[Any] | None) ->
 
 
 def get_network(host: Host, spec: Spec, p: dict[str, Any], _in: list[Any] | None) -> Iterator[Any]:
-    for net in host.this_cluster().networks:
+    cluster = host.this_cluster()
+    states = {name: how for name, (how, _) in network_states(host.estate, cluster).items()}
+    for net in cluster.networks:
         address, _, bits = (net.subnet or "").partition("/")
         yield o.ps_object(
             o.NETWORK_TYPES,
@@ -733,7 +736,7 @@ def get_network(host: Host, spec: Spec, p: dict[str, Any], _in: list[Any] | None
                 "Role": NETWORK_ROLE[net.roles[0]] if net.roles else o.ClusterNetworkRole.none,
                 "Address": address,
                 "AddressPrefixLength": int(bits) if bits else 0,
-                "State": "Up",
+                "State": states.get(net.name, "Up"),
             },
             net.name,
         )
@@ -754,8 +757,47 @@ def get_netif(host: Host, spec: Spec, p: dict[str, Any], _in: list[Any] | None) 
                         "Node": name,
                         "Network": nic.network,
                         "Adapter": nic.name,
+                        "State": _netif_state(node, nic.network),
                     },
                 )
+
+
+def _netif_state(node: Node, network: str) -> str:
+    if node.status.state != "up":
+        return "Unavailable"
+    return "Failed" if network in node.status.networks_down else "Up"
+
+
+# Which cause Get-ClusterSharedVolumeState reports under which heading.
+BLOCK_REASONS = frozenset({"NoDiskConnectivity", "StorageSpaceNotAttached"})
+
+
+def get_csv_state(
+    host: Host, spec: Spec, p: dict[str, Any], _in: list[Any] | None
+) -> Iterator[Any]:
+    """One row per volume and member node: direct, or redirected and why (WS2012 R2 on)."""
+    cluster = host.this_cluster()
+    names = p.get("Name")
+    for volume in host.estate.volumes_of(cluster.name):
+        if not _match(names, volume.name):
+            continue
+        for node in cluster.nodes:
+            reason = volume.status.redirected.get(node)
+            block = reason in BLOCK_REASONS
+            state = "Direct" if reason is None else "FileSystemRedirected"
+            yield o.ps_object(
+                o.CSV_STATE_TYPES,
+                {
+                    "Name": volume.name,
+                    "Node": node,
+                    "VolumeFriendlyName": volume.name,
+                    "StateInfo": "BlockRedirected" if block else state,
+                    "FileSystemRedirectedIOReason": (
+                        reason if reason and not block else "NotFileSystemRedirected"
+                    ),
+                    "BlockRedirectedIOReason": reason if block else "NotBlockRedirected",
+                },
+            )
 
 
 def get_group(host: Host, spec: Spec, p: dict[str, Any], _in: list[Any] | None) -> Iterator[Any]:
@@ -770,7 +812,9 @@ def get_group(host: Host, spec: Spec, p: dict[str, Any], _in: list[Any] | None) 
                 "Name": vm.name,
                 "OwnerNode": vm.node or "",
                 "GroupType": o.GroupType.VirtualMachine,
-                "State": o.ClusterGroupState.Online
+                "State": o.ClusterGroupState.Failed
+                if vm.status.failed
+                else o.ClusterGroupState.Online
                 if vm.power_state == "running"
                 else o.ClusterGroupState.Offline,
                 "AntiAffinityClassNames": o.ps_list(
@@ -917,6 +961,15 @@ READ_SPECS: dict[str, tuple[Spec, Any]] = {
             ("Name",),
         ),
         get_csv,
+    ),
+    "Get-ClusterSharedVolumeState": (
+        Spec(
+            "Get-ClusterSharedVolumeState",
+            f"{FC}.Commands.GetClusterSharedVolumeStateCommand",
+            {"Name": SS},
+            ("Name",),
+        ),
+        get_csv_state,
     ),
     "Get-ClusterNetwork": (
         Spec("Get-ClusterNetwork", f"{FC}.Commands.GetClusterNetworkCommand", {}),
