@@ -245,6 +245,12 @@ def actions(draw: st.DrawFn, estate: Estate, cluster: str) -> Action:
                 "set_vm_nic",
                 "move_disk",
                 "set_vm_memory",
+                "create_csv",
+                "rename_csv",
+                "remove_csv",
+                "set_scsi_controllers",
+                "set_cluster_addresses",
+                "create_cluster",
             )
         )
     )
@@ -337,6 +343,38 @@ def _lifecycle_action(draw: st.DrawFn, kind: str, estate: Estate, cluster: str) 
             controller_number=draw(st.integers(min_value=0, max_value=4)),
             slot=draw(st.integers(min_value=0, max_value=2)),
         )
+    if kind == "create_csv":
+        return act(
+            kind,
+            cluster,
+            volume=draw(st.sampled_from(("V2", "V1"))),
+            lun=draw(st.sampled_from(("LUN7", "LUN8"))),
+            size_gib=draw(st.integers(min_value=1, max_value=300)),
+        )
+    if kind in ("rename_csv", "remove_csv"):
+        volume = draw(st.sampled_from(sorted(estate.volumes) or ["none"]))
+        lun = estate.volumes[volume].lun if volume in estate.volumes else None
+        if kind == "remove_csv":
+            return act(kind, cluster, volume=volume, lun=lun)
+        return act(
+            kind, cluster, volume=volume, name=draw(st.sampled_from(("Gold", "V1"))), lun=lun
+        )
+    if kind == "set_scsi_controllers":
+        count = draw(st.integers(min_value=0, max_value=5))
+        return act(kind, cluster, vm=draw(st.sampled_from(vms)), count=count)
+    if kind == "set_cluster_addresses":
+        addresses = draw(st.lists(st.sampled_from(("10.0.0.5", "10.20.0.9", "bad")), max_size=2))
+        return act(kind, cluster, addresses=sorted(set(addresses)))
+    if kind == "create_cluster":
+        members = draw(st.lists(st.sampled_from(nodes), min_size=1, max_size=3, unique=True))
+        return act(
+            kind,
+            draw(st.sampled_from((cluster, "edge"))),
+            platform="2016",
+            nodes=members,
+            addresses=[draw(st.sampled_from(("10.20.0.10", "192.168.1.1")))],
+            networks=[{"name": "M", "roles": ["management"], "subnet": "10.20.0.0/24"}],
+        )
     if kind == "set_vm_memory":
         bound = st.sampled_from((512, 1024, 2048, 4096, 8192))
         dynamic = draw(
@@ -355,3 +393,13 @@ def _lifecycle_action(draw: st.DrawFn, kind: str, estate: Estate, cluster: str) 
             dynamic=dynamic,
         )
     return None
+
+
+def with_free_lun(world: Estate, lun: str = "LUN7", gib: int = 200, *nodes: str) -> Estate:
+    """``world`` with ``lun`` presented to ``nodes`` (default: every member) as a free LUN."""
+    for cluster in world.clusters.values():
+        for name in nodes or cluster.nodes:
+            node = world.nodes[name]
+            free = frozen_map({**node.status.free_luns, lun: gib})
+            world = world.with_record(replace(node, status=replace(node.status, free_luns=free)))
+    return world

@@ -19,7 +19,15 @@ from reconciler.engine.plan import Plan
 from reconciler.engine.planner import make_plan
 from reconciler.engine.safety import replay
 from reconciler.model.platforms import platform
-from reconciler.model.records import Estate, Prune, VmNic
+from reconciler.model.records import (
+    ClusterSharedVolume,
+    DynamicMemory,
+    Estate,
+    Prune,
+    VirtualMachine,
+    VmNic,
+    frozen_map,
+)
 from reconciler.model.rules import invariants
 
 # Violations that explain why an eviction (or creation) is not carried out.
@@ -265,3 +273,153 @@ class TestVmSettings:
         after = assert_converges(desired, case.observed, plan)
         assert after.vms[name].preferred_owners == owners
         assert after.vms[name].automatic_start_action == start
+
+
+class TestDynamicMemory:
+    """A range around the startup memory, turned on (the VM may be stopped): it converges."""
+
+    @examples
+    @given(estates(behind_the_back=False), st.data())
+    def test_dynamic_memory_converges(self, case: Case, data: st.DataObject) -> None:
+        name = data.draw(st.sampled_from(sorted(case.desired.vms)))
+        want = case.desired.vms[name]
+        platform_name = case.desired.clusters[want.cluster].platform
+        below = data.draw(st.sampled_from((0, 256, want.memory_mib // 2)))
+        minimum = want.memory_mib if platform_name == "2008r2" else want.memory_mib - below
+        maximum = want.memory_mib + data.draw(st.sampled_from((0, 1024, 4096)))
+        dynamic = DynamicMemory(
+            True, max(32, minimum), maximum, data.draw(st.sampled_from((5, 20)))
+        )
+        changed = replace(want, dynamic_memory=dynamic, allow_downtime=True)
+        desired = case.desired.with_record(changed)
+        plan = make_plan(desired, case.observed)
+        assert list(VALIDATOR.iter_errors(plan.to_json())) == []
+        (step,) = [a for a in plan.actions if a.type == "set_vm_memory"]
+        # Turning dynamic memory on always needs the VM off: it is stopped first if running.
+        if case.observed.vms[name].power_state == "running":
+            assert f"stop_vm:{name}" in step.depends_on
+        if plan.blocked:
+            return
+        after = assert_converges(desired, case.observed, plan)
+        assert after.vms[name].memory_model() == dynamic
+        assert after.vms[name].memory_mib == want.memory_mib
+
+
+class TestCreatingVolumes:
+    """A declared volume on a LUN presented to every member is created and converges."""
+
+    @examples
+    @given(estates(behind_the_back=False), st.data())
+    def test_a_volume_on_a_presented_lun_is_created(self, case: Case, data: st.DataObject) -> None:
+        cluster = case.desired.clusters[data.draw(st.sampled_from(sorted(case.desired.clusters)))]
+        lun_gib = data.draw(st.sampled_from((100, 300)))
+        observed = case.observed
+        for name in cluster.nodes:
+            node = observed.nodes[name]
+            free = frozen_map({**node.status.free_luns, "LUN-P": lun_gib})
+            status = replace(node.status, free_luns=free)
+            observed = observed.with_record(replace(node, status=status))
+        volume = ClusterSharedVolume("NEWCSV", cluster.name, lun_gib, lun_gib - 10, lun="LUN-P")
+        desired = case.desired.with_record(volume)
+        plan = make_plan(desired, observed)
+        assert list(VALIDATOR.iter_errors(plan.to_json())) == []
+        (create,) = [a for a in plan.actions if a.type == "create_csv"]
+        assert create.params == {
+            "volume": "NEWCSV",
+            "lun": "LUN-P",
+            "size_gib": lun_gib - 10,
+            "file_system": "NTFS",
+        }
+        if plan.blocked:
+            return
+        after = assert_converges(desired, observed, plan)
+        assert after.volumes["NEWCSV"].lun_size_gib == lun_gib
+        for name in cluster.nodes:
+            assert "NEWCSV" in after.nodes[name].status.luns
+
+
+def _slots(vm: VirtualMachine) -> list[tuple[str, str, int, int]]:
+    return [(d.name, d.controller, d.controller_number, d.slot) for d in vm.disks]
+
+
+class TestDiskSlotSwaps:
+    """Two disks of a VM trading slots is planned (through a free slot), never refused."""
+
+    @examples
+    @given(estates(behind_the_back=False), st.data())
+    def test_a_swap_converges(self, case: Case, data: st.DataObject) -> None:
+        names = sorted(
+            n
+            for n, vm in case.desired.vms.items()
+            if len(vm.disks) >= 2
+            and vm.disks[0].controller == vm.disks[1].controller
+            and n in case.observed.vms
+            and _slots(case.observed.vms[n])[:2] == _slots(vm)[:2]  # both there, as declared
+        )
+        if not names:
+            return
+        want = case.desired.vms[data.draw(st.sampled_from(names))]
+        first, second, *rest = want.disks
+        swapped = (
+            replace(first, controller_number=second.controller_number, slot=second.slot),
+            replace(second, controller_number=first.controller_number, slot=first.slot),
+            *rest,
+        )
+        desired = case.desired.with_record(replace(want, disks=swapped, allow_downtime=True))
+        plan = make_plan(desired, case.observed)
+        assert list(VALIDATOR.iter_errors(plan.to_json())) == []
+        moves = [a for a in plan.actions if a.type == "move_disk"]
+        assert len(moves) == 3, "one parked, the other moved, the parked one to its slot"
+        if plan.blocked:
+            return
+        after = assert_converges(desired, case.observed, plan)
+        slots = {d.name: (d.controller_number, d.slot) for d in after.vms[want.name].disks}
+        assert slots[first.name] == (second.controller_number, second.slot)
+        assert slots[second.name] == (first.controller_number, first.slot)
+
+
+class TestFormingClusters:
+    """A cluster the world has not formed (its hosts standalone, its CSVs' LUNs presented, no
+    VM) is built from zero: create_cluster first, then it converges like any cluster."""
+
+    @examples
+    @given(estates(behind_the_back=False), st.data())
+    def test_a_cluster_not_formed_yet_is_built_from_zero(
+        self, case: Case, data: st.DataObject
+    ) -> None:
+        name = data.draw(st.sampled_from(sorted(case.desired.clusters)))
+        cluster = case.desired.clusters[name]
+        subnet = next(n.subnet for n in cluster.networks if n.subnet)
+        address = subnet.rsplit(".", 1)[0] + ".10"
+        desired = case.desired.with_record(replace(cluster, addresses=(address,)))
+        observed = case.observed.without("Cluster", name)
+        free = {}
+        for volume in case.desired.volumes_of(name):
+            desired = desired.with_record(replace(volume, lun=f"LUN-{volume.name}"))
+            observed = observed.without("ClusterSharedVolume", volume.name)
+            free[f"LUN-{volume.name}"] = volume.lun_size_gib
+        for vm in case.desired.vms.values():
+            if vm.cluster == name:
+                observed = observed.without("VirtualMachine", vm.name)
+        for node in case.observed.nodes_of(name):
+            status = replace(node.status, luns=frozenset(), free_luns=frozen_map(free))
+            observed = observed.with_record(replace(node, status=status, maintenance=False))
+        plan = make_plan(desired, observed)
+        assert list(VALIDATOR.iter_errors(plan.to_json())) == []
+        mine = [a for a in plan.actions if a.cluster == name]
+        # The hosts' switches made identical first (validation needs them so), then formed.
+        switches = [a.id for a in mine if a.type in ("match_vswitch", "set_vlan_trunk")]
+        rest = [a for a in mine if a.id not in switches]
+        assert rest[0].type == "create_cluster", [a.id for a in mine]
+        assert set(switches) <= set(rest[0].depends_on)
+        assert sorted(a.params["volume"] for a in mine if a.type == "create_csv") == sorted(
+            v.name for v in case.desired.volumes_of(name)
+        )
+        if plan.blocked:
+            assert any(v.rule in REFUSALS for v in plan.violations), plan.violations
+            return
+        after = assert_converges(desired, observed, plan)
+        assert sorted(after.clusters[name].nodes) == sorted(cluster.nodes)
+        assert {v.name for v in after.vms.values() if v.cluster == name} == {
+            v.name for v in case.desired.vms.values() if v.cluster == name
+        }

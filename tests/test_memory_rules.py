@@ -28,13 +28,13 @@ def bounds(minimum: int, maximum: int, buffer: int = 20) -> dict[str, int]:
 
 
 def dynamic_a(world: Estate, minimum: int = 1024, maximum: int = 4096) -> Estate:
-    return with_vm(world, "A", dynamic_memory=DynamicMemory(minimum, maximum, 20))
+    return with_vm(world, "A", dynamic_memory=DynamicMemory(True, minimum, maximum, 20))
 
 
 class TestTurningDynamicMemoryOnAndOff:
     def test_on_with_the_vm_off(self) -> None:
         after = accepted(stopped(lab_world(), "A"), memory(dynamic=bounds(1024, 4096)))
-        assert after.vms["A"].dynamic_memory == DynamicMemory(1024, 4096, 20)
+        assert after.vms["A"].dynamic_memory == DynamicMemory(True, 1024, 4096, 20)
         assert after.vms["A"].memory_mib == 2048
 
     def test_on_while_running_is_refused(self) -> None:
@@ -48,7 +48,7 @@ class TestTurningDynamicMemoryOnAndOff:
         world = dynamic_a(lab_world())
         refused(world, memory(dynamic=None), "turned on or off only while the VM is off")
         after = accepted(stopped(world, "A"), memory(dynamic=None))
-        assert after.vms["A"].dynamic_memory is None
+        assert after.vms["A"].memory_model() is None
 
 
 class TestChangingTheBoundsOfARunningVm:
@@ -74,7 +74,7 @@ class TestChangingTheBoundsOfARunningVm:
             after = accepted(world, memory(dynamic=new))
             assert after.vms["A"].power_state == "running"
             assert after.vms["A"].dynamic_memory == DynamicMemory(
-                new["minimum_mib"], new["maximum_mib"], new["buffer_pct"]
+                True, new["minimum_mib"], new["maximum_mib"], new["buffer_pct"]
             )
         else:
             refused(world, memory(dynamic=new), why)
@@ -107,7 +107,7 @@ class TestStartupMemoryAndRange:
         after = accepted(world, memory(memory_mib=16384, dynamic=bounds(12288, 32768)))
         assert (after.vms["A"].memory_mib, after.vms["A"].dynamic_memory) == (
             16384,
-            DynamicMemory(12288, 32768, 20),
+            DynamicMemory(True, 12288, 32768, 20),
         )
 
     def test_a_new_startup_memory_needs_the_vm_off(self) -> None:

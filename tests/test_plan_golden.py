@@ -30,6 +30,7 @@ from jsonschema import Draft202012Validator
 from reconciler import __version__
 from reconciler.engine.plan import Plan
 from reconciler.engine.planner import make_plan
+from reconciler.engine.safety import replay
 from reconciler.manifest.load import load_paths, require
 from reconciler.model.actions import ACTION_TYPES
 
@@ -264,7 +265,8 @@ class TestLifecycleCaseBehaviour:
 
     def test_new_vms_are_placed_built_and_started_as_declared(self) -> None:
         steps = by_id("create_vm")
-        assert list(steps) == ["create_vm:NEW01", "start_vm:NEW01", "create_vm:NEW02"]
+        # The pinned NEW02 first: an unpinned VM placed before it could take what the pin needs.
+        assert list(steps) == ["create_vm:NEW02", "create_vm:NEW01", "start_vm:NEW01"]
         # No web VM on hv3 and the most free memory there: where a migration would go.
         assert steps["create_vm:NEW01"]["params"]["node"] == "hv3"
         assert steps["start_vm:NEW01"]["depends_on"] == ["create_vm:NEW01"]
@@ -620,3 +622,146 @@ class TestPlanSchema:
         assert _errors(document) == []
         change(document["violations"][0])
         assert _errors(document) != []
+
+
+class TestDynamicMemoryCaseBehaviour:
+    """Dynamic memory on 2019: online where Hyper-V allows it, off where it does not."""
+
+    def test_online_widening_stop_for_turning_on_and_a_block_without_downtime(self) -> None:
+        case = "dynamic_memory_2019"
+        steps = by_id(case)
+        assert steps["set_vm_memory:WEB01"]["params"] == {
+            "vm": "WEB01",
+            "memory_mib": 2048,
+            "dynamic": {"minimum_mib": 512, "maximum_mib": 8192, "buffer_pct": 20},
+        }
+        assert steps["set_vm_memory:WEB01"]["depends_on"] == []
+        assert "stop_vm:WEB01" not in steps, "widening the range needs no stop"
+        assert steps["set_vm_memory:APP01"]["depends_on"] == ["stop_vm:APP01"]
+        assert steps["start_vm:APP01"]["depends_on"] == ["set_vm_memory:APP01"]
+        assert steps["set_vm_memory:APP01"]["changes"]["dynamic_memory"]["before"] == "static"
+        assert not any(a["params"].get("vm") in ("DB01", "TEST01") for a in actions(case))
+        assert ("downtime_not_allowed", "block") in rules(case)
+        blocked = {v.target for v in plan_of(case).violations}
+        assert blocked == {"VirtualMachine/WEB02"}
+
+
+class TestCsvCaseBehaviour:
+    """CSVs created from a presented LUN, renamed on their LUN, removed under prune."""
+
+    def test_created_from_the_lun_before_the_vm_with_a_disk_on_it(self) -> None:
+        case = "csv_create"
+        steps = by_id(case)
+        assert steps["create_csv:CSV2"]["params"] == {
+            "volume": "CSV2",
+            "lun": "LUN-20",
+            "size_gib": 500,
+            "file_system": "NTFS",
+        }
+        assert steps["create_csv:CSV2"]["disruption"] == "none"
+        assert "create_csv:CSV2" in steps["create_vm:NEW01"]["depends_on"]
+        assert types(case).index("create_csv") < types(case).index("create_vm")
+        assert not plan_of(case).violations
+
+    def test_renamed_in_place_and_the_undeclared_one_removed_last(self) -> None:
+        case = "csv_rename_prune"
+        steps = by_id(case)
+        assert steps["rename_csv:CSV2"]["params"] == {
+            "volume": "CSV2",
+            "name": "Archive",
+            "lun": "LUN-2",
+            "vms": ["ARCH01"],
+        }
+        assert steps["rename_csv:CSV2"]["target"] == "ClusterSharedVolume/CSV2"
+        assert types(case) == ["rename_csv", "remove_csv"], "no VM moves, no VM is removed"
+        assert steps["remove_csv:CSV-OLD"]["disruption"] == "destructive"
+        assert steps["remove_csv:CSV-OLD"]["params"] == {"volume": "CSV-OLD", "lun": "LUN-9"}
+        assert not plan_of(case).violations
+
+
+class TestCreateClusterCaseBehaviour:
+    """An estate from zero: a cluster formed from standalone hosts, then its quorum, CSV, VMs."""
+
+    def test_formed_then_quorum_storage_and_vms_in_order_and_it_converges(self) -> None:
+        case = "create_cluster"
+        steps = by_id(case)
+        form = steps["create_cluster:lab"]
+        assert form["params"]["nodes"] == ["hv1", "hv2"]
+        assert form["params"]["addresses"] == ["192.168.10.40"]
+        assert form["params"]["no_storage"] is True
+        assert steps["update_quorum:lab"]["depends_on"] == ["create_cluster:lab"]
+        assert steps["update_quorum:lab"]["params"]["witness"] == {
+            "file_share": "\\\\fs01\\lab-witness"
+        }
+        assert steps["create_csv:CSV1"]["depends_on"] == ["create_cluster:lab"]
+        assert steps["create_vm:WEB01"]["depends_on"] == ["create_csv:CSV1"]
+        assert types(case)[0] == "create_cluster"
+        assert not plan_of(case).violations
+        # Run by the world's rules, the next plan has nothing to do.
+        folder = GOLDEN / case
+        desired = require(load_paths([str(folder / "desired")]))
+        observed = require(load_paths([str(folder / "observed.yaml")], world=True))
+        after, problems = replay(observed, desired, list(plan_of(case).actions))
+        assert problems == []
+        assert make_plan(desired, after).actions == ()
+
+
+class TestDiskSlotSwapCaseBehaviour:
+    def test_a_swap_goes_through_a_free_slot_one_move_after_another(self) -> None:
+        case = "disk_slot_swap_2019"
+        moves = [
+            (a["params"]["disk"], a["params"]["controller_number"], a["params"]["slot"])
+            for a in actions(case)
+        ]
+        assert moves == [("data", 0, 3), ("log", 0, 1), ("data", 0, 2)]
+        steps = by_id(case)
+        assert steps["move_disk:APP01#2"]["depends_on"] == ["move_disk:APP01"]
+        assert steps["move_disk:APP01#3"]["depends_on"] == ["move_disk:APP01#2"]
+        assert {a["disruption"] for a in actions(case)} == {"online"}
+        assert not plan_of(case).violations
+
+
+class TestScsiControllersCaseBehaviour:
+    def test_the_controller_is_added_with_the_vm_off_before_the_disk_moves_onto_it(self) -> None:
+        case = "disk_scsi_controllers_2019"
+        assert [a["id"] for a in actions(case)] == [
+            "stop_vm:APP01",
+            "set_scsi_controllers:APP01",
+            "move_disk:APP01",
+            "start_vm:APP01",
+        ]
+        steps = by_id(case)
+        assert steps["set_scsi_controllers:APP01"]["params"] == {"vm": "APP01", "count": 2}
+        assert "set_scsi_controllers:APP01" in steps["move_disk:APP01"]["depends_on"]
+        assert not any(a["params"].get("vm") == "DB01" for a in actions(case))
+        assert not plan_of(case).violations
+
+
+class TestSwitchTeamCaseBehaviour:
+    """A team change recreates the switch one node at a time, each node drained first."""
+
+    def test_one_node_at_a_time_drained_recreated_resumed(self) -> None:
+        case = "switch_team_2019"
+        steps = by_id(case)
+        order = [a["id"] for a in actions(case) if a["type"] != "migrate_vm"]
+        assert order == [
+            step
+            for n in ("hv1", "hv2", "hv3")
+            for step in (f"drain_node:{n}", f"match_vswitch:{n}/vSwitch-VM", f"resume_node:{n}")
+        ]
+        assert steps["match_vswitch:hv2/vSwitch-VM"]["depends_on"] == [
+            "drain_node:hv2",
+            "resume_node:hv1",
+        ]
+        config = steps["match_vswitch:hv1/vSwitch-VM"]["params"]["config"]
+        assert config["embedded_team"] == ["NIC4", "NIC5"] and config["uplink_nic"] is None
+        # Every node is empty of running VMs when its switch is recreated.
+        for node in ("hv1", "hv2", "hv3"):
+            drain = [a["id"] for a in actions(case)].index(f"drain_node:{node}")
+            assert all(
+                a["params"]["source"] != node or i < drain
+                for i, a in enumerate(actions(case))
+                if a["type"] == "migrate_vm"
+            )
+        assert "stop_vm" not in types(case)
+        assert not plan_of(case).violations

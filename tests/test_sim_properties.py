@@ -10,7 +10,7 @@ from dataclasses import replace
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sim_strategies import actions, demo_world, lab_world
+from sim_strategies import actions, demo_world, lab_world, with_free_lun
 
 from reconciler.model.actions import Action
 from reconciler.model.records import Estate
@@ -27,7 +27,12 @@ LAB_ONE_DOWN = LAB.with_record(
     replace(LAB.nodes["n2"], status=replace(LAB.nodes["n2"].status, state="down"))
 )
 Run = tuple[str, Estate, list[Action]]
-WORLDS = {"demo": (DEMO, "prod"), "lab": (LAB, "lab"), "lab-one-down": (LAB_ONE_DOWN, "lab")}
+WORLDS = {
+    "demo": (DEMO, "prod"),
+    "lab": (LAB, "lab"),
+    "lab-one-down": (LAB_ONE_DOWN, "lab"),
+    "lab-free-lun": (with_free_lun(LAB), "lab"),  # a LUN to create a CSV from
+}
 
 
 def _keys(violations: list[Violation]) -> set[tuple[str, ...]]:

@@ -24,6 +24,7 @@ from sim_strategies import (
     migrate,
     new_vm,
     trunk,
+    with_free_lun,
 )
 
 from reconciler.model.actions import ACTION_TYPES, Action
@@ -691,6 +692,19 @@ def _prepared(world: Estate, *steps: Action) -> Estate:
     return world
 
 
+def _standalone() -> Estate:
+    """The lab plus host e1, meant for cluster edge (which does not exist yet)."""
+    world = lab_world(spare_ready=True)
+    return world.with_record(replace(world.nodes["n3"], name="e1", cluster="edge"))
+
+
+def _lab_with_subnet() -> Estate:
+    world = lab_world()
+    cluster = world.clusters["lab"]
+    networks = (replace(cluster.networks[0], subnet="10.0.0.0/24"),)
+    return world.with_record(replace(cluster, networks=networks))
+
+
 STOP_A = act("stop_vm", vm="A")
 STOP_B = act("stop_vm", vm="B")
 JOINED = (JOIN_N3,)
@@ -769,6 +783,39 @@ ONCE_THEN_DONE: dict[str, tuple[Callable[[], Estate], tuple[Action, ...], Action
         (STOP_A,),
         act("set_automatic_actions", vm="A", start="start", stop="shut_down"),
     ),
+    "create_csv": (
+        lambda: with_free_lun(lab_world()),
+        (),
+        act("create_csv", volume="V2", lun="LUN7", size_gib=150),
+    ),
+    "rename_csv": (
+        lab_world,
+        (STOP_A, STOP_B, act("stop_vm", vm="TEST")),
+        act("rename_csv", volume="V1", name="Gold", lun=None),
+    ),
+    "remove_csv": (
+        lambda: with_free_lun(lab_world()),
+        (act("create_csv", volume="V2", lun="LUN7", size_gib=150),),
+        act("remove_csv", volume="V2", lun="LUN7"),
+    ),
+    "create_cluster": (
+        _standalone,
+        (),
+        act(
+            "create_cluster",
+            "edge",
+            platform="2012r2",
+            nodes=["e1"],
+            addresses=["10.20.0.10"],
+            networks=[{"name": "M", "roles": ["management"], "subnet": "10.20.0.0/24"}],
+        ),
+    ),
+    "set_cluster_addresses": (
+        _lab_with_subnet,
+        (),
+        act("set_cluster_addresses", addresses=["10.0.0.5"]),
+    ),
+    "set_scsi_controllers": (lab_world, (STOP_A,), act("set_scsi_controllers", vm="A", count=3)),
     "set_cluster_network": (
         lab_world,
         (),
@@ -848,3 +895,24 @@ class TestRefusalsChangeNothing:
         assert not result.done
         assert result.estate == world
         assert result.estate.records() == lab_world().records()
+
+
+class TestSwitchEmbeddedTeaming:
+    """A team change recreates the host switch: refused while a running VM there uses it."""
+
+    TEAMED = replace(TRUNK, uplink_nic=None, team_nics=("NIC1", "NIC2"))
+
+    def test_refused_before_2016(self) -> None:
+        world = stopped(lab_world(), "A", "TEST")
+        refused(world, match_switch("n1", "vs", self.TEAMED), "needs 2016 or later")
+
+    def test_refused_while_a_running_vm_uses_it_and_made_once_it_is_empty(self) -> None:
+        world = lab_world("2016")
+        refused(world, match_switch("n1", "vs", self.TEAMED), "would cut off running VMs A, TEST")
+        after = accepted(stopped(world, "A", "TEST"), match_switch("n1", "vs", self.TEAMED))
+        assert after.nodes["n1"].status.switches["vs"].team_nics == ("NIC1", "NIC2")
+
+    def test_the_team_nics_must_be_on_the_host(self) -> None:
+        world = stopped(lab_world("2016"), "A", "TEST")
+        lacking = replace(self.TEAMED, team_nics=("NIC1", "NIC9"))
+        refused(world, match_switch("n1", "vs", lacking), "n1 has no NIC NIC9 to team in vs")

@@ -444,6 +444,14 @@ def _run_fault(obj: Context, fn: Callable[[SimProvider], list[str]]) -> None:
     default="2019",
     show_default=True,
 )
+@click.option(
+    "--standalone",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="The last N clusters are not formed in the world (standalone hosts, presented "
+    "LUNs, no VMs): the plan builds them from zero.",
+)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 def sim_generate(
     clusters: int,
@@ -452,13 +460,19 @@ def sim_generate(
     drift: float,
     seed: int,
     platform_name: str,
+    standalone: int,
     out: Path,
 ) -> None:
     """Write a desired manifest set (OUT/desired/) and a matching world (OUT/world.yaml)."""
     from reconciler.providers.sim.generate import generate_estate, write_generated
 
     started = time.perf_counter()
-    gen = generate_estate(clusters, nodes_per_cluster, vms_per_node, drift, seed, platform_name)
+    try:
+        gen = generate_estate(
+            clusters, nodes_per_cluster, vms_per_node, drift, seed, platform_name, standalone
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     paths = write_generated(gen, out)
     click.echo(
         f"wrote {len(paths)} file(s) to {out}: {len(gen.desired.vms)} VMs on "

@@ -13,6 +13,7 @@ from reconciler.model.actions import ActionType
 from reconciler.model.records import Estate, VirtualMachine
 from reconciler.model.rules_adapters import hot_pluggable, nic_text
 from reconciler.model.rules_base import nic_to_params
+from reconciler.model.rules_memory import dynamic_text, dynamic_to_params, memory_needs_off
 
 Step = tuple[ActionType, dict[str, Any], str, dict[str, tuple[Any, Any]], list[str]]
 
@@ -105,5 +106,54 @@ def settings_steps(want: VirtualMachine, have: VirtualMachine) -> tuple[list[Ste
                 changes,
                 [],
             )
+        )
+    return steps, needs_off
+
+
+def memory_steps(
+    platform_name: str, want: VirtualMachine, have: VirtualMachine
+) -> tuple[list[Step], list[str]]:
+    """Memory and vCPUs: ``set_vm_memory`` when dynamic memory changes (it carries the startup
+    memory too, so startup and range move in one step), ``set_vm`` for the rest."""
+    steps: list[Step] = []
+    needs_off: list[str] = []
+    memory_too = want.memory_mib != have.memory_mib
+    # Left out of the manifest: not managed (the startup memory still is, by set_vm).
+    wanted = want.memory_model()
+    if want.dynamic_memory is not None and wanted != have.memory_model():
+        why = memory_needs_off(platform_name, have, want.memory_mib, wanted)
+        if why:
+            needs_off.append(f"change its memory ({why})")
+        changes: dict[str, tuple[Any, Any]] = {
+            "dynamic_memory": (dynamic_text(have.memory_model()), dynamic_text(wanted))
+        }
+        if memory_too:
+            changes["memory_mib"] = (have.memory_mib, want.memory_mib)
+        steps.append(
+            (
+                "set_vm_memory",
+                {
+                    "vm": want.name,
+                    "memory_mib": want.memory_mib,
+                    "dynamic": dynamic_to_params(wanted),
+                },
+                "memory (static or dynamic, its bounds) differs from the manifest",
+                changes,
+                [],
+            )
+        )
+        memory_too = False
+    if memory_too or want.vcpus != have.vcpus:
+        needs_off.append("change memory or vCPUs")
+        params: dict[str, Any] = {"vm": want.name}
+        set_changes: dict[str, tuple[Any, Any]] = {}
+        if memory_too:
+            params["memory_mib"] = want.memory_mib
+            set_changes["memory_mib"] = (have.memory_mib, want.memory_mib)
+        if want.vcpus != have.vcpus:
+            params["vcpus"] = want.vcpus
+            set_changes["vcpus"] = (have.vcpus, want.vcpus)
+        steps.append(
+            ("set_vm", params, "memory or vCPUs differ from the manifest", set_changes, [])
         )
     return steps, needs_off

@@ -14,7 +14,8 @@ def switch_changes(
     """``switch.NAME.FIELD: (before, after)`` for each field of the switch that differs."""
     prefix = f"switch.{switch}"
     if have is None:
-        return {prefix: ("missing", f"{want.type} on {want.uplink_nic}")}
+        uplink = want.uplink_nic or "+".join(want.team_nics) or None
+        return {prefix: ("missing", f"{want.type} on {uplink}")}
     out: dict[str, tuple[Any, Any]] = {}
     for attr in ("type", "uplink_nic", "management_os"):
         before, after = getattr(have, attr), getattr(want, attr)
@@ -27,4 +28,6 @@ def switch_changes(
         )
     if have.native_vlan != want.native_vlan:
         out[f"{prefix}.vlan_trunk.native_vlan"] = (have.native_vlan, want.native_vlan)
+    if have.team_nics != want.team_nics:
+        out[f"{prefix}.embedded_team"] = (list(have.team_nics), list(want.team_nics))
     return out

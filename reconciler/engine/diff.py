@@ -94,6 +94,10 @@ def cluster_fields(desired: Cluster, observed: Cluster) -> list[FieldChange]:
         out.append(FieldChange("spec.platform", observed.platform, desired.platform))
     if sorted(desired.nodes) != sorted(observed.nodes):
         out.append(FieldChange("spec.nodes", sorted(observed.nodes), sorted(desired.nodes)))
+    if desired.addresses and sorted(desired.addresses) != sorted(observed.addresses):
+        out.append(
+            FieldChange("spec.addresses", sorted(observed.addresses), sorted(desired.addresses))
+        )
     want = effective_quorum(desired.quorum, len(desired.nodes))
     if want != observed.quorum:
         out.append(
@@ -147,6 +151,10 @@ def switch_fields(desired: VirtualSwitch, observed_estate: Estate) -> list[Field
             a, b = getattr(host, attr), getattr(want, attr)
             if a != b:
                 out.append(FieldChange(f"{where}.{attr}", a, b))
+        if host.team_nics != want.team_nics:
+            out.append(
+                FieldChange(f"{where}.embedded_team", list(host.team_nics), list(want.team_nics))
+            )
         if host.allowed_vlans != want.allowed_vlans:
             out.append(
                 FieldChange(
@@ -184,13 +192,17 @@ def vm_fields(desired: VirtualMachine, observed: VirtualMachine) -> list[FieldCh
             out.append(FieldChange(f"spec.{attr}", a, b))
     if desired.power_state != observed.power_state:
         out.append(FieldChange("spec.power_state", observed.power_state, desired.power_state))
-    if desired.dynamic_memory != observed.dynamic_memory:
+    if desired.dynamic_memory is not None and (desired.memory_model() != observed.memory_model()):
         out.append(
             FieldChange(
                 "spec.dynamic_memory",
-                dynamic_text(observed.dynamic_memory),
-                dynamic_text(desired.dynamic_memory),
+                dynamic_text(observed.memory_model()),
+                dynamic_text(desired.memory_model()),
             )
+        )
+    if desired.scsi_controllers is not None and (desired.scsi_controllers != observed.scsi_count()):
+        out.append(
+            FieldChange("spec.scsi_controllers", observed.scsi_count(), desired.scsi_controllers)
         )
     have = {d.name: d for d in observed.disks}
     for i, disk in enumerate(desired.disks):

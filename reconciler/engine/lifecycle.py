@@ -85,7 +85,9 @@ def create_vms(p: ClusterPlanning, wanted: list[VirtualMachine]) -> None:
     memory for it when it is to run, hard anti-affinity kept, fewest soft conflicts.
     """
     excluded = _kept_out(p)
-    for want in sorted(wanted, key=lambda v: v.name):
+    # Pinned VMs first: they have no choice, and an unpinned one placed before them could
+    # take the room (or the anti-affinity slot) a pin needs.
+    for want in sorted(wanted, key=lambda v: (v.node is None, v.name)):
         target = f"VirtualMachine/{want.name}"
         candidate = replace(want, node=None)
         destination: str | None
@@ -295,7 +297,8 @@ def report_unmanaged(p: ClusterPlanning, desired: Cluster) -> None:
     """Objects of the cluster, as observed, that no manifest declares: listed, left alone.
 
     VMs are listed only when the cluster does not prune (under prune they are removed, see
-    ``prune_vms``); nodes, switches and volumes are never removed by a plan.
+    ``prune_vms``), volumes likewise (``Storage.prune_volumes``); nodes and switches are
+    never removed by a plan.
     """
     state = p.state
     members = set(state.clusters[p.cluster].nodes)
@@ -308,8 +311,13 @@ def report_unmanaged(p: ClusterPlanning, desired: Cluster) -> None:
     for switch in state.switches_of(p.cluster):
         if switch.name not in p.desired.switches:
             p.unmanaged.append(f"VirtualSwitch/{switch.name}")
+    # A volume a manifest declares by its LUN under a new name is renamed, not unmanaged;
+    # under prune, the others are removed (``Storage.prune_volumes``).
+    declared_luns = {v.lun for v in p.desired.volumes_of(p.cluster) if v.lun is not None}
     for volume in state.volumes_of(p.cluster):
-        if volume.name not in p.desired.volumes:
+        if volume.name in p.desired.volumes or volume.lun in declared_luns:
+            continue
+        if not desired.prune.enabled:
             p.unmanaged.append(f"ClusterSharedVolume/{volume.name}")
 
 

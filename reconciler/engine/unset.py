@@ -17,7 +17,7 @@ from reconciler.model.records import Estate
 
 # Fields whose observed value stands when the manifest leaves them out.
 NODE_UNMANAGED = ("maintenance",)
-VM_UNMANAGED = ("power_state", "generation", "dynamic_memory")
+VM_UNMANAGED = ("power_state", "generation")
 # Fields with a default that applies when left out (schema descriptions say which).
 DEFAULTED = frozenset(
     {

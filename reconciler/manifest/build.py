@@ -99,7 +99,6 @@ VM_DEFAULTED = (
     "migration_policy",
     "anti_affinity_mode",
     "allow_downtime",
-    "dynamic_memory",
 )
 
 
@@ -112,6 +111,7 @@ def switch_config(spec: Data) -> SwitchConfig:
         management_os=bool(spec.get("management_os", False)),
         allowed_vlans=allowed,
         native_vlan=trunk.get("native_vlan"),
+        team_nics=tuple(spec.get("embedded_team") or ()),
     )
 
 
@@ -189,6 +189,7 @@ def build_cluster(data: Data) -> Cluster:
             enabled=bool((spec.get("prune") or {}).get("enabled", False)),
             delete_disks=bool((spec.get("prune") or {}).get("delete_disks", False)),
         ),
+        addresses=tuple(spec.get("addresses") or ()),
         labels=_labels(data),
         status=ClusterStatus(
             monitoring_maintenance=bool(status.get("monitoring_maintenance", False)),
@@ -234,6 +235,9 @@ def build_node(data: Data) -> Node:
             state=status.get("state", "up"),
             luns=frozenset(status["luns"]) if "luns" in status else frozenset(),
             roles_installed=bool(status.get("roles_installed", True)),
+            free_luns=frozen_map(
+                {str(k): int(v) for k, v in (status.get("free_luns") or {}).items()}
+            ),
             networks_down=frozenset(status.get("networks_down") or ()),
         ),
     )
@@ -258,6 +262,7 @@ def build_volume(data: Data) -> ClusterSharedVolume:
         cluster=spec["cluster"],
         lun_size_gib=spec["lun_size_gib"],
         size_gib=spec["size_gib"],
+        lun=spec.get("lun"),
         labels=_labels(data),
         status=VolumeStatus(
             coordinator=status.get("coordinator"),
@@ -288,10 +293,13 @@ def _disk(params: Data, file_size_gib: float | None) -> Disk:
 
 
 def _dynamic_memory(spec: Data) -> DynamicMemory | None:
-    """None for static memory; a bound left out is the startup memory (validation says so)."""
+    """None when left out (not managed); a bound left out is the startup memory (the schema
+    asks for both, so that only happens in a document already reported)."""
     raw = spec.get("dynamic_memory")
-    if not raw or not raw.get("enabled", True):
+    if raw is None:
         return None
+    if not raw.get("enabled", True):
+        return DynamicMemory(enabled=False)
     return DynamicMemory(
         minimum_mib=raw.get("minimum_mib", spec["memory_mib"]),
         maximum_mib=raw.get("maximum_mib", spec["memory_mib"]),
@@ -324,6 +332,7 @@ def build_vm(data: Data) -> VirtualMachine:
         automatic_start_action=spec.get("automatic_start_action"),
         automatic_stop_action=spec.get("automatic_stop_action"),
         dynamic_memory=_dynamic_memory(spec),
+        scsi_controllers=spec.get("scsi_controllers"),
         disks=tuple(
             _disk(d, file_sizes.get(d["name"]) if file_sizes else None)
             for d in spec.get("disks") or ()

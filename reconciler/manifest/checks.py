@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from reconciler.manifest.checks_platform import check_platform_rules
 from reconciler.manifest.documents import Document
 from reconciler.manifest.errors import ManifestError, did_you_mean, one_of
+from reconciler.model.addresses import network_of, subnets
 from reconciler.model.capacity import usable_memory_mib, vm_cost_mib
 from reconciler.model.platforms import (
     IDE_CONTROLLERS,
@@ -73,7 +74,7 @@ def check_estate(
         errors.append(doc.warning(path, message, allowed))
 
     index = _ByCluster(estate)
-    _check_references(estate, index, report, references)
+    _check_references(estate, index, report, references, world)
     errors.extend(references.errors())
     for cluster in estate.clusters.values():
         _check_cluster(estate, index, cluster, report, world)
@@ -81,6 +82,8 @@ def check_estate(
             _check_recommended_quorum(cluster, report, warn)
     for vm in estate.vms.values():
         _check_vm(estate, vm, report)
+    for switch in estate.switches.values():
+        _check_team(estate, switch, report)
     check_platform_rules(estate, report, world)
     for volume in estate.volumes.values():
         if volume.size_gib > volume.lun_size_gib:
@@ -169,7 +172,11 @@ def _cluster_of(
 
 
 def _check_references(
-    estate: Estate, index: _ByCluster, report: Report, ref: _UnknownReferences
+    estate: Estate,
+    index: _ByCluster,
+    report: Report,
+    ref: _UnknownReferences,
+    world: bool = False,
 ) -> None:
     clusters = sorted(estate.clusters)
     owned: list[Node | VirtualSwitch | ClusterSharedVolume | VirtualMachine] = [
@@ -179,7 +186,10 @@ def _check_references(
         *estate.vms.values(),
     ]
     for record in owned:
-        if record.cluster not in estate.clusters:
+        # A world's hosts (and their switches) may be meant for a cluster not formed yet:
+        # standalone nodes that create_cluster makes one of.
+        standalone = world and isinstance(record, Node | VirtualSwitch)
+        if record.cluster not in estate.clusters and not standalone:
             ref(record, ("spec", "cluster"), "cluster", record.cluster, clusters)
     for cluster in estate.clusters.values():
         own = [n.name for n in index.nodes.get(cluster.name, ())]
@@ -232,12 +242,13 @@ def _check_references(
                     network_names,
                 )
     for switch in estate.switches.values():
-        if switch.config.type == "external" and not switch.config.uplink_nic:
+        cfg = switch.config
+        if cfg.type == "external" and not cfg.uplink_nic and not cfg.team_nics:
             report(
                 switch,
                 ("spec", "uplink_nic"),
                 "an external switch needs an uplink NIC",
-                "uplink_nic: the physical NIC it binds",
+                "uplink_nic: the physical NIC it binds, or embedded_team: the NICs it teams",
             )
         if switch.config.type != "external" and switch.config.uplink_nic:
             report(
@@ -322,6 +333,17 @@ def _check_cluster(
 ) -> None:
     profile = platform(cluster.platform)
     count = len(cluster.nodes)
+    for i, address in enumerate(cluster.addresses):
+        if network_of(cluster.networks, address) is None:
+            held = subnets(cluster.networks)
+            report(
+                cluster,
+                ("spec", "addresses", i),
+                f"address {address} is in no cluster network's subnet",
+                "an address in " + ", ".join(held)
+                if held
+                else "declare the network's subnet in spec.networks first",
+            )
     if count > profile.max_nodes:
         report(
             cluster,
@@ -517,9 +539,32 @@ def _check_vm_size(vm: VirtualMachine, cluster: Cluster, report: Report) -> None
         )
 
 
+def _check_team(estate: Estate, switch: VirtualSwitch, report: Report) -> None:
+    """Switch Embedded Teaming: 2016 and later, an external switch, instead of one uplink."""
+    team = switch.config.team_nics
+    if not team:
+        return
+    path = ("spec", "embedded_team")
+    cluster = estate.clusters.get(switch.cluster)
+    if cluster is not None and not platform(cluster.platform).embedded_teaming:
+        report(
+            switch,
+            path,
+            f"switch embedded teaming needs Windows Server 2016 or later; cluster "
+            f"'{cluster.name}' runs {cluster.platform}",
+            "a single uplink_nic, or an LBFO team made outside the reconciler",
+        )
+    if switch.config.uplink_nic is not None:
+        report(switch, path, "a switch has uplink_nic or embedded_team, not both", "remove one")
+    if switch.config.type != "external":
+        report(
+            switch, path, f"a {switch.config.type} switch has no uplink to team", "type: external"
+        )
+
+
 def _check_dynamic_memory(vm: VirtualMachine, cluster: Cluster | None, report: Report) -> None:
     """minimum_mib <= memory_mib (the startup memory) <= maximum_mib, within the platform."""
-    dynamic = vm.dynamic_memory
+    dynamic = vm.memory_model()
     if dynamic is None:
         return
     path = ("spec", "dynamic_memory")
@@ -587,6 +632,15 @@ def _check_vm(estate: Estate, vm: VirtualMachine, report: Report) -> None:
                     (*base, "controller_number"),
                     f"SCSI controller {disk.controller_number} does not exist",
                     f"SCSI controllers 0..{SCSI_CONTROLLERS - 1}",
+                )
+            elif vm.scsi_controllers is not None and disk.controller_number >= vm.scsi_controllers:
+                report(
+                    vm,
+                    (*base, "controller_number"),
+                    f"SCSI controller {disk.controller_number} does not exist: the VM "
+                    f"declares scsi_controllers: {vm.scsi_controllers}",
+                    f"controller_number below {vm.scsi_controllers}, or scsi_controllers: "
+                    f"{disk.controller_number + 1}",
                 )
             if disk.slot >= SCSI_SLOTS:
                 report(

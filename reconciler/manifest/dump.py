@@ -37,6 +37,8 @@ def _switch_spec(cfg: SwitchConfig) -> dict[str, Any]:
     spec: dict[str, Any] = {"type": cfg.type}
     if cfg.uplink_nic:
         spec["uplink_nic"] = cfg.uplink_nic
+    if cfg.team_nics:
+        spec["embedded_team"] = list(cfg.team_nics)
     spec["management_os"] = cfg.management_os
     if cfg.allowed_vlans or cfg.native_vlan is not None:
         # An empty allowed list is written as [] (the schema's text form needs an id).
@@ -62,6 +64,8 @@ def _cluster(c: Cluster, status: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     if witness:
         quorum["witness"] = witness
     spec: dict[str, Any] = {"platform": c.platform, "nodes": list(c.nodes), "quorum": quorum}
+    if c.addresses:
+        spec["addresses"] = list(c.addresses)
     if c.networks:
         spec["networks"] = [
             {
@@ -178,6 +182,8 @@ def _node(n: Node, estate: Estate, status: bool) -> tuple[dict[str, Any], dict[s
         st["luns"] = sorted(n.status.luns)
         if not n.status.roles_installed:
             st["roles_installed"] = False
+        if n.status.free_luns:
+            st["free_luns"] = dict(sorted(n.status.free_luns.items()))
         if n.status.networks_down:
             st["networks_down"] = sorted(n.status.networks_down)
     return spec, st
@@ -205,7 +211,13 @@ def _switch(
 
 
 def _volume(v: ClusterSharedVolume, status: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-    spec = {"cluster": v.cluster, "lun_size_gib": v.lun_size_gib, "size_gib": v.size_gib}
+    spec: dict[str, Any] = {
+        "cluster": v.cluster,
+        "lun_size_gib": v.lun_size_gib,
+        "size_gib": v.size_gib,
+    }
+    if v.lun is not None:
+        spec["lun"] = v.lun
     st: dict[str, Any] = {}
     if status:
         if v.status.coordinator:
@@ -259,11 +271,14 @@ def _vm(vm: VirtualMachine, status: bool) -> tuple[dict[str, Any], dict[str, Any
         spec["automatic_start_action"] = vm.automatic_start_action
     if vm.automatic_stop_action is not None:
         spec["automatic_stop_action"] = vm.automatic_stop_action
-    if vm.dynamic_memory is not None:  # static memory is left out: what a world has anyway
+    if vm.scsi_controllers is not None:
+        spec["scsi_controllers"] = vm.scsi_controllers
+    dynamic = vm.memory_model()
+    if dynamic is not None:  # static memory is left out (not managed on adoption)
         spec["dynamic_memory"] = {
-            "minimum_mib": vm.dynamic_memory.minimum_mib,
-            "maximum_mib": vm.dynamic_memory.maximum_mib,
-            "buffer_pct": vm.dynamic_memory.buffer_pct,
+            "minimum_mib": dynamic.minimum_mib,
+            "maximum_mib": dynamic.maximum_mib,
+            "buffer_pct": dynamic.buffer_pct,
         }
     if vm.disks:
         spec["disks"] = [

@@ -336,6 +336,7 @@ def _observed_facts(
                         "type": switch.config.type,
                         "uplink_nic": switch.config.uplink_nic,
                         "management_os": switch.config.management_os,
+                        "embedded_team": list(switch.config.team_nics),
                         **override,
                     }
                 )

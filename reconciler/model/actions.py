@@ -45,6 +45,12 @@ ActionType = Literal[
     "set_preferred_owners",
     "set_automatic_actions",
     "set_vm_memory",
+    "create_csv",
+    "rename_csv",
+    "remove_csv",
+    "create_cluster",
+    "set_cluster_addresses",
+    "set_scsi_controllers",
     "set_cluster_network",
 ]
 ACTION_TYPES: tuple[str, ...] = ActionType.__args__  # type: ignore[attr-defined]
@@ -98,6 +104,12 @@ DISRUPTION: dict[str, Disruption] = {
     # Online when only the bounds move the way Hyper-V allows; the planner stops the VM first
     # (its own stop_vm step, downtime) when the change needs it off.
     "set_vm_memory": "online",
+    "create_csv": "none",
+    "rename_csv": "online",  # only with the VMs on it off (the rule refuses otherwise)
+    "remove_csv": "destructive",  # the data stays on the LUN, but the volume is gone
+    "create_cluster": "none",  # nothing runs on standalone hosts the plan clusters
+    "set_cluster_addresses": "online",  # clients of the cluster name reconnect
+    "set_scsi_controllers": "downtime",  # only with the VM off, like set_vm
     "set_cluster_network": "online",
 }
 

@@ -66,6 +66,12 @@ ACTION_SECONDS: dict[str, float] = {
     "set_preferred_owners": 2.0,
     "set_automatic_actions": 2.0,
     "set_vm_memory": 3.0,
+    "create_csv": 60.0,  # add the disk, format, add to CSVs
+    "rename_csv": 10.0,
+    "remove_csv": 20.0,
+    "create_cluster": 300.0,  # Test-Cluster, then New-Cluster
+    "set_cluster_addresses": 10.0,
+    "set_scsi_controllers": 5.0,
     "set_cluster_network": 2.0,  # Name and Role of a cluster network
 }
 

@@ -38,6 +38,7 @@ class Platform:
     # Minimum: a minimum below the startup memory (2008 R2 SP1 has startup and maximum only).
     dynamic_memory_runtime: bool
     dynamic_memory_minimum: bool
+    embedded_teaming: bool  # Switch Embedded Teaming (2016 and later)
     parent_reserve_mib: int
     vm_overhead_base_mib: int
     vm_overhead_per_gib_mib: int

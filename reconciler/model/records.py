@@ -189,6 +189,9 @@ class Cluster:
     balance: Balance | None = None
     maintenance_windows: tuple[MaintenanceWindow, ...] = ()
     prune: Prune = field(default_factory=Prune, metadata=LATER)
+    # Static IPv4 addresses of the cluster name (its "Cluster IP Address" resources); each
+    # lies in a cluster network's subnet. Empty in a manifest: not managed.
+    addresses: tuple[str, ...] = field(default=(), metadata=LATER)
     labels: Mapping[str, str] = field(default_factory=frozen_map)
     status: ClusterStatus = field(default_factory=ClusterStatus)
     unset: frozenset[str] = UNSET_NONE  # spec fields the manifest leaves out (desired)
@@ -244,6 +247,10 @@ class SwitchConfig:
     management_os: bool
     allowed_vlans: frozenset[int]
     native_vlan: int | None
+    # Switch Embedded Teaming (2016 and later): the host NICs the switch teams as its uplink.
+    # Empty: one uplink_nic. A change recreates the switch (Remove-VMSwitch, New-VMSwitch
+    # -EnableEmbeddedTeaming), so the node is drained first.
+    team_nics: tuple[str, ...] = field(default=(), metadata=LATER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +261,9 @@ class NodeStatus:
     switches: Mapping[str, SwitchConfig] = field(default_factory=frozen_map)
     luns: frozenset[str] = frozenset()
     roles_installed: bool = True
+    # LUNs presented to the host that are no cluster disk yet, by array id -> GiB: what
+    # create_csv takes a new volume from, and what remove_csv gives a volume's LUN back to.
+    free_luns: Mapping[str, int] = field(default_factory=frozen_map, metadata=LATER)
     # Cluster networks this node's interface is down (or unreachable) on; a network down on
     # every node that is up is Down, on some of them Partitioned.
     networks_down: frozenset[str] = field(default=frozenset(), metadata=LATER)
@@ -306,6 +316,9 @@ class ClusterSharedVolume:
     size_gib: int
     labels: Mapping[str, str] = field(default_factory=frozen_map)
     status: VolumeStatus = field(default_factory=VolumeStatus)
+    # The LUN's id on the array: which presented LUN create_csv formats, and what makes a
+    # volume under a new name the same volume (rename_csv). None: not recorded.
+    lun: str | None = field(default=None, metadata=LATER)
     _digest: str | None = DIGEST_SLOT
 
 
@@ -367,8 +380,9 @@ class DynamicMemory:
     spare. Capacity is counted on the startup memory: what a start (or a failover restart)
     needs free, whatever the balloon does later."""
 
-    minimum_mib: int
-    maximum_mib: int
+    enabled: bool = True  # False: static memory, said so in a manifest
+    minimum_mib: int = 0
+    maximum_mib: int = 0
     buffer_pct: int = 20
 
 
@@ -401,8 +415,11 @@ class VirtualMachine:
     preferred_owners: frozenset[str] | None = field(default=None, metadata=LATER)
     automatic_start_action: AutomaticStartAction | None = field(default=None, metadata=LATER)
     automatic_stop_action: AutomaticStopAction | None = field(default=None, metadata=LATER)
-    # None: static memory (observed); in a manifest that leaves it out, not managed.
+    # None in a manifest: not managed; in the world: static memory (as is enabled=False).
     dynamic_memory: DynamicMemory | None = field(default=None, metadata=LATER)
+    # SCSI controllers (0-4). None: not recorded (a manifest: not managed), taken to be as
+    # many as its disks use, and at least one on generation 2 (see ``scsi_count``).
+    scsi_controllers: int | None = field(default=None, metadata=LATER)
     labels: Mapping[str, str] = field(default_factory=frozen_map)
     status: VmStatus = field(default_factory=VmStatus)
     unset: frozenset[str] = UNSET_NONE  # spec fields the manifest leaves out (desired)
@@ -422,6 +439,18 @@ class VirtualMachine:
 
     def volumes(self) -> frozenset[str]:
         return frozenset(d.volume for d in self.disks)
+
+    def scsi_count(self) -> int:
+        """How many SCSI controllers the VM has: as recorded, or as many as its disks use."""
+        if self.scsi_controllers is not None:
+            return self.scsi_controllers
+        used = [d.controller_number + 1 for d in self.disks if d.controller == "scsi"]
+        return max([1 if self.generation == 2 else 0, *used])
+
+    def memory_model(self) -> DynamicMemory | None:
+        """The dynamic-memory bounds, or None for static memory (however it is written)."""
+        dynamic = self.dynamic_memory
+        return dynamic if dynamic is not None and dynamic.enabled else None
 
 
 LINEAGE = 16  # states remembered by changes_since

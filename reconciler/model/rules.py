@@ -55,10 +55,12 @@ from reconciler.model.rules_base import (
     volume_free_gib,
     volume_used_gib,
 )
+from reconciler.model.rules_cluster import CLUSTER_RULES
 from reconciler.model.rules_disks import DISK_RULES
 from reconciler.model.rules_lifecycle import LIFECYCLE_RULES, keep_disk_files
 from reconciler.model.rules_memory import MEMORY_RULES
 from reconciler.model.rules_networks import NETWORK_RULES
+from reconciler.model.rules_storage import STORAGE_RULES
 from reconciler.model.rules_vm_settings import SETTINGS_RULES
 from reconciler.model.vlans import parse_vlan_list
 
@@ -112,7 +114,20 @@ def _match_vswitch(estate: Estate, action: Action) -> RuleResult:
     current = node.status.switches.get(name)
     if current == cfg:
         return already_done(estate)
-    if current is not None and (current.type, current.uplink_nic) != (cfg.type, cfg.uplink_nic):
+    cluster = estate.clusters.get(node.cluster)
+    if cfg.team_nics and cluster is not None and not platform(cluster.platform).embedded_teaming:
+        return fail(
+            estate, f"switch embedded teaming needs 2016 or later (cluster runs {cluster.platform})"
+        )
+    missing = [n for n in cfg.team_nics if node.nics and n not in {x.name for x in node.nics}]
+    if missing:
+        return fail(estate, f"{node.name} has no NIC {', '.join(missing)} to team in {name}")
+    if current is not None and (current.type, current.uplink_nic, current.team_nics) != (
+        cfg.type,
+        cfg.uplink_nic,
+        cfg.team_nics,
+    ):
+        # The switch is removed and made again: whatever runs on it here would be cut off.
         users = [
             vm.name
             for vm in estate.vms_on(node.name)
@@ -121,7 +136,7 @@ def _match_vswitch(estate: Estate, action: Action) -> RuleResult:
         if users:
             return fail(
                 estate,
-                f"changing the type or uplink of {name} on {node.name} would cut off running "
+                f"changing the type, uplink or team of {name} on {node.name} would cut off running "
                 f"VMs {', '.join(users)}: move them first",
             )
     if cfg.uplink_nic and node.nics and cfg.uplink_nic not in {n.name for n in node.nics}:
@@ -670,7 +685,7 @@ def _set_vm(estate: Estate, action: Action) -> RuleResult:
         return already_done(estate)
     if vm.power_state != "off":
         return fail(estate, f"{vm.name} must be off to change memory or vCPUs")
-    dynamic = vm.dynamic_memory
+    dynamic = vm.memory_model()
     if dynamic is not None and not dynamic.minimum_mib <= memory <= dynamic.maximum_mib:
         return fail(
             estate,
@@ -744,6 +759,8 @@ RULES: dict[str, Callable[[Estate, Action], RuleResult]] = {
     **DISK_RULES,
     **SETTINGS_RULES,
     **MEMORY_RULES,
+    **STORAGE_RULES,
+    **CLUSTER_RULES,
     **NETWORK_RULES,
 }
 

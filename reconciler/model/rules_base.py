@@ -55,6 +55,8 @@ def switch_to_params(cfg: SwitchConfig) -> dict[str, Any]:
         "management_os": cfg.management_os,
         "allowed_vlans": format_vlan_list(cfg.allowed_vlans),
         "native_vlan": cfg.native_vlan,
+        # Only when teamed, so plans of single-uplink switches read as they always did.
+        **({"embedded_team": list(cfg.team_nics)} if cfg.team_nics else {}),
     }
 
 
@@ -66,6 +68,7 @@ def switch_from_params(p: Mapping[str, Any]) -> SwitchConfig:
         management_os=bool(p.get("management_os", False)),
         allowed_vlans=parse_vlan_list(allowed) if allowed else frozenset(),
         native_vlan=p.get("native_vlan"),
+        team_nics=tuple(p.get("embedded_team") or ()),
     )
 
 
@@ -212,6 +215,11 @@ def slot_problems(vm: VirtualMachine, disk: Disk) -> list[str]:
             problems.append(f"IDE {disk.controller_number}:{disk.slot} is beyond 2 x 2")
     elif not (0 <= disk.controller_number < SCSI_CONTROLLERS and 0 <= disk.slot < SCSI_SLOTS):
         problems.append(f"SCSI {disk.controller_number}:{disk.slot} is beyond 4 x 64")
+    elif vm.scsi_controllers is not None and disk.controller_number >= vm.scsi_controllers:
+        problems.append(
+            f"SCSI controller {disk.controller_number} does not exist on {vm.name} "
+            f"({vm.scsi_controllers} controller(s)): add it first"
+        )
     for other in vm.disks:
         if other.name != disk.name and (other.controller, other.controller_number, other.slot) == (
             disk.controller,

@@ -1,7 +1,10 @@
-"""World rules for moving a virtual disk to another controller or slot of its VM.
+"""World rules for a VM's disk layout: moving a disk to another controller or slot, and its
+SCSI controllers.
 
 SCSI data disks are hot-plugged (removed and added again) while the VM runs; a disk on IDE,
-or the disk the VM boots from, moves only with the VM off.
+or the disk the VM boots from, moves only with the VM off. SCSI controllers are added and
+removed only with the VM off (Add-VMScsiController, Remove-VMScsiController); the highest
+numbered go first, so the others keep their numbers, and never one a disk is on.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from reconciler.model.actions import Action
+from reconciler.model.platforms import SCSI_CONTROLLERS
 from reconciler.model.records import Disk, Estate, VirtualMachine
 from reconciler.model.rules_base import RuleResult, already_done, fail, slot_problems, vm_of
 
@@ -50,4 +54,38 @@ def _move_disk(estate: Estate, action: Action) -> RuleResult:
     return RuleResult(estate.with_record(replace(vm, disks=disks)))
 
 
-DISK_RULES = {"move_disk": _move_disk}
+def _set_scsi_controllers(estate: Estate, action: Action) -> RuleResult:
+    vm = vm_of(estate, action)
+    if vm is None:
+        return fail(estate, f"VM {action.params['vm']} does not exist")
+    count = int(action.params["count"])
+    if vm.scsi_count() == count:
+        if vm.scsi_controllers == count:
+            return already_done(estate)
+        # Known now: recorded as it is, nothing changes on the host.
+        return RuleResult(estate.with_record(replace(vm, scsi_controllers=count)))
+    problems: list[str] = []
+    if not 0 <= count <= SCSI_CONTROLLERS:
+        problems.append(f"a VM has 0 to {SCSI_CONTROLLERS} SCSI controllers, not {count}")
+    on = sorted(
+        {
+            d.controller_number
+            for d in vm.disks
+            if d.controller == "scsi" and d.controller_number >= count
+        }
+    )
+    if on:
+        users = ", ".join(
+            d.name for d in vm.disks if d.controller == "scsi" and d.controller_number >= count
+        )
+        problems.append(
+            f"disks {users} are on SCSI controller(s) {', '.join(map(str, on))}: move them first"
+        )
+    if vm.power_state != "off":
+        problems.append(f"{vm.name} must be off to add or remove a SCSI controller")
+    if problems:
+        return fail(estate, *problems)
+    return RuleResult(estate.with_record(replace(vm, scsi_controllers=count)))
+
+
+DISK_RULES = {"move_disk": _move_disk, "set_scsi_controllers": _set_scsi_controllers}

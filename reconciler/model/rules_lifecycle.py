@@ -58,10 +58,11 @@ def vm_to_params(vm: VirtualMachine, node: str) -> dict[str, Any]:
         "allow_downtime": vm.allow_downtime,
         "nics": [nic_to_params(n) for n in vm.nics],
         "disks": [disk_to_params(d) for d in vm.disks],
+        **({"scsi_controllers": vm.scsi_controllers} if vm.scsi_controllers is not None else {}),
         # Only when dynamic, so plans of static-memory VMs read as they always did.
         **(
-            {"dynamic_memory": dynamic_to_params(vm.dynamic_memory)}
-            if vm.dynamic_memory is not None
+            {"dynamic_memory": dynamic_to_params(vm.memory_model())}
+            if vm.memory_model() is not None
             else {}
         ),
     }
@@ -85,6 +86,7 @@ def vm_from_params(cluster: str, p: Mapping[str, Any]) -> VirtualMachine:
         nics=tuple(nic_from_params(n) for n in p["nics"]),
         disks=tuple(disk_from_params(d) for d in p["disks"]),
         dynamic_memory=dynamic_from_params(p.get("dynamic_memory")),
+        scsi_controllers=p.get("scsi_controllers"),
     )
 
 
@@ -95,7 +97,7 @@ def _config(vm: VirtualMachine) -> tuple[Any, ...]:
         vm.cluster,
         vm.generation,
         vm.memory_mib,
-        vm.dynamic_memory,
+        vm.memory_model(),
         vm.vcpus,
         vm.nics,
         disks,
@@ -170,7 +172,7 @@ def create_problems(estate: Estate, vm: VirtualMachine) -> list[str]:
             "per cluster"
         )
     problems.extend(placement_problems(estate, vm, node.name))
-    problems.extend(memory_problems(estate, vm, vm.memory_mib, vm.dynamic_memory))
+    problems.extend(memory_problems(estate, vm, vm.memory_mib, vm.memory_model()))
     problems.extend(_disk_problems(estate, vm))
     return problems
 

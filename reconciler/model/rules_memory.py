@@ -37,6 +37,7 @@ def dynamic_from_params(p: Mapping[str, Any] | None) -> DynamicMemory | None:
     if p is None:
         return None
     return DynamicMemory(
+        enabled=True,
         minimum_mib=int(p["minimum_mib"]),
         maximum_mib=int(p["maximum_mib"]),
         buffer_pct=int(p.get("buffer_pct", 20)),
@@ -53,7 +54,7 @@ def memory_needs_off(
     platform_name: str, vm: VirtualMachine, memory_mib: int, dynamic: DynamicMemory | None
 ) -> str | None:
     """Why going from ``vm``'s memory to (``memory_mib``, ``dynamic``) needs it off, or None."""
-    old = vm.dynamic_memory
+    old = vm.memory_model()
     if memory_mib != vm.memory_mib:
         return "the startup memory changes only while the VM is off"
     if (old is None) != (dynamic is None):
@@ -102,7 +103,7 @@ def _set_vm_memory(estate: Estate, action: Action) -> RuleResult:
         return fail(estate, f"VM {action.params['vm']} does not exist")
     memory_mib = int(action.params.get("memory_mib", vm.memory_mib))
     dynamic = dynamic_from_params(action.params.get("dynamic"))
-    if (vm.memory_mib, vm.dynamic_memory) == (memory_mib, dynamic):
+    if (vm.memory_mib, vm.memory_model()) == (memory_mib, dynamic):
         return already_done(estate)
     problems = memory_problems(estate, vm, memory_mib, dynamic)
     why = memory_needs_off(estate.clusters[vm.cluster].platform, vm, memory_mib, dynamic)

@@ -94,6 +94,11 @@ LIFECYCLE_SCOPES = frozenset(
         "move_disk",
         "set_preferred_owners",
         "set_automatic_actions",
+        # Storage and formation change every host's LUNs (or make the cluster itself).
+        "create_csv",
+        "rename_csv",
+        "remove_csv",
+        "create_cluster",
     }
 )
 

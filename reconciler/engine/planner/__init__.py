@@ -38,11 +38,17 @@ from reconciler.model.records import Estate
 
 
 def _refused(
-    actions: Sequence[Action], observed: Estate, refuse: Callable[[str, str], str | None]
+    actions: Sequence[Action],
+    observed: Estate,
+    refuse: Callable[[str, str], str | None],
+    desired: Estate | None = None,
 ) -> list[PlanViolation]:
     out: list[PlanViolation] = []
     for action in actions:
-        cluster = observed.clusters.get(action.cluster)
+        # A cluster the plan forms is not observed yet: the manifest says its platform.
+        cluster = observed.clusters.get(action.cluster) or (
+            desired.clusters.get(action.cluster) if desired is not None else None
+        )
         why = refuse(action.type, cluster.platform) if cluster is not None else None
         if why:
             fix = "do this step by hand (or with a provider that can), then plan again"
@@ -92,7 +98,7 @@ def make_plan(
     if target is not None:
         actions = target_closure(actions, target)
     if refuse is not None:
-        violations.extend(_refused(actions, observed, refuse))
+        violations.extend(_refused(actions, observed, refuse, desired))
     projected, replayed = replay(observed, desired, actions)
     known = {(v.rule, v.target) for v in violations}
     # A step already named by a policy rule (never, downtime, delete) needs no second,

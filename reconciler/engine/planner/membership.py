@@ -32,11 +32,12 @@ class Membership(Moves):
             want = switch.config
             have = node.status.switches.get(switch.name)
             subject = f"{node_name}/{switch.name}"
-            if have is None or (have.type, have.uplink_nic, have.management_os) != (
-                want.type,
-                want.uplink_nic,
-                want.management_os,
-            ):
+            if have is None or (
+                have.type,
+                have.uplink_nic,
+                have.management_os,
+                have.team_nics,
+            ) != (want.type, want.uplink_nic, want.management_os, want.team_nics):
                 aid = self.emit(
                     "match_vswitch",
                     f"Node/{node_name}",

@@ -8,31 +8,34 @@ from reconciler.engine.lifecycle import (
     prune_vms,
     report_unmanaged,
 )
+from reconciler.engine.planner.formation import Formation
 from reconciler.engine.planner.networks import Networks
 from reconciler.engine.planner.rolling import Rolling
 from reconciler.engine.planner.storage import Storage
+from reconciler.engine.planner.teaming import Teaming
 from reconciler.engine.planner.vms import Vms
 
 
-class ClusterPlanner(Vms, Rolling, Storage, Networks):
+class ClusterPlanner(Vms, Rolling, Storage, Networks, Formation, Teaming):
     __slots__ = ()
 
     def plan(self) -> None:
         desired_cluster = self.desired.clusters[self.cluster]
         observed_cluster = self.state.clusters.get(self.cluster)
+        formed: list[tuple[str, str]] = []
         if observed_cluster is None:
-            self.block(
-                "unsupported",
-                f"Cluster/{self.cluster}",
-                f"cluster {self.cluster} does not exist; creating clusters is not supported",
-                "create the cluster by hand, then adopt it with observe",
-            )
-            return
+            created = self.form_cluster(desired_cluster)
+            observed_cluster = self.state.clusters.get(self.cluster)
+            if observed_cluster is None:
+                return  # not formed: the plan says why
+            formed = [(self.cluster, created or "")]
         report_unmanaged(self, desired_cluster)
         self.check_platform(desired_cluster, observed_cluster)
         self.set_networks(desired_cluster, observed_cluster)
-        member_fixes = self.fix_member_switches(observed_cluster)
-        joins = self.add_nodes(desired_cluster, member_fixes)
+        self.cluster_addresses(desired_cluster)
+        recreated = self.recreate_teamed_switches(observed_cluster)
+        member_fixes = [*recreated, *self.fix_member_switches(observed_cluster)]
+        joins = [*formed, *self.add_nodes(desired_cluster, member_fixes)]
         # With evictions to come, quorum is set once, for the membership after them.
         leaving = leaving_nodes(self, desired_cluster)
         quorum = None if leaving else self.update_quorum(desired_cluster, joins)
@@ -47,3 +50,4 @@ class ClusterPlanner(Vms, Rolling, Storage, Networks):
         self.check_node_drift()
         self.check_host_facts()
         prune_vms(self, desired_cluster)  # removals come last
+        self.prune_volumes()  # after the VMs that may have had disks on them

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.engine.adapters import adapter_steps, settings_steps
+from reconciler.engine.adapters import adapter_steps, memory_steps, settings_steps
+from reconciler.engine.disk_moves import Slot, order_disk_moves
 from reconciler.engine.lifecycle import create_vms
 from reconciler.engine.placement import destination_problems
 from reconciler.engine.planner.membership import Membership
@@ -14,6 +15,49 @@ from reconciler.model.platforms import platform
 from reconciler.model.records import Disk, VirtualMachine
 from reconciler.model.rules import disk_to_params
 from reconciler.model.rules_disks import move_needs_off
+
+Step = tuple[ActionType, dict[str, Any], str, dict[str, tuple[Any, Any]], list[str]]
+
+
+def _ordered_moves(want: VirtualMachine, have: VirtualMachine, moves: list[Step]) -> list[Step]:
+    targets: dict[str, Slot] = {
+        m[1]["disk"]: (m[1]["controller"], m[1]["controller_number"], m[1]["slot"]) for m in moves
+    }
+    where: dict[str, Slot] = {
+        d.name: (d.controller, d.controller_number, d.slot) for d in have.disks
+    }
+    out: list[Step] = []
+    for name, slot, parked in order_disk_moves(have, targets):
+        before, after = where[name], slot
+        where[name] = slot
+        final = targets[name]
+        reason = (
+            f"disk {name} waits in the free slot {after[0]} {after[1]}:{after[2]} so the disks "
+            f"it trades slots with can move (it goes to {final[0]} {final[1]}:{final[2]} after)"
+            if parked
+            else f"disk {name} is on another controller or slot in the manifest"
+        )
+        out.append(
+            (
+                "move_disk",
+                {
+                    "vm": want.name,
+                    "disk": name,
+                    "controller": after[0],
+                    "controller_number": after[1],
+                    "slot": after[2],
+                },
+                reason,
+                {
+                    f"disks.{name}": (
+                        f"{before[0]} {before[1]}:{before[2]}",
+                        f"{after[0]} {after[1]}:{after[2]}",
+                    )
+                },
+                [],
+            )
+        )
+    return out
 
 
 class Vms(Membership):
@@ -115,6 +159,25 @@ class Vms(Membership):
                 )
                 continue
             self.plan_disk(want, have, old, disk, steps, needs_off, online_resize)
+        # Moves first (one may free the slot an added disk takes), in an order that never
+        # lands on a taken slot: a swap goes through a free slot.
+        moves = [step for step in steps if step[0] == "move_disk"]
+        steps[:] = [*_ordered_moves(want, have, moves), *(s for s in steps if s[0] != "move_disk")]
+        controllers = want.scsi_controllers
+        if controllers is not None and controllers != have.scsi_count():
+            needs_off.append("add or remove SCSI controllers")
+            step: Step = (
+                "set_scsi_controllers",
+                {"vm": want.name, "count": controllers},
+                f"{controllers} SCSI controller(s) in the manifest",
+                {"scsi_controllers": (have.scsi_count(), controllers)},
+                [],
+            )
+            # Added before the disks that use them move or arrive; removed after they left.
+            if controllers > have.scsi_count():
+                steps.insert(0, step)
+            else:
+                steps.append(step)
         for name, gone in sorted(current.items()):
             if gone.controller == "ide":
                 needs_off.append(f"remove IDE disk {name}")
@@ -128,19 +191,9 @@ class Vms(Membership):
                 )
             )
         steps = detaches + steps
-        if (want.memory_mib, want.vcpus) != (have.memory_mib, have.vcpus):
-            needs_off.append("change memory or vCPUs")
-            params: dict[str, Any] = {"vm": want.name}
-            changes: dict[str, tuple[Any, Any]] = {}
-            if want.memory_mib != have.memory_mib:
-                params["memory_mib"] = want.memory_mib
-                changes["memory_mib"] = (have.memory_mib, want.memory_mib)
-            if want.vcpus != have.vcpus:
-                params["vcpus"] = want.vcpus
-                changes["vcpus"] = (have.vcpus, want.vcpus)
-            steps.append(
-                ("set_vm", params, "memory or vCPUs differ from the manifest", changes, [])
-            )
+        memory, memory_off = memory_steps(cluster.platform, want, have)
+        steps.extend(memory)
+        needs_off.extend(memory_off)
         if not same_nics(want.nics, have.nics):
             nic_steps, nic_off = adapter_steps(self.state, want, have)
             steps.extend(nic_steps)
@@ -194,22 +247,33 @@ class Vms(Membership):
                     "set allow_downtime: true, or make the change by hand in a window",
                 )
         last: list[str] = []
+        previous_move: str | None = None  # disk moves run one after another (slots)
+        controller_step: str | None = None  # a controller added comes before the disks on it
         detached: list[str] = []
         for type_, params, reason, changes, deps in steps:
-            # A disk attached or moved may take a slot a detach frees: it waits for them.
-            after = detached if type_ in ("add_disk", "move_disk") else []
+            chained: list[str] = []
+            if type_ in ("move_disk", "set_scsi_controllers"):
+                chained.append(previous_move or "")  # a controller removed: after the moves
+            if type_ in ("move_disk", "add_disk"):
+                chained.append(controller_step or "")
+                # A disk attached or moved may take a slot a detach frees: it waits for them.
+                chained.extend(detached)
             aid = self.emit(
                 type_,
                 target,
                 want.name,
                 params,
-                depends_on=[stop_id or "", *deps, *after],
+                depends_on=[stop_id or "", *deps, *chained],
                 reason=reason,
                 changes=changes,
             )
             if aid:
                 last.append(aid)
-                if type_ == "detach_disk":
+                if type_ == "move_disk":
+                    previous_move = aid
+                elif type_ == "set_scsi_controllers":
+                    controller_step = aid
+                elif type_ == "detach_disk":
                     detached.append(aid)
         moved = self.plan_move(want, [stop_id or "", *last])
         if moved:

@@ -43,6 +43,19 @@ NOT_DONE: dict[str, str] = {
     "then re-plan",
     "set_vm_memory": "Set-VMMemory (dynamic memory bounds and startup memory) is not built in "
     "the hyperv provider yet, nor is dynamic memory read back",
+    "create_csv": "Add-ClusterDisk, formatting and Add-ClusterSharedVolume are not built in the "
+    "hyperv provider yet (nor is reading the presented LUNs): create the CSV by hand, then plan",
+    "rename_csv": "renaming a CSV (its cluster disk and mount point, and the disk paths of the "
+    "VMs on it) is not built in the hyperv provider yet",
+    "remove_csv": "Remove-ClusterSharedVolume and Remove-ClusterResource are not built in the "
+    "hyperv provider yet",
+    "create_cluster": "Test-Cluster and New-Cluster (static address, no storage) are not built "
+    "in the hyperv provider yet, nor is observing standalone hosts: create the cluster by "
+    "hand, then plan",
+    "set_cluster_addresses": "changing the cluster name's IP Address resources is not built in "
+    "the hyperv provider yet",
+    "set_scsi_controllers": "Add-VMScsiController and Remove-VMScsiController are not built in "
+    "the hyperv provider yet, nor is the controller count read back",
 }
 
 
@@ -110,6 +123,13 @@ def _trunk(r: Runner, node: str, switch: str, allowed: str, native: int | None) 
 
 def match_vswitch(r: Runner, a: Action) -> None:
     node, name, cfg = a.params["node"], a.params["switch"], a.params["config"]
+    if cfg.get("embedded_team"):
+        # Before any call: a team means removing and recreating the switch.
+        raise ValueError(
+            "Switch Embedded Teaming (Remove-VMSwitch, then New-VMSwitch "
+            "-EnableEmbeddedTeaming) is not built in the hyperv provider yet: change the "
+            f"team of {name} on {node} by hand"
+        )
     have = r.call(node, "Get-VMSwitch", {})
     exists = any(sw.get("Name") == name for sw in have)  # -Name is a wildcard: match exactly
     params: dict[str, Any] = {"Name": name}

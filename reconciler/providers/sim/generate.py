@@ -193,6 +193,7 @@ def generate_estate(
     drift: float = 0.0,
     seed: int = 0,
     platform: str = "2019",
+    standalone: int = 0,
 ) -> GeneratedEstate:
     """A desired estate and a world that matches it, but for ``drift`` of its objects.
 
@@ -200,7 +201,14 @@ def generate_estate(
     least one VM when above 0) that the world gets wrong in ways the planner fixes online: a
     pinned VM running on another node, a data disk missing, a VLAN missing from one host's
     trunk (one no VM on that host uses), a CSV whose LUN and volume are smaller.
+
+    ``standalone``: the last that many clusters are not formed in the world: their hosts are
+    up with the roles and the switch, in no cluster, their CSVs' LUNs presented but no cluster
+    disk yet, no VM; the manifests give each a static address and each CSV its LUN, so the
+    plan builds them from zero (create_cluster, create_csv, create_vm).
     """
+    if not 0 <= standalone <= clusters:
+        raise ValueError(f"standalone is 0..{clusters} clusters, got {standalone}")
     if platform not in PLATFORM_NAMES:
         raise ValueError(f"unknown platform {platform!r}: one of {', '.join(PLATFORM_NAMES)}")
     if clusters < 1 or nodes_per_cluster < 2 or vms_per_node < 1:
@@ -223,7 +231,19 @@ def generate_estate(
         for i in range(1, clusters + 1)
     ]
     drifted = _drift(rng, plans, drift)
-    return _build(plans, tuple(sorted(drifted)))
+    unformed = {p.cluster.name for p in plans[len(plans) - standalone :]}
+    return _build(
+        plans, tuple(sorted(d for d in drifted if _cluster_of_ref(d) not in unformed)), unformed
+    )
+
+
+def _cluster_of_ref(ref: str) -> str:
+    """The cluster a generated object's name starts with ("VirtualMachine/c001-vm0001")."""
+    return ref.partition("/")[2].partition("-")[0]
+
+
+def _lun_of(volume: str) -> str:
+    return f"LUN-{volume}"
 
 
 # --- one cluster -----------------------------------------------------------------------------
@@ -464,8 +484,11 @@ def _drift_placement(rng: random.Random, plan: _ClusterPlan, vm: _VmPlan) -> boo
 # --- records -------------------------------------------------------------------------------
 
 
-def _build(plans: list[_ClusterPlan], drifted: tuple[str, ...]) -> GeneratedEstate:
+def _build(
+    plans: list[_ClusterPlan], drifted: tuple[str, ...], unformed: set[str] | None = None
+) -> GeneratedEstate:
     """Records built directly: ``dataclasses.replace`` on 25,600 VMs alone takes about a second."""
+    unformed = unformed or set()
     clusters: dict[str, Cluster] = {}
     switches: dict[str, VirtualSwitch] = {}
     nodes_d: dict[str, Node] = {}
@@ -476,6 +499,9 @@ def _build(plans: list[_ClusterPlan], drifted: tuple[str, ...]) -> GeneratedEsta
     vms_w: dict[str, VirtualMachine] = {}
     role_labels = {role: frozen_map({"role": role}) for role in ROLES}
     for plan in plans:
+        if plan.cluster.name in unformed:
+            _build_unformed(plan, clusters, switches, nodes_d, nodes_w, volumes_d, vms_d)
+            continue
         cluster = plan.cluster
         clusters[cluster.name] = cluster
         switch = plan.switch
@@ -504,15 +530,57 @@ def _build(plans: list[_ClusterPlan], drifted: tuple[str, ...]) -> GeneratedEsta
             desired, world = _vm_records(vm, cluster, nics[vm.vlan], role_labels[vm.role])
             vms_d[vm.name] = desired
             vms_w[vm.name] = world
-    # Clusters and switches carry no observed facts: both estates share the same tables.
+    # Clusters and switches carry no observed facts: both estates share the same tables
+    # (but for clusters not formed yet, which the world lacks).
     shared_clusters, shared_switches = frozen_map(clusters), frozen_map(switches)
+    world_clusters = (
+        frozen_map({n: c for n, c in clusters.items() if n not in unformed})
+        if unformed
+        else shared_clusters
+    )
     return GeneratedEstate(
         desired=Estate(shared_clusters, frozen_map(nodes_d), shared_switches,
                        frozen_map(volumes_d), frozen_map(vms_d)),
-        world=Estate(shared_clusters, frozen_map(nodes_w), shared_switches,
+        world=Estate(world_clusters, frozen_map(nodes_w), shared_switches,
                      frozen_map(volumes_w), frozen_map(vms_w)),
         drifted=drifted,
     )  # fmt: skip
+
+
+def _build_unformed(
+    plan: _ClusterPlan,
+    clusters: dict[str, Cluster],
+    switches: dict[str, VirtualSwitch],
+    nodes_d: dict[str, Node],
+    nodes_w: dict[str, Node],
+    volumes_d: dict[str, ClusterSharedVolume],
+    vms_d: dict[str, VirtualMachine],
+) -> None:
+    """A cluster the world does not have yet: standalone hosts, presented LUNs, no VM."""
+    management = plan.cluster.networks[0].subnet or "10.0.0.0/24"
+    address = management.rsplit(".", 1)[0] + ".10"  # the /24's .10: the cluster name
+    cluster = replace(plan.cluster, addresses=(address,))
+    clusters[cluster.name] = cluster
+    switches[plan.switch.name] = plan.switch
+    free = frozen_map({_lun_of(v): plan.volume_gib[i] for i, v in enumerate(plan.volumes)})
+    host_switches = frozen_map({plan.switch.name: plan.switch.config})
+    for j, node_name in enumerate(plan.nodes):
+        labels = frozen_map({"chassis": f"{cluster.name}-ch{j // 8 + 1}"})
+        node = Node(node_name, cluster.name, plan.hardware, NODE_NICS, labels=labels)
+        nodes_d[node_name] = node
+        nodes_w[node_name] = replace(
+            node, status=NodeStatus(switches=host_switches, free_luns=free)
+        )
+    for v, volume_name in enumerate(plan.volumes):
+        size = plan.volume_gib[v]
+        volumes_d[volume_name] = ClusterSharedVolume(
+            volume_name, cluster.name, size, size, lun=_lun_of(volume_name)
+        )
+    nics = {vlan: (VmNic("nic1", plan.switch.name, vlan),) for vlan in TRUNK_VLANS}
+    role_labels = {role: frozen_map({"role": role}) for role in ROLES}
+    for vm in plan.vms:
+        desired, _world = _vm_records(vm, cluster, nics[vm.vlan], role_labels[vm.role])
+        vms_d[vm.name] = desired
 
 
 def _vm_records(
