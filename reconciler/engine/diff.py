@@ -172,6 +172,9 @@ def volume_fields(desired: ClusterSharedVolume, observed: ClusterSharedVolume) -
         out.append(FieldChange("spec.lun_size_gib", observed.lun_size_gib, desired.lun_size_gib))
     if desired.size_gib != observed.size_gib:
         out.append(FieldChange("spec.size_gib", observed.size_gib, desired.size_gib))
+    # Compared where the world says which LUN a volume is on; no plan moves a volume.
+    if desired.lun is not None and observed.lun is not None and desired.lun != observed.lun:
+        out.append(FieldChange("spec.lun", observed.lun, desired.lun))
     return out
 
 
