@@ -253,7 +253,8 @@ class SwitchConfig:
     team_nics: tuple[str, ...] = field(default=(), metadata=LATER)
 
 
-@dataclass(frozen=True, slots=True)
+# Keywords only: its fields grow (LATER ones), and a positional call would shift them.
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NodeStatus:
     """Observed only: the host's own switches and LUNs, and whether it is up."""
 

@@ -20,6 +20,7 @@ from reconciler.model.records import (
     LiveMigrationSettings,
     Node,
     NodeNic,
+    NodeState,
     NodeStatus,
     Offloads,
     Quorum,
@@ -322,7 +323,7 @@ class Observer:
         known = set(volumes)
         luns = frozenset(str(d.get("FriendlyName")) for d in r["disks"]) & known
         installed = all(bool(f.get("Installed")) for f in r["features"]) and bool(r["features"])
-        state = "down" if facts.cluster_state == "Down" else "up"
+        state: NodeState = "down" if facts.cluster_state == "Down" else "up"
         cut = frozenset(
             str(i.get("Network"))
             for i in netifs
@@ -334,7 +335,13 @@ class Observer:
             hardware=hardware,
             nics=nics,
             maintenance=facts.cluster_state == "Paused",
-            status=NodeStatus(state, frozen_map(switches), luns, installed, cut),  # type: ignore[arg-type]
+            status=NodeStatus(
+                state=state,
+                switches=frozen_map(switches),
+                luns=luns,
+                roles_installed=installed,
+                networks_down=cut,
+            ),
         )
 
     def vm_records(
