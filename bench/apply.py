@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -40,24 +40,11 @@ from reconciler.providers.sim.generate import generate_estate  # noqa: E402
 from reconciler.providers.sim.provider import SimProvider  # noqa: E402
 from reconciler.runtime.apply import apply_plan, take_locks  # noqa: E402
 from reconciler.runtime.clock import SystemClock  # noqa: E402
+from reconciler.runtime.executor import NoProgress  # noqa: E402
 from reconciler.runtime.journal import Journal  # noqa: E402
 
 GOAL_MS = 5.0
 T = TypeVar("T")
-
-
-class _Quiet:
-    def run_started(self, *_args: Any) -> None:
-        pass
-
-    def action_started(self, *_args: Any) -> None:
-        pass
-
-    def action_finished(self, *_args: Any) -> None:
-        pass
-
-    def run_finished(self, *_args: Any) -> None:
-        pass
 
 
 class TimedSim(SimProvider):
@@ -111,7 +98,7 @@ def ours(plan: Plan, world: Path) -> Round:
     clusters = sorted({a.cluster for a in plan.actions})
     wall, cpu = time.perf_counter(), time.process_time()
     locks, _ = take_locks(journal, clusters, 0.0, clock)
-    applied = apply_plan(plan, provider, journal, clock, _Quiet(), locks, source="bench")
+    applied = apply_plan(plan, provider, journal, clock, NoProgress(), locks, source="bench")
     journal.unlock(locks)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     journal.close()

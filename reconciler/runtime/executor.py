@@ -61,6 +61,22 @@ class Progress(Protocol):
     def run_finished(self, report: RunReport) -> None: ...
 
 
+class NoProgress:
+    """Progress that says nothing: the journal and the run's report say it all."""
+
+    def run_started(self, plan: Plan, run_id: str) -> None:
+        pass
+
+    def action_started(self, seq: int, action: Action) -> None:
+        pass
+
+    def action_finished(self, seq: int, action: Action, result: ActionResult) -> None:
+        pass
+
+    def run_finished(self, report: RunReport) -> None:
+        pass
+
+
 @dataclass(frozen=True, slots=True)
 class ActionResult:
     status: str  # done | already_done | failed | precondition_failed | skipped

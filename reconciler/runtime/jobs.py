@@ -51,6 +51,7 @@ from reconciler.runtime.apply import (
     take_locks,
 )
 from reconciler.runtime.clock import SystemClock
+from reconciler.runtime.executor import NoProgress
 from reconciler.runtime.journal import whoami
 from reconciler.runtime.metrics import LoopMetrics
 from reconciler.runtime.reconcile import (
@@ -402,9 +403,7 @@ def run_saved_plan(config: WorkerConfig, plan_id: str) -> dict[str, Any]:
         # A CLI apply may hold a cluster: wait for it (two lease lengths), then fail the job.
         locks, _ = take_locks(journal, clusters, 2 * journal.lease_seconds, clock)
         try:
-            applied = apply_plan(
-                plan, provider, journal, clock, _NoProgress(), locks, source=source
-            )
+            applied = apply_plan(plan, provider, journal, clock, NoProgress(), locks, source=source)
         finally:
             journal.unlock(locks)
         return {"run": applied.run_id, "outcome": applied.outcome, "message": applied.summary}
@@ -430,20 +429,6 @@ def _checked_plan(text: str, observed: Estate, touched: set[str], cache_dir: Pat
             f"the interrupted run of it did: {', '.join(changed[:10])}; make a new plan"
         )
     return plan
-
-
-class _NoProgress:
-    def run_started(self, *_args: Any) -> None:
-        pass
-
-    def action_started(self, *_args: Any) -> None:
-        pass
-
-    def action_finished(self, *_args: Any) -> None:
-        pass
-
-    def run_finished(self, *_args: Any) -> None:
-        pass
 
 
 # --- deferring ------------------------------------------------------------------------------

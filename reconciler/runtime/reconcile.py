@@ -26,10 +26,9 @@ from reconciler.providers.base import Provider, ProviderError
 from reconciler.runtime.apply import apply_plan, close_interrupted
 from reconciler.runtime.clock import Clock
 from reconciler.runtime.executor import (
-    ActionResult,
+    NoProgress,
     Progress,
     RetryPolicy,
-    RunReport,
 )
 from reconciler.runtime.journal import LOCK_TTL_SECONDS, LockHeld, LockRecord
 from reconciler.runtime.store.base import StateStore
@@ -96,22 +95,6 @@ class GitSource:
         )
 
 
-class _Silent:
-    """Executor progress that says nothing (the journal and the report say it all)."""
-
-    def run_started(self, plan: Plan, run_id: str) -> None:
-        pass
-
-    def action_started(self, seq: int, action: Action) -> None:
-        pass
-
-    def action_finished(self, seq: int, action: Action, result: ActionResult) -> None:
-        pass
-
-    def run_finished(self, report: RunReport) -> None:
-        pass
-
-
 def drift_fields(diff: ObjectDiff) -> list[dict[str, Any]]:
     """What differs on one object, for the drift table: observed and desired values."""
     if diff.op != "change":
@@ -175,7 +158,7 @@ class Reconciler:
         self.clock = clock
         self.mode: Mode = mode
         self.interval_seconds = float(interval_seconds)
-        self.progress: Progress = progress or _Silent()
+        self.progress: Progress = progress or NoProgress()
         self.on_tick = list(on_tick)
         self.metrics = metrics
         self.stop = stop or threading.Event()
