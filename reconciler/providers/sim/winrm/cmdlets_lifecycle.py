@@ -30,7 +30,7 @@ from reconciler.providers.sim.winrm import objects as o
 from reconciler.providers.sim.winrm import wmi1_scripts
 from reconciler.providers.sim.winrm.binding import Param, PeerError, Spec
 from reconciler.providers.sim.winrm.cmdlets_read import FC, HV, vm_object
-from reconciler.providers.sim.winrm.cmdlets_write import set_vlan, set_vm
+from reconciler.providers.sim.winrm.cmdlets_write import disk_at, set_vlan, set_vm
 from reconciler.providers.sim.winrm.world import CSV_ROOT, parse_vhd_path
 
 if TYPE_CHECKING:
@@ -342,15 +342,7 @@ def set_adapter_vlan(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Ite
 
 def move_hdd(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterator[Any]:
     vm = _vm_here(host, spec, p["VMName"])
-    slot = (p["ControllerType"].lower(), p["ControllerNumber"], p["ControllerLocation"])
-    disk = next((d for d in vm.disks if (d.controller, d.controller_number, d.slot) == slot), None)
-    if disk is None:
-        raise PeerError(
-            f"No disk drive at {slot[0].upper()} {slot[1]}:{slot[2]} of {vm.name}.",
-            "ObjectNotFound",
-            spec.fqid("ObjectNotFound"),
-            vm.name,
-        )
+    disk = disk_at(spec, vm, p)
     host.apply(
         spec,
         "move_disk",

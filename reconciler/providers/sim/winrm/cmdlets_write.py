@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from reconciler.model.records import Disk, SwitchConfig
+from reconciler.model.records import Disk, SwitchConfig, VirtualMachine
 from reconciler.model.rules import disk_to_params, switch_to_params
 from reconciler.model.vlans import VlanListError, parse_vlan_list
 from reconciler.providers.sim.winrm import objects as o
@@ -329,8 +329,8 @@ def add_hdd(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterator[Any
     return iter(())
 
 
-def remove_hdd(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterator[Any]:
-    vm = _vm_here(host, spec, p["VMName"])
+def disk_at(spec: Spec, vm: VirtualMachine, p: dict[str, Any]) -> Disk:
+    """The disk at the -ControllerType/-ControllerNumber/-ControllerLocation a cmdlet names."""
     slot = (p["ControllerType"].lower(), p["ControllerNumber"], p["ControllerLocation"])
     disk = next((d for d in vm.disks if (d.controller, d.controller_number, d.slot) == slot), None)
     if disk is None:
@@ -340,6 +340,12 @@ def remove_hdd(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterator[
             spec.fqid("ObjectNotFound"),
             vm.name,
         )
+    return disk
+
+
+def remove_hdd(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterator[Any]:
+    vm = _vm_here(host, spec, p["VMName"])
+    disk = disk_at(spec, vm, p)
     host.apply(
         spec,
         "detach_disk",
