@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -284,7 +285,9 @@ class SimProvider:
     def _maybe_hang(self) -> None:
         hang = os.environ.get(HANG_MID_ACTION_ENV)
         if hang and hang.isdigit() and int(hang) == self._applied:
-            os.kill(os.getpid(), signal.SIGSTOP)
+            # Sent to this thread, not the process: a process-directed stop may be taken by
+            # another thread while this one runs on and commits (seen under load).
+            signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)
 
     @staticmethod
     def _run_hook(action: Action) -> HookResult:
