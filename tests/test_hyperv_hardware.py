@@ -133,9 +133,11 @@ def test_what_needs_the_vm_off_is_refused_by_the_rule_while_it_runs(rig: Rig) ->
     vm = world(peer).vms["c001-vm0002"]  # running on c001-n02, os and data on controller 0
     assert (vm.power_state, vm.memory_model(), vm.scsi_count()) == ("running", None, 1)
     before = world(peer)
-    turn_on = act("set_vm_memory", "VirtualMachine/c001-vm0002", vm=vm.name,
-                  memory_mib=vm.memory_mib,
-                  dynamic={"minimum_mib": 2048, "maximum_mib": 32768, "buffer_pct": 20})  # fmt: skip
+    bounds = {"minimum_mib": 2048, "maximum_mib": 32768, "buffer_pct": 20}
+    turn_on = act(
+        "set_vm_memory", "VirtualMachine/c001-vm0002", vm=vm.name, memory_mib=vm.memory_mib,
+        dynamic=bounds,
+    )  # fmt: skip
     outcome = provider.apply(turn_on)
     assert outcome.status == "precondition_failed"
     assert "dynamic memory is turned on or off only while the VM is off" in outcome.message
