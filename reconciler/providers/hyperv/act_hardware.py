@@ -26,9 +26,9 @@ def memory_params(
     dynamic: Mapping[str, Any] | None,
     have: VirtualMachine | None = None,
 ) -> dict[str, Any]:
-    """Set-VMMemory's parameters for (startup, bounds); with ``have``, the startup memory and
-    the on/off switch only where they change (a running VM refuses either, even unchanged
-    values are not worth the risk: UNVERIFIED whether a host accepts them)."""
+    """Set-VMMemory's parameters for (startup memory, bounds). Given ``have`` (the VM as
+    observed), the startup memory and the on/off switch go only when they change: a running
+    VM refuses a change of either, and whether it takes an unchanged value is UNVERIFIED."""
     params: dict[str, Any] = {"VMName": vm}
     enabled = dynamic is not None
     if have is None or (have.memory_model() is not None) != enabled:
