@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from click.testing import CliRunner
-from hyperv_world import make_world
+from hyperv_inproc import InProcSessions
+from hyperv_world import connections_for, make_world, observable
+from psrpcore.types import PSInt, PSInt64
 from test_hyperv_golden import pipelines
 from test_hyperv_lifecycle import NEW_VM, VMR, act, check_golden, fields, only, world
 from test_hyperv_lifecycle import rig as rig  # the fixture, shared
+from test_hyperv_observe import Cmd
 
 from reconciler.cli.main import cli
 from reconciler.model.records import DynamicMemory
@@ -265,3 +269,86 @@ def world_of(state: Path) -> Any:
         return sim.observe()
     finally:
         sim.close()
+
+
+# --- the peer is strict, and observe reads memory only where it is dynamic -----------------------
+
+
+def _behind_back(state: Path, vm_name: str, **changes: Any) -> None:
+    sim = SimProvider(state)
+    try:
+        before = sim.store.load()
+        changed = replace(before.vms[vm_name], **changes)
+        sim.change_behind_back(before, before.with_record(changed), f"{vm_name} changed")
+    finally:
+        sim.close()
+
+
+class TestThePeerAppliesTheRulesStrictly:
+    @pytest.fixture
+    def peer(self, tmp_path: Path) -> Iterator[HyperVPeer]:
+        make_world(tmp_path, nodes=2, vms=2, platform="2016")
+        _behind_back(tmp_path, "c001-vm0001", power_state="off")  # on c001-n01
+        peer = HyperVPeer(tmp_path)
+        yield peer
+        peer.close()
+
+    def run(self, peer: HyperVPeer, name: str, *params: tuple[str, Any]) -> Any:
+        return peer.run("c001-n01", [Cmd(name, [*params, ("ErrorAction", "Stop")])])
+
+    def test_dynamic_memory_on_needs_its_bounds(self, peer: HyperVPeer) -> None:
+        got = self.run(peer, "Set-VMMemory", ("VMName", "c001-vm0001"),
+                       ("DynamicMemoryEnabled", True))  # fmt: skip
+        assert got.terminating is not None
+        assert "-MinimumBytes and -MaximumBytes" in got.terminating.message
+
+    def test_bytes_go_as_int64_and_the_buffer_within_its_range(self, peer: HyperVPeer) -> None:
+        base = [("VMName", "c001-vm0001"), ("DynamicMemoryEnabled", True),
+                ("MinimumBytes", PSInt64(2**30)), ("MaximumBytes", PSInt64(2**34))]  # fmt: skip
+        got = self.run(peer, "Set-VMMemory", *base[:2], ("MinimumBytes", PSInt(512)))
+        assert got.terminating is not None
+        assert got.terminating.fq_error_id.startswith("ParameterArgumentTransformationError,")
+        got = self.run(peer, "Set-VMMemory", *base, ("Buffer", PSInt(2001)))
+        assert got.terminating is not None
+        assert got.terminating.fq_error_id.startswith("ParameterArgumentValidationError,")
+        assert self.run(peer, "Set-VMMemory", *base, ("Buffer", PSInt(30))).terminating is None
+        (memory,) = self.run(peer, "Get-VMMemory", ("VMName", ["c001-vm0001"])).outputs
+        assert (memory["DynamicMemoryEnabled"], memory["Minimum"], memory["Maximum"]) == (
+            True,
+            2**30,
+            2**34,
+        )
+        assert memory["Buffer"] == 30
+
+    def test_only_the_highest_controller_goes(self, peer: HyperVPeer) -> None:
+        vm = ("VMName", "c001-vm0001")
+        assert self.run(peer, "Add-VMScsiController", vm).terminating is None
+        assert self.run(peer, "Add-VMScsiController", vm).terminating is None
+        numbers = [
+            c["ControllerNumber"]
+            for c in self.run(peer, "Get-VMScsiController", ("VMName", ["c001-vm0001"])).outputs
+        ]
+        assert numbers == [0, 1, 2]  # fmt: skip
+        got = self.run(peer, "Remove-VMScsiController", vm, ("ControllerNumber", PSInt(1)))
+        assert got.terminating is not None and "highest-numbered" in got.terminating.message
+        got = self.run(peer, "Remove-VMScsiController", vm, ("ControllerNumber", PSInt(7)))
+        assert got.terminating is not None and got.terminating.category == "ObjectNotFound"
+        got = self.run(peer, "Remove-VMScsiController", vm, ("ControllerNumber", PSInt(2)))
+        assert got.terminating is None
+        assert SimProvider(peer.state_dir).observe().vms["c001-vm0001"].scsi_controllers == 2
+
+
+def test_get_vm_memory_is_asked_only_for_dynamic_vms(tmp_path: Path) -> None:
+    make_world(tmp_path, nodes=3, vms=2, platform="2016")
+    world = SimProvider(tmp_path).observe()
+    sessions = InProcSessions(HyperVPeer(tmp_path))
+    hv = HyperVProvider(tmp_path, connections_for(world), sessions=sessions)
+    hv.observe()
+    static_trips = sessions.round_trips()
+    vm = world.vms["c001-vm0002"]  # on c001-n02
+    _behind_back(tmp_path, vm.name, dynamic_memory=DynamicMemory(True, 4096, 32768, 15))
+    seen = hv.observe()
+    assert sessions.round_trips() - static_trips == static_trips + 1  # one node asks once more
+    assert seen.vms[vm.name].memory_model() == DynamicMemory(True, 4096, 32768, 15)
+    assert [v.name for v in seen.vms.values() if v.memory_model() is not None] == [vm.name]
+    assert observable(seen) == observable(SimProvider(tmp_path).observe())
