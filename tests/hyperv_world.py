@@ -59,8 +59,10 @@ def observable(estate: Estate) -> Estate:
     and the test VM are the manifests' business; a VM's dirty rate is simulator physics.
     File sizes are compared to the micro-GiB. A VM always has automatic start and stop
     actions on a host: where the world has none, the host shows Hyper-V's defaults
-    (StartIfRunning, Save); no preferred owners on a host is "not managed" (None). When a
-    condition began (``status.since``) is the simulator's clock, which no host shows.
+    (StartIfRunning, Save); no preferred owners on a host is "not managed" (None). A host
+    always has a number of SCSI controllers: where the world records none, the number its
+    disks imply (``scsi_count``). When a condition began (``status.since``) is the
+    simulator's clock, which no host shows.
     """
 
     def cluster(c: Cluster) -> Cluster:
@@ -95,6 +97,7 @@ def observable(estate: Estate) -> Estate:
             automatic_start_action=v.automatic_start_action or "start_if_running",
             automatic_stop_action=v.automatic_stop_action or "save",
             preferred_owners=v.preferred_owners or None,
+            scsi_controllers=v.scsi_count(),
         )
 
     def node(n: Node) -> Node:

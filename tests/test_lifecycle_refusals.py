@@ -16,13 +16,11 @@ from reconciler.providers.hyperv.provider import MODERN_ACTIONS, SUPPORTED_PLATF
 
 GOLDEN = Path(__file__).parent / "golden"
 NEW = (
-    "set_vm_memory",
     "create_csv",
     "rename_csv",
     "remove_csv",
     "create_cluster",
     "set_cluster_addresses",
-    "set_scsi_controllers",
 )
 CAPS = Capabilities(
     name="hyperv",

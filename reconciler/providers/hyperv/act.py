@@ -41,8 +41,6 @@ NOT_DONE: dict[str, str] = {
     "Get-ClusterNetwork object, set by assignment, not by a cmdlet parameter; the hyperv "
     "provider sends typed cmdlet parameters only: set them in Failover Cluster Manager, "
     "then re-plan",
-    "set_vm_memory": "Set-VMMemory (dynamic memory bounds and startup memory) is not built in "
-    "the hyperv provider yet, nor is dynamic memory read back",
     "create_csv": "Add-ClusterDisk, formatting and Add-ClusterSharedVolume are not built in the "
     "hyperv provider yet (nor is reading the presented LUNs): create the CSV by hand, then plan",
     "rename_csv": "renaming a CSV (its cluster disk and mount point, and the disk paths of the "
@@ -54,8 +52,6 @@ NOT_DONE: dict[str, str] = {
     "hand, then plan",
     "set_cluster_addresses": "changing the cluster name's IP Address resources is not built in "
     "the hyperv provider yet",
-    "set_scsi_controllers": "Add-VMScsiController and Remove-VMScsiController are not built in "
-    "the hyperv provider yet, nor is the controller count read back",
 }
 
 

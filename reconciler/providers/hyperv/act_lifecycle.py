@@ -18,6 +18,12 @@ from reconciler.model.vlans import format_vlan_list
 from reconciler.providers.hyperv import model_map as m
 from reconciler.providers.hyperv import targeting as t
 from reconciler.providers.hyperv.act import Runner, _update_cluster_config
+from reconciler.providers.hyperv.act_hardware import ACTIONS as HARDWARE_ACTIONS
+from reconciler.providers.hyperv.act_hardware import (
+    controllers_for,
+    converge_controllers,
+    memory_params,
+)
 from reconciler.providers.hyperv.errors import CommandError
 from reconciler.providers.hyperv.wire import i16, i32, i64, u64
 
@@ -153,16 +159,6 @@ def _refusals(p: Mapping[str, Any]) -> list[str]:
                 "the hyperv provider (it keeps disks at <volume>\\<vm>\\<disk>): attach it by "
                 "hand, or give the disk no file"
             )
-        if d["controller"] == "scsi" and int(d["controller_number"]) > 0:
-            out.append(
-                f"disk {d['name']}: SCSI controller {d['controller_number']} would need "
-                "Add-VMScsiController, which is not built: use controller 0"
-            )
-    if p.get("dynamic_memory"):
-        out.append(
-            "dynamic memory: Set-VMMemory with its bounds is not built in the hyperv provider "
-            "(see set_vm_memory), nor is it read back: create the VM with static memory"
-        )
     if p.get("anti_affinity_group"):
         out.append(
             f"anti_affinity_group {p['anti_affinity_group']}: AntiAffinityClassNames is a "
@@ -222,7 +218,7 @@ def _disks(r: Runner, node: str, vm: str, disks: list[Mapping[str, Any]]) -> Non
 
 
 def create_vm(r: Runner, a: Action) -> None:
-    """New-VM (no VHD), the clustered role, processors, memory, disks, adapters.
+    """New-VM (no VHD), the clustered role, processors, memory, SCSI controllers, disks, adapters.
 
     A VM of that name already on the node, or a role of that name on any node (a run cut
     short), is finished, not made twice; one of another generation is refused.
@@ -262,11 +258,10 @@ def create_vm(r: Runner, a: Action) -> None:
         # with its own steps (the planner has no step that makes a standalone VM a role).
         r.call(node, "Add-ClusterVirtualMachineRole", {"VMName": name})
     r.call(node, "Set-VMProcessor", {"VMName": name, "Count": i64(int(p["vcpus"]))})
-    r.call(
-        node,
-        "Set-VMMemory",
-        {"VMName": name, "DynamicMemoryEnabled": False, "StartupBytes": memory},
-    )
+    r.call(node, "Set-VMMemory", memory_params(name, int(p["memory_mib"]), p.get("dynamic_memory")))
+    controllers = controllers_for(p)
+    if controllers is not None:  # before the disks that sit on them
+        converge_controllers(r, node, name, controllers)
     _disks(r, node, name, list(p["disks"]))
     want = [nic_from_params(n) for n in p["nics"]]
     have = _nics(r, node, name)
@@ -406,4 +401,5 @@ ACTIONS = {
     "move_disk": move_disk,
     "set_preferred_owners": set_preferred_owners,
     "set_automatic_actions": set_automatic_actions,
+    **HARDWARE_ACTIONS,  # set_vm_memory, set_scsi_controllers
 }

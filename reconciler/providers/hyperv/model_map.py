@@ -8,15 +8,17 @@ the object (or field) is left out.
 from __future__ import annotations
 
 import ipaddress
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from reconciler.model.records import (
     AutomaticStartAction,
     AutomaticStopAction,
     ClusterNetwork,
     Disk,
+    DynamicMemory,
     NetworkRole,
     QuorumMode,
     SwitchConfig,
@@ -204,6 +206,29 @@ STOP_ACTION: dict[str, AutomaticStopAction] = {
     "Save": "save",
     "ShutDown": "shut_down",
 }
+
+
+def dynamic_memory(
+    vm: Mapping[str, Any], memory: Mapping[str, Any] | None, where: str, warnings: Warnings
+) -> DynamicMemory | Literal[False] | None:
+    """Get-VM's ``DynamicMemoryEnabled`` and Get-VMMemory's ``Minimum`` / ``Maximum`` (Int64
+    bytes) and ``Buffer`` (Int32 percent) -> the model's bounds; None: static memory (the
+    bounds a static VM keeps are not the model's business); False: dynamic, but unreadable."""
+    if vm.get("DynamicMemoryEnabled") is not True:
+        return None
+    if memory is None:
+        warnings.add(where, "dynamic memory is on but Get-VMMemory gave nothing; left out")
+        return False
+    low, high = int(memory.get("Minimum") or 0), int(memory.get("Maximum") or 0)
+    if low % MIB or high % MIB:
+        warnings.add(where, f"dynamic memory {low}-{high} bytes is not whole MiB; left out")
+        return False
+    return DynamicMemory(True, low // MIB, high // MIB, int(memory.get("Buffer") or 20))
+
+
+def scsi_counts(controllers: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """``Get-VMScsiController -VMName ...`` -> VM name -> how many SCSI controllers it has."""
+    return dict(Counter(str(c.get("VMName")) for c in controllers))
 
 
 def owner_lists(lists: Sequence[Mapping[str, Any]]) -> dict[str, frozenset[str]]:

@@ -248,8 +248,12 @@ class Observer:
         which = list(names) if names else ["*"]
         r["vms"] = self.call(node, "Get-VM", {"Name": which} if names else {})
         if not r["vms"]:
-            return {"vms": [], "hdds": [], "vhds": [], "nics": [], "vlans": []}
+            return {"vms": [], "hdds": [], "vhds": [], "nics": [], "vlans": [], "scsi": []}
         r["hdds"] = self.call(node, "Get-VMHardDiskDrive", {"VMName": which})
+        r["scsi"] = self.call(node, "Get-VMScsiController", {"VMName": which})
+        # The buffer is on Get-VMMemory only: asked for the VMs with dynamic memory, if any.
+        dynamic = [str(v["Name"]) for v in r["vms"] if v.get("DynamicMemoryEnabled") is True]
+        r["memory"] = self.call(node, "Get-VMMemory", {"VMName": dynamic}) if dynamic else []
         r["nics"] = self.call(node, "Get-VMNetworkAdapter", {"VMName": which})
         r["vlans"] = self.call(node, "Get-VMNetworkAdapterVlan", {"VMName": which})
         paths = [str(h["Path"]) for h in r["hdds"] if h.get("Path")]
@@ -353,6 +357,8 @@ class Observer:
         owners: Mapping[str, frozenset[str]] | None = None,
     ) -> list[VirtualMachine]:
         vhds = {str(v.get("Path", "")).lower(): v for v in r["vhds"]}
+        memory = {str(x.get("VMName")): x for x in r.get("memory", [])}
+        scsi = m.scsi_counts(r["scsi"]) if "scsi" in r else None  # None: not read (WMI v1)
         out: list[VirtualMachine] = []
         for vm in r["vms"]:
             name = str(vm["Name"])
@@ -384,6 +390,9 @@ class Observer:
                 )
                 if disk is not None:
                     disks.append(disk)
+            dynamic = m.dynamic_memory(vm, memory.get(name), where, self.warnings)
+            if dynamic is False:
+                continue  # its memory model could not be read: left out, not guessed
             group = groups.get(name)
             classes = list((group or {}).get("AntiAffinityClassNames") or [])
             start = self._automatic(vm, "AutomaticStartAction", m.START_ACTION, where)
@@ -405,6 +414,8 @@ class Observer:
                     preferred_owners=(owners or {}).get(name) or None,
                     automatic_start_action=start,  # type: ignore[arg-type]
                     automatic_stop_action=stop,  # type: ignore[arg-type]
+                    dynamic_memory=dynamic,
+                    scsi_controllers=None if scsi is None else scsi.get(name, 0),
                     status=VmStatus(failed=str((group or {}).get("State")) == m.GROUP_FAILED),
                 )
             )

@@ -23,11 +23,17 @@ from reconciler.model.records import Cluster, Disk, Estate, Node, VirtualMachine
 from reconciler.providers.sim.provider import SimProvider
 from reconciler.providers.sim.store import WorldStore
 from reconciler.providers.sim.winrm.binding import PeerError, Spec, bind, error_action_stop
+from reconciler.providers.sim.winrm.cmdlets_hardware import HARDWARE_SPECS
 from reconciler.providers.sim.winrm.cmdlets_lifecycle import LIFECYCLE_SPECS
 from reconciler.providers.sim.winrm.cmdlets_read import READ_SPECS
 from reconciler.providers.sim.winrm.cmdlets_write import WRITE_SPECS
 
-CMDLETS: dict[str, tuple[Spec, Any]] = {**READ_SPECS, **WRITE_SPECS, **LIFECYCLE_SPECS}
+CMDLETS: dict[str, tuple[Spec, Any]] = {
+    **READ_SPECS,
+    **WRITE_SPECS,
+    **LIFECYCLE_SPECS,
+    **HARDWARE_SPECS,
+}
 # What a Windows Server 2008 R2 host (PowerShell 2.0: no Hyper-V, Storage or CIM cmdlets) has.
 ON_2008R2 = frozenset(
     # Get-ClusterSharedVolumeState came with 2012 R2.

@@ -2,8 +2,9 @@
 
 Each write becomes the simulator action it amounts to, applied through the world rules:
 New-VM is a ``create_vm`` of a bare, standalone VM (one processor, no disk, no adapter);
-Set-VMProcessor / Set-VMMemory are ``set_vm``; the adapter cmdlets are ``add_vm_nic`` /
-``remove_vm_nic`` / ``set_vm_nic``; Remove-VM is ``remove_vm`` (files kept, as on a host);
+Set-VMProcessor is ``set_vm`` (Set-VMMemory and the SCSI controllers are in
+``cmdlets_hardware``); the adapter cmdlets are ``add_vm_nic`` / ``remove_vm_nic`` /
+``set_vm_nic``; Remove-VM is ``remove_vm`` (files kept, as on a host);
 Remove-ClusterNode is ``evict_node``; Set-ClusterOwnerNode is ``set_preferred_owners``;
 Set-VMHardDiskDrive -To* is ``move_disk``; Set-VM -Automatic*Action is
 ``set_automatic_actions``. Two host facts have no simulator action: whether a VM is a
@@ -137,6 +138,8 @@ def new_vm(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterator[Any]
             "highly_available": False,
             "nics": [],
             "disks": [],
+            # As a host's New-VM: one SCSI controller on generation 2, none on generation 1.
+            "scsi_controllers": 1 if int(p.get("Generation", 1)) == 2 else 0,
         },
         name,
     )
@@ -148,27 +151,6 @@ def set_processor(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterat
     host.apply(
         spec, "set_vm", f"VirtualMachine/{vm.name}", {"vm": vm.name, "vcpus": p["Count"]}, vm.name
     )
-    return iter(())
-
-
-def set_memory(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterator[Any]:
-    vm = _vm_here(host, spec, p["VMName"])
-    if p.get("DynamicMemoryEnabled"):
-        raise PeerError(
-            "This peer's world has static memory only.",
-            "InvalidArgument",
-            spec.fqid("InvalidParameter"),
-        )
-    params: dict[str, Any] = {"vm": vm.name}
-    if "StartupBytes" in p:
-        if p["StartupBytes"] % o.MIB:
-            raise PeerError(
-                "Memory must be a multiple of 2 MB.",
-                "InvalidArgument",
-                spec.fqid("InvalidParameter"),
-            )
-        params["memory_mib"] = p["StartupBytes"] // o.MIB
-    host.apply(spec, "set_vm", f"VirtualMachine/{vm.name}", params, vm.name)
     return iter(())
 
 
@@ -519,14 +501,6 @@ LIFECYCLE_SPECS: dict[str, tuple[Spec, Any]] = {
     "Set-VMProcessor": (
         Spec("Set-VMProcessor", f"{HV}.SetVMProcessor", {"VMName": S, "Count": Param("i64", True)}),
         set_processor,
-    ),
-    "Set-VMMemory": (
-        Spec(
-            "Set-VMMemory",
-            f"{HV}.SetVMMemory",
-            {"VMName": S, "StartupBytes": I64, "DynamicMemoryEnabled": Param("bool")},
-        ),
-        set_memory,
     ),
     "Set-VM": (
         Spec(

@@ -84,6 +84,8 @@ def vm_object(host: Host, vm: VirtualMachine) -> PSObject:
             "ComputerName": vm.node,
             "State": STATE[vm.power_state],
             "MemoryStartup": o.i64(vm.memory_mib * o.MIB),
+            # The bounds in full are Get-VMMemory's (with the buffer, which Get-VM lacks).
+            "DynamicMemoryEnabled": vm.memory_model() is not None,
             "ProcessorCount": o.i64(vm.vcpus),
             "Generation": vm.generation,
             "IsClustered": vm.highly_available,
