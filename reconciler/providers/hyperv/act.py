@@ -43,12 +43,6 @@ NOT_DONE: dict[str, str] = {
     "then re-plan",
     "set_vm_memory": "Set-VMMemory (dynamic memory bounds and startup memory) is not built in "
     "the hyperv provider yet, nor is dynamic memory read back",
-    "create_csv": "Add-ClusterDisk, formatting and Add-ClusterSharedVolume are not built in the "
-    "hyperv provider yet (nor is reading the presented LUNs): create the CSV by hand, then plan",
-    "rename_csv": "renaming a CSV (its cluster disk and mount point, and the disk paths of the "
-    "VMs on it) is not built in the hyperv provider yet",
-    "remove_csv": "Remove-ClusterSharedVolume and Remove-ClusterResource are not built in the "
-    "hyperv provider yet",
     "create_cluster": "Test-Cluster and New-Cluster (static address, no storage) are not built "
     "in the hyperv provider yet, nor is observing standalone hosts: create the cluster by "
     "hand, then plan",
@@ -59,6 +53,10 @@ NOT_DONE: dict[str, str] = {
 }
 
 
+def _no_scripts(*_: Any, **__: Any) -> list[Any]:
+    raise ValueError("this runner runs cmdlets only, not the provider's constant scripts")
+
+
 class Runner:
     """What an action step needs: call a cmdlet on a node, wait, know the estate."""
 
@@ -67,10 +65,13 @@ class Runner:
         call: Callable[..., list[Any]],
         estate: Estate,
         poll: Callable[[Callable[[], bool], float, str], None],
+        script: Callable[..., list[Any]] | None = None,
     ) -> None:
         self.call = call
         self.estate = estate
         self.poll = poll
+        # A constant param() script of ``scripts`` (node, text, params): assignments only.
+        self.script: Callable[..., list[Any]] = script or _no_scripts
 
 
 @dataclass(frozen=True)

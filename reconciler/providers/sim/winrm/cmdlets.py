@@ -25,9 +25,19 @@ from reconciler.providers.sim.store import WorldStore
 from reconciler.providers.sim.winrm.binding import PeerError, Spec, bind, error_action_stop
 from reconciler.providers.sim.winrm.cmdlets_lifecycle import LIFECYCLE_SPECS
 from reconciler.providers.sim.winrm.cmdlets_read import READ_SPECS
+from reconciler.providers.sim.winrm.cmdlets_storage import (
+    STORAGE_SPECS,
+    StorageState,
+    script_entry,
+)
 from reconciler.providers.sim.winrm.cmdlets_write import WRITE_SPECS
 
-CMDLETS: dict[str, tuple[Spec, Any]] = {**READ_SPECS, **WRITE_SPECS, **LIFECYCLE_SPECS}
+CMDLETS: dict[str, tuple[Spec, Any]] = {
+    **READ_SPECS,
+    **WRITE_SPECS,
+    **LIFECYCLE_SPECS,
+    **STORAGE_SPECS,  # the free LUNs' disks and resources too
+}
 # What a Windows Server 2008 R2 host (PowerShell 2.0: no Hyper-V, Storage or CIM cmdlets) has.
 ON_2008R2 = frozenset(
     # Get-ClusterSharedVolumeState came with 2012 R2.
@@ -217,6 +227,7 @@ class HyperVPeer:
         self.lock = threading.Lock()
         self.loose_vhds: dict[str, Disk] = {}  # created or detached, not attached to a VM
         self.seen_lun_gib: dict[tuple[str, str], int] = {}
+        self.storage = StorageState()  # LUNs part-way to a CSV, mount folders
         self.received: list[Received] = []
         self.wmi_jobs: dict[str, dict[str, Any]] = {}  # node -> job id -> Msvm_ConcreteJob
         self.writes = 0  # changes applied to the world
@@ -297,11 +308,7 @@ class HyperVPeer:
                 if self._platform(node) == "2008r2":
                     entry = on_2008r2(command.name, command.is_script)  # the WMI v1 host
                 elif command.is_script:
-                    raise PeerError(
-                        "This host runs cmdlets only: script text is refused.",
-                        "PermissionDenied",
-                        "ScriptsNotAllowed",
-                    )
+                    entry = script_entry(command.name)  # the provider's constant one only
                 else:
                     entry = CMDLETS.get(command.name)
                 if entry is None:
