@@ -250,3 +250,35 @@ def test_a_lun_no_member_sees_is_refused_before_anything_is_written(
     assert "sees no disk with UniqueId LUN-NOPE" in outcome.message
     assert set(cmdlets(peer, start)) == {"Get-ClusterSharedVolume", "Get-ClusterResource",
                                          "Get-Disk"}  # fmt: skip
+
+
+def test_plan_apply_plan_converges_through_the_provider(
+    rig: tuple[HyperVPeer, HyperVProvider],
+) -> None:
+    """The planner's create_csv, then rename_csv, applied by the provider: no changes after.
+
+    (The observed estate as desired also plans the quorum the manifests would leave at
+    recommended; that converges too, and is not this test's subject.)"""
+    from reconciler.engine.planner import make_plan
+    from reconciler.model.records import ClusterSharedVolume
+
+    peer, provider = rig
+    caps = provider.capabilities()
+
+    def converge(desired: Estate) -> list[str]:
+        plan = make_plan(desired, provider.observe(), refuse=caps.refusal)
+        assert not plan.blocked, [v.message for v in plan.violations]
+        for action in plan.actions:
+            outcome = provider.apply(action)
+            assert outcome.status == "done", (action.id, outcome.message)
+        after = make_plan(desired, provider.observe(), refuse=caps.refusal)
+        assert after.actions == (), [a.id for a in after.actions]
+        return [a.type for a in plan.actions if a.type.endswith("_csv")]
+
+    base = provider.observe()
+    app = ClusterSharedVolume("c001-app", "c001", 200, 200, lun=LUN)
+    assert converge(base.with_record(app)) == ["create_csv"]
+    web = replace(app, name="c001-web")
+    renamed = provider.observe().without("ClusterSharedVolume", "c001-app").with_record(web)
+    assert converge(renamed) == ["rename_csv"]
+    assert world(peer).volumes["c001-web"].lun == LUN
