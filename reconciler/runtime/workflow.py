@@ -16,7 +16,8 @@ from reconciler.manifest.documents import manifest_files
 from reconciler.manifest.errors import ManifestLoadError
 from reconciler.manifest.load import load_paths
 from reconciler.model.records import Estate
-from reconciler.providers.base import Provider
+from reconciler.providers.base import KnowsItsState, Provider
+from reconciler.runtime.plan_memo import PlanMemo, memo_key
 
 log = structlog.get_logger("reconciler.plan")
 
@@ -33,9 +34,8 @@ class PlanProgress(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Planned:
-    desired: Estate
-    observed: Estate
     plan: Plan
+    reused: bool = False  # the last plan, from the memo: nothing it was made from changed
 
 
 def manifests_digest(paths: list[str]) -> str:
@@ -67,8 +67,16 @@ def plan_paths(
     target: str | None = None,
     cache_dir: Path | None = None,
     progress: PlanProgress | None = None,
+    memo_dir: Path | None = None,
 ) -> Planned:
+    """Load, observe, plan; with ``memo_dir``, the last plan when nothing it was made from
+    has changed (runtime/plan_memo.py)."""
     started = time.perf_counter()
+    files = manifests_digest(paths)
+    memo, key, state = _memo_for(files, paths, provider, target, memo_dir)
+    if memo is not None and key is not None and (reused := memo.get(key)) is not None:
+        log.info("plan_reused", paths=paths, seconds=round(time.perf_counter() - started, 3))
+        return Planned(reused, reused=True)
     if progress is not None:
         progress.phase("load manifests")
     desired = load_desired(paths, cache_dir)
@@ -94,8 +102,29 @@ def plan_paths(
     )
     log_planned(plan, time.perf_counter() - planning)
     paths_of = provider.capabilities().paths(observed, list(desired.clusters))
-    plan = replace(plan, manifests_digest=manifests_digest(paths), provider_paths=paths_of)
-    return Planned(desired, observed, plan)
+    plan = replace(plan, manifests_digest=files, provider_paths=paths_of)
+    # Kept only if the world did not change while it was observed and planned: the key
+    # must name the state the plan was made from.
+    if memo is not None and key is not None and _state_of(provider) == state:
+        memo.put(key, plan)
+    return Planned(plan)
+
+
+def _state_of(provider: Provider) -> str | None:
+    return provider.observation_digest() if isinstance(provider, KnowsItsState) else None
+
+
+def _memo_for(
+    files: str, paths: list[str], provider: Provider, target: str | None, memo_dir: Path | None
+) -> tuple[PlanMemo | None, str | None, str | None]:
+    """The plan memo, this plan's key in it and the state digest the key holds, when the
+    provider can tell its state."""
+    state = _state_of(provider) if memo_dir is not None else None
+    if memo_dir is None or not files or state is None:
+        return None, None, None
+    name = provider.capabilities().name
+    key = memo_key(files, state, [str(Path(p)) for p in paths], target, name)
+    return PlanMemo(memo_dir), key, state
 
 
 def observe(provider: Provider, progress: PlanProgress | None = None) -> Estate:

@@ -5,11 +5,12 @@ by the world rules, so each choice (a destination, a join) sees the effect of th
 before it; the finished plan is then replayed independently by ``safety.replay``.
 
 The package splits the phases by concern: ``membership`` (nodes, switches, quorum),
-``storage`` (volumes), ``vms`` (placement, settings, disks), ``moves`` (migrations, drains,
-balance), ``rolling`` (rolling updates), ``ordering`` (the dependency check); ``base`` holds
-the projected state and ``emit``; ``phases`` runs them in order. Each concern is a class on
-``PlannerBase`` (Membership on Moves, Vms on Membership, Rolling on Moves, Storage) so a phase
-calls the ones it builds on; ``ClusterPlanner`` combines them.
+``lifecycle`` (VMs created and removed, nodes evicted, unmanaged objects), ``storage``
+(volumes), ``vms`` (placement, settings, disks), ``moves`` (migrations, drains, balance),
+``rolling`` (rolling updates), ``ordering`` (the dependency check); ``base`` holds the
+projected state and ``emit``; ``phases`` runs them in order. Each concern is a class on
+``PlannerBase`` (Membership on Moves, Lifecycle on Membership, Vms on Lifecycle, Rolling on
+Moves, Storage) so a phase calls the ones it builds on; ``ClusterPlanner`` combines them.
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ def make_plan(
         actions = target_closure(actions, target)
     if refuse is not None:
         violations.extend(_refused(actions, observed, refuse, desired))
+    if diffs is None:
+        diffs = diff_estates(desired, observed)
     projected, replayed = replay(observed, desired, actions)
     known = {(v.rule, v.target) for v in violations}
     # A step already named by a policy rule (never, downtime, delete) needs no second,
@@ -113,13 +116,11 @@ def make_plan(
         and not (v.rule == "precondition" and v.action in explained)
     )
     violations.extend(unhealthy)
-    violations = unresolved(desired, projected, violations, target)
+    violations = unresolved(desired, projected, violations, target, (observed, diffs))
     conditions = observed_conditions(observed, desired)
     notes.extend(c.note() for c in conditions)
     notes.extend(informational_notes(desired, observed))
     digests = object_digests(observed)
-    if diffs is None:
-        diffs = diff_estates(desired, observed)
     changed = sorted({d.ref for d in diffs})
     return Plan(
         actions=tuple(mark_defaults(desired, actions)),
