@@ -282,3 +282,13 @@ def test_plan_apply_plan_converges_through_the_provider(
     renamed = provider.observe().without("ClusterSharedVolume", "c001-app").with_record(web)
     assert converge(renamed) == ["rename_csv"]
     assert world(peer).volumes["c001-web"].lun == LUN
+
+
+def test_the_csv_life_is_offered_on_the_modern_path_only(
+    rig: tuple[HyperVPeer, HyperVProvider],
+) -> None:
+    caps = rig[1].capabilities()
+    for kind in ("create_csv", "rename_csv", "remove_csv"):
+        assert caps.refusal(kind, "2016") is None, kind
+        assert caps.refusal(kind, "2012r2") is None, kind
+        assert "FailoverClusters and Storage modules" in (caps.refusal(kind, "2008r2") or "")

@@ -190,6 +190,11 @@ class HyperVProvider:
                         "(2012 R2 and later do it with the Hyper-V module)"
                         for k in act_lifecycle.ACTIONS
                     },
+                    **{
+                        k: "on Windows Server 2008 R2 (WMI v1 path): not built on this path "
+                        "(2012 R2 and later do it with the FailoverClusters and Storage modules)"
+                        for k in act_storage.ACTIONS
+                    },
                     **wmi1_act.reasons(),
                 }
             },
