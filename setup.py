@@ -31,6 +31,7 @@ setup(
             "py.typed",
             "model/*.yaml",
             "providers/hyperv/jea/*.psrc",
+            "providers/hyperv/ps1/*.ps1",
             "providers/hyperv/wmi1/ps1/*.ps1",
         ],
         "reconciler.schemas": ["*.json"],

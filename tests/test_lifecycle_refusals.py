@@ -16,9 +16,6 @@ from reconciler.providers.hyperv.provider import MODERN_ACTIONS, SUPPORTED_PLATF
 
 GOLDEN = Path(__file__).parent / "golden"
 NEW = (
-    "create_csv",
-    "rename_csv",
-    "remove_csv",
     "create_cluster",
     "set_cluster_addresses",
 )
@@ -40,7 +37,7 @@ def test_each_is_refused_with_its_reason(kind: str) -> None:
 
 @pytest.mark.parametrize(
     ("case", "kind"),
-    [("csv_create", "create_csv"), ("create_cluster", "create_cluster")],
+    [("create_cluster", "create_cluster")],
 )
 def test_a_plan_that_needs_one_is_blocked_by_name(case: str, kind: str) -> None:
     desired = require(load_paths([str(GOLDEN / case / "desired")]))
@@ -49,6 +46,19 @@ def test_a_plan_that_needs_one_is_blocked_by_name(case: str, kind: str) -> None:
     blocked = [v for v in plan.violations if v.rule == "unsupported" and v.action]
     assert f"{kind}:" in " ".join(v.action or "" for v in blocked)
     assert plan.blocked
+
+
+@pytest.mark.parametrize("kind", ["create_csv", "rename_csv", "remove_csv"])
+def test_the_csv_life_is_offered_on_the_modern_path(kind: str) -> None:
+    assert CAPS.refusal(kind, "2019") is None
+
+
+def test_a_csv_create_plan_is_not_blocked_by_the_provider() -> None:
+    desired = require(load_paths([str(GOLDEN / "csv_create" / "desired")]))
+    observed = require(load_paths([str(GOLDEN / "csv_create" / "observed.yaml")], world=True))
+    plan = make_plan(desired, observed, refuse=CAPS.refusal)
+    assert "create_csv" in [a.type for a in plan.actions]
+    assert not [v for v in plan.violations if v.rule == "unsupported" and v.action]
 
 
 def test_an_embedded_team_is_refused_before_any_cmdlet_runs() -> None:

@@ -41,18 +41,16 @@ NOT_DONE: dict[str, str] = {
     "Get-ClusterNetwork object, set by assignment, not by a cmdlet parameter; the hyperv "
     "provider sends typed cmdlet parameters only: set them in Failover Cluster Manager, "
     "then re-plan",
-    "create_csv": "Add-ClusterDisk, formatting and Add-ClusterSharedVolume are not built in the "
-    "hyperv provider yet (nor is reading the presented LUNs): create the CSV by hand, then plan",
-    "rename_csv": "renaming a CSV (its cluster disk and mount point, and the disk paths of the "
-    "VMs on it) is not built in the hyperv provider yet",
-    "remove_csv": "Remove-ClusterSharedVolume and Remove-ClusterResource are not built in the "
-    "hyperv provider yet",
     "create_cluster": "Test-Cluster and New-Cluster (static address, no storage) are not built "
     "in the hyperv provider yet, nor is observing standalone hosts: create the cluster by "
     "hand, then plan",
     "set_cluster_addresses": "changing the cluster name's IP Address resources is not built in "
     "the hyperv provider yet",
 }
+
+
+def _no_scripts(*_: Any, **__: Any) -> list[Any]:
+    raise ValueError("this runner runs cmdlets only, not the provider's constant scripts")
 
 
 class Runner:
@@ -63,10 +61,13 @@ class Runner:
         call: Callable[..., list[Any]],
         estate: Estate,
         poll: Callable[[Callable[[], bool], float, str], None],
+        script: Callable[..., list[Any]] | None = None,
     ) -> None:
         self.call = call
         self.estate = estate
         self.poll = poll
+        # A constant param() script of ``scripts`` (node, text, params): assignments only.
+        self.script: Callable[..., list[Any]] = script or _no_scripts
 
 
 @dataclass(frozen=True)

@@ -438,6 +438,7 @@ class Observer:
         c: Mapping[str, Any],
         lun_sizes: Mapping[tuple[str, str], int],
         vms: Iterable[VirtualMachine],
+        lun_ids: Mapping[tuple[str, str], str] | None = None,
     ) -> list[ClusterSharedVolume]:
         files: dict[str, float] = {}
         for vm in vms:
@@ -465,7 +466,8 @@ class Observer:
             other = round(max(0.0, used - files.get(name, 0.0)), 6)
             redirected = frozen_map(m.csv_redirected(c.get("csv_state") or (), name))
             status = VolumeStatus(owner, other, redirected=redirected)
-            out.append(ClusterSharedVolume(name, cluster, lun, size, status=status))
+            array_id = (lun_ids or {}).get((owner or "", name))  # the disk's UniqueId
+            out.append(ClusterSharedVolume(name, cluster, lun, size, status=status, lun=array_id))
         return out
 
 

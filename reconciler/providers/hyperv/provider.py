@@ -19,10 +19,18 @@ import structlog
 
 from reconciler.model.actions import ACTION_TYPES, Action
 from reconciler.model.platforms import PLATFORM_NAMES
-from reconciler.model.records import Cluster, Estate, Node, NodeStatus, VirtualMachine
+from reconciler.model.records import (
+    Cluster,
+    Estate,
+    Node,
+    NodeStatus,
+    VirtualMachine,
+    frozen_map,
+)
 from reconciler.providers.base import Capabilities, Outcome, ProviderError, Scope
-from reconciler.providers.hyperv import act, act_lifecycle
+from reconciler.providers.hyperv import act, act_lifecycle, act_storage
 from reconciler.providers.hyperv import model_map as m
+from reconciler.providers.hyperv import observe_storage as storage
 from reconciler.providers.hyperv.connections import Connections, load_connections
 from reconciler.providers.hyperv.credentials import (
     CredentialsError,
@@ -50,6 +58,7 @@ SUPPORTED_PLATFORMS = frozenset(PLATFORM_NAMES)  # 2008 R2 through WMI v1 (``wmi
 MODERN_ACTIONS: dict[str, Callable[[act.Runner, Action], None]] = {
     **act.ACTIONS,
     **act_lifecycle.ACTIONS,
+    **act_storage.ACTIONS,
 }
 POLL_SECONDS = 2.0
 
@@ -181,6 +190,11 @@ class HyperVProvider:
                         "(2012 R2 and later do it with the Hyper-V module)"
                         for k in act_lifecycle.ACTIONS
                     },
+                    **{
+                        k: "on Windows Server 2008 R2 (WMI v1 path): not built on this path "
+                        "(2012 R2 and later do it with the FailoverClusters and Storage modules)"
+                        for k in act_storage.ACTIONS
+                    },
                     **wmi1_act.reasons(),
                 }
             },
@@ -268,6 +282,12 @@ class HyperVProvider:
         for node, r in reads.items():  # a node still to join: networks by its addresses
             if not facts[node].member and r.get("addresses"):
                 netifs += m.netifs_by_address(node, r["addresses"], cluster.networks)
+        # Presented LUNs no CSV has yet: the cluster's view, the same for every member.
+        free = (
+            {}
+            if via in ob.wmi1_nodes or via not in reads
+            else storage.free_luns(ob.call, via, reads[via]["disks"], c["resources"], ob.warnings)
+        )
         nodes: list[Node] = []
         for node in conn.nodes:
             if node not in reads:
@@ -275,9 +295,10 @@ class HyperVProvider:
                     f"Node/{node}", "unreachable: its hardware, switches and VMs are unknown"
                 )
                 continue
-            nodes.append(
-                ob.node_record(node, name, reads[node], facts[node], netifs, roles, volumes)
-            )
+            record = ob.node_record(node, name, reads[node], facts[node], netifs, roles, volumes)
+            if facts[node].member and free:
+                record = replace(record, status=replace(record.status, free_luns=frozen_map(free)))
+            nodes.append(record)
         groups = {
             str(g["Name"]): g for g in c["groups"] if str(g.get("GroupType")) == "VirtualMachine"
         }
@@ -285,7 +306,7 @@ class HyperVProvider:
         for node, r in vm_reads.items():
             vms.extend(ob.vm_records(node, name, r, groups, c.get("owners")))
         lun_sizes = self._lun_sizes(c, reads)
-        csvs = ob.volume_records(name, c, lun_sizes, vms)
+        csvs = ob.volume_records(name, c, lun_sizes, vms, storage.lun_ids(reads))
         tables: dict[str, dict[str, Any]] = {
             "Cluster": {name: cluster},
             "Node": {n.name: n for n in nodes},
@@ -372,7 +393,11 @@ class HyperVProvider:
                 else ob.call(via, "Get-ClusterSharedVolumeState", {"Name": wanted})
             )
             found = ob.volume_records(
-                name, {"csv": csv, "csv_state": state}, self._lun_sizes({}, disks), all_vms.values()
+                name,
+                {"csv": csv, "csv_state": state},
+                self._lun_sizes({}, disks),
+                all_vms.values(),
+                storage.lun_ids(disks),
             )
             out["ClusterSharedVolume"] = {v.name: v for v in found}
         return Estate.from_tables(out)
@@ -497,7 +522,7 @@ class HyperVProvider:
         runner = (
             wmi1_act.Runner(self._call, estate, self._poll, self._script)
             if on_2008r2
-            else act.Runner(self._call, estate, self._poll)
+            else act.Runner(self._call, estate, self._poll, self._script)
         )
         try:
             step(runner, action)
@@ -555,5 +580,8 @@ __all__ = ["SUPPORTED_ACTIONS", "HyperVProvider", "m"]
 
 
 def _cut(fresh: Node, was: Node) -> NodeStatus:
-    """A node read alone: its network interfaces' states stand as the cluster read had them."""
-    return replace(fresh.status, networks_down=was.status.networks_down)
+    """A node read alone: its network interfaces' states and its presented LUNs (both read
+    per cluster) stand as the cluster read had them."""
+    return replace(
+        fresh.status, networks_down=was.status.networks_down, free_luns=was.status.free_luns
+    )

@@ -26,6 +26,11 @@ from reconciler.providers.sim.winrm.binding import PeerError, Spec, bind, error_
 from reconciler.providers.sim.winrm.cmdlets_hardware import HARDWARE_SPECS
 from reconciler.providers.sim.winrm.cmdlets_lifecycle import LIFECYCLE_SPECS
 from reconciler.providers.sim.winrm.cmdlets_read import READ_SPECS
+from reconciler.providers.sim.winrm.cmdlets_storage import (
+    STORAGE_SPECS,
+    StorageState,
+    script_entry,
+)
 from reconciler.providers.sim.winrm.cmdlets_write import WRITE_SPECS
 
 CMDLETS: dict[str, tuple[Spec, Any]] = {
@@ -33,6 +38,7 @@ CMDLETS: dict[str, tuple[Spec, Any]] = {
     **WRITE_SPECS,
     **LIFECYCLE_SPECS,
     **HARDWARE_SPECS,
+    **STORAGE_SPECS,  # the free LUNs' disks and resources too
 }
 # What a Windows Server 2008 R2 host (PowerShell 2.0: no Hyper-V, Storage or CIM cmdlets) has.
 ON_2008R2 = frozenset(
@@ -223,6 +229,7 @@ class HyperVPeer:
         self.lock = threading.Lock()
         self.loose_vhds: dict[str, Disk] = {}  # created or detached, not attached to a VM
         self.seen_lun_gib: dict[tuple[str, str], int] = {}
+        self.storage = StorageState()  # LUNs part-way to a CSV, mount folders
         self.received: list[Received] = []
         self.wmi_jobs: dict[str, dict[str, Any]] = {}  # node -> job id -> Msvm_ConcreteJob
         self.writes = 0  # changes applied to the world
@@ -303,11 +310,7 @@ class HyperVPeer:
                 if self._platform(node) == "2008r2":
                     entry = on_2008r2(command.name, command.is_script)  # the WMI v1 host
                 elif command.is_script:
-                    raise PeerError(
-                        "This host runs cmdlets only: script text is refused.",
-                        "PermissionDenied",
-                        "ScriptsNotAllowed",
-                    )
+                    entry = script_entry(command.name)  # the provider's constant one only
                 else:
                     entry = CMDLETS.get(command.name)
                 if entry is None:
