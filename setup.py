@@ -32,6 +32,7 @@ setup(
             "model/*.yaml",
             "providers/hyperv/jea/*.psrc",
             "providers/hyperv/wmi1/ps1/*.ps1",
+            "providers/hyperv/scripts/ps1/*.ps1",
         ],
         "reconciler.schemas": ["*.json"],
         **{name: ["*.yaml"] for name in EXAMPLES},

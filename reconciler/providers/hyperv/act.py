@@ -37,10 +37,6 @@ NOT_DONE: dict[str, str] = {
     "verify_node": "post-patch verification is not built in the hyperv provider yet",
     "convert_disk": "Convert-VHD (a copy while the VM is off) is not built in the hyperv "
     "provider yet",
-    "set_cluster_network": "a cluster network's Name and Role are properties of the "
-    "Get-ClusterNetwork object, set by assignment, not by a cmdlet parameter; the hyperv "
-    "provider sends typed cmdlet parameters only: set them in Failover Cluster Manager, "
-    "then re-plan",
     "set_vm_memory": "Set-VMMemory (dynamic memory bounds and startup memory) is not built in "
     "the hyperv provider yet, nor is dynamic memory read back",
     "create_csv": "Add-ClusterDisk, formatting and Add-ClusterSharedVolume are not built in the "
@@ -52,8 +48,6 @@ NOT_DONE: dict[str, str] = {
     "create_cluster": "Test-Cluster and New-Cluster (static address, no storage) are not built "
     "in the hyperv provider yet, nor is observing standalone hosts: create the cluster by "
     "hand, then plan",
-    "set_cluster_addresses": "changing the cluster name's IP Address resources is not built in "
-    "the hyperv provider yet",
     "set_scsi_controllers": "Add-VMScsiController and Remove-VMScsiController are not built in "
     "the hyperv provider yet, nor is the controller count read back",
 }

@@ -21,7 +21,7 @@ from reconciler.model.actions import ACTION_TYPES, Action
 from reconciler.model.platforms import PLATFORM_NAMES
 from reconciler.model.records import Cluster, Estate, Node, NodeStatus, VirtualMachine
 from reconciler.providers.base import Capabilities, Outcome, ProviderError, Scope
-from reconciler.providers.hyperv import act, act_lifecycle
+from reconciler.providers.hyperv import act, act_cluster, act_lifecycle
 from reconciler.providers.hyperv import model_map as m
 from reconciler.providers.hyperv.connections import Connections, load_connections
 from reconciler.providers.hyperv.credentials import (
@@ -50,6 +50,7 @@ SUPPORTED_PLATFORMS = frozenset(PLATFORM_NAMES)  # 2008 R2 through WMI v1 (``wmi
 MODERN_ACTIONS: dict[str, Callable[[act.Runner, Action], None]] = {
     **act.ACTIONS,
     **act_lifecycle.ACTIONS,
+    **act_cluster.ACTIONS,
 }
 POLL_SECONDS = 2.0
 
@@ -179,7 +180,7 @@ class HyperVProvider:
                     **{
                         k: "on Windows Server 2008 R2 (WMI v1 path): not built on this path "
                         "(2012 R2 and later do it with the Hyper-V module)"
-                        for k in act_lifecycle.ACTIONS
+                        for k in (*act_lifecycle.ACTIONS, *act_cluster.ACTIONS)
                     },
                     **wmi1_act.reasons(),
                 }
@@ -385,9 +386,7 @@ class HyperVProvider:
             "params": ob.call(via, "Get-Cluster", then=[("Get-ClusterParameter", {})]),
             "nodes": cluster_nodes,
             "quorum": ob.call(via, "Get-ClusterQuorum"),
-            "networks": [],
-            "netifs": [],
-            "migration": [],
+            **ob.network_reads(via),  # names and roles: set_cluster_network reads them back
         }
         quorum = c["quorum"][0] if c["quorum"] else {}
         witness = str(quorum.get("QuorumResource") or "")
@@ -404,9 +403,12 @@ class HyperVProvider:
                     then=[("Get-ClusterParameter", {})],
                 )
                 c["witness_params"] = {str(p["Name"]): p.get("Value") for p in params}
-        fresh = ob.cluster_record(name, self._platforms[name], c, {})
-        was = known.clusters[name]
-        return replace(fresh, networks=was.networks, live_migration=was.live_migration)
+        c["addresses"] = ob.addresses(via, ob.call(via, "Get-ClusterResource"))
+        # Link speeds are the NICs' (read whole before): a network's bandwidth stands.
+        speeds = {
+            (n.name, nic.name): nic.speed_mbps for n in known.nodes.values() for nic in n.nics
+        }
+        return ob.cluster_record(name, self._platforms[name], c, speeds)
 
     def _node_now(self, ob: Observer, node: str, known: Estate, state: str | None) -> Node | None:
         was = known.nodes.get(node)
@@ -497,7 +499,7 @@ class HyperVProvider:
         runner = (
             wmi1_act.Runner(self._call, estate, self._poll, self._script)
             if on_2008r2
-            else act.Runner(self._call, estate, self._poll)
+            else act_cluster.Runner(self._call, estate, self._poll, self._script)
         )
         try:
             step(runner, action)

@@ -22,12 +22,19 @@ from reconciler.model.actions import DISRUPTION, Action
 from reconciler.model.records import Cluster, Disk, Estate, Node, VirtualMachine
 from reconciler.providers.sim.provider import SimProvider
 from reconciler.providers.sim.store import WorldStore
+from reconciler.providers.sim.winrm import cmdlets_cluster
 from reconciler.providers.sim.winrm.binding import PeerError, Spec, bind, error_action_stop
+from reconciler.providers.sim.winrm.cmdlets_cluster import CLUSTER_SPECS
 from reconciler.providers.sim.winrm.cmdlets_lifecycle import LIFECYCLE_SPECS
 from reconciler.providers.sim.winrm.cmdlets_read import READ_SPECS
 from reconciler.providers.sim.winrm.cmdlets_write import WRITE_SPECS
 
-CMDLETS: dict[str, tuple[Spec, Any]] = {**READ_SPECS, **WRITE_SPECS, **LIFECYCLE_SPECS}
+CMDLETS: dict[str, tuple[Spec, Any]] = {
+    **READ_SPECS,
+    **WRITE_SPECS,
+    **LIFECYCLE_SPECS,
+    **CLUSTER_SPECS,  # IP Address resources beside the read and write cmdlets they extend
+}
 # What a Windows Server 2008 R2 host (PowerShell 2.0: no Hyper-V, Storage or CIM cmdlets) has.
 ON_2008R2 = frozenset(
     # Get-ClusterSharedVolumeState came with 2012 R2.
@@ -219,6 +226,10 @@ class HyperVPeer:
         self.seen_lun_gib: dict[tuple[str, str], int] = {}
         self.received: list[Received] = []
         self.wmi_jobs: dict[str, dict[str, Any]] = {}  # node -> job id -> Msvm_ConcreteJob
+        # IP Address resources: the world's addresses' names, and those on their way in or
+        # out (cluster -> address -> name; cluster -> name -> parameters and state).
+        self.ip_names: dict[str, dict[str, str]] = {}
+        self.ip_pending: dict[str, dict[str, dict[str, Any]]] = {}
         self.writes = 0  # changes applied to the world
         # Test hook, called after each change took effect (e.g. to kill the client there).
         self.after_write: Callable[[int], None] | None = None
@@ -297,11 +308,13 @@ class HyperVPeer:
                 if self._platform(node) == "2008r2":
                     entry = on_2008r2(command.name, command.is_script)  # the WMI v1 host
                 elif command.is_script:
-                    raise PeerError(
-                        "This host runs cmdlets only: script text is refused.",
-                        "PermissionDenied",
-                        "ScriptsNotAllowed",
-                    )
+                    entry = cmdlets_cluster.script_entry(command.name)  # shipped scripts only
+                    if entry is None:
+                        raise PeerError(
+                            "This host runs cmdlets only: script text is refused.",
+                            "PermissionDenied",
+                            "ScriptsNotAllowed",
+                        )
                 else:
                     entry = CMDLETS.get(command.name)
                 if entry is None:

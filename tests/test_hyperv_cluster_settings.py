@@ -1,0 +1,245 @@
+"""Cluster-wide settings through the hyperv provider (modern path) over the real PSRP peer:
+a cluster network's name and role (the shipped Set-ClusterNetwork.ps1), the cluster name's
+IP Address resources.
+
+A Windows Server 2016 world (c001: Management 10.0.4.0/24, Heartbeat 10.0.5.0/24,
+LiveMigration 10.0.6.0/24, VM without a subnet; no cluster address yet). Each action's
+pipelines are golden files (tests/golden_hyperv/cluster_*.json, regenerate with
+RECONCILER_REGEN_GOLDEN=1 and review the diff); what it did to the world is stated by hand;
+and what the provider reads back after it equals the world.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hyperv_world import connections_for, make_world, observable
+from test_hyperv_golden import pipelines
+from test_hyperv_lifecycle import GOLDEN, world
+
+from reconciler.model.actions import DISRUPTION, Action
+from reconciler.model.compare import cluster_role
+from reconciler.model.records import Cluster, Estate
+from reconciler.providers.base import scope_of
+from reconciler.providers.hyperv.provider import HyperVProvider
+from reconciler.providers.hyperv.scripts import SET_CLUSTER_NETWORK
+from reconciler.providers.sim.winrm.cmdlets import HyperVPeer
+from reconciler.providers.sim.winrm.transport import WinRMServer
+
+
+@pytest.fixture
+def rig(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[HyperVPeer, HyperVProvider]]:
+    gen = make_world(tmp_path, clusters=1, nodes=3, vms=2, drift=0.0, seed=7, platform="2016")
+    peer = HyperVPeer(tmp_path)
+    server = WinRMServer(peer, sorted(gen.world.nodes), username="u", password="net-pw", port=0)
+    server.start()
+    monkeypatch.setenv("RECONCILER_HYPERV_USER", "u")
+    monkeypatch.setenv("RECONCILER_HYPERV_PASSWORD", "net-pw")
+    url = f"http://127.0.0.1:{server.port}/{{node}}/wsman"
+    provider = HyperVProvider(tmp_path / "cli", connections_for(gen.world, url))
+    try:
+        provider.observe()
+        yield peer, provider
+    finally:
+        provider.close()
+        server.close()
+        peer.close()
+
+
+def act(type_: str, **params: Any) -> Action:
+    return Action(
+        f"{type_}:cluster",
+        type_,  # type: ignore[arg-type]
+        "Cluster/c001",
+        "c001",
+        params,
+        disruption=DISRUPTION[type_],  # type: ignore[index]
+    )
+
+
+def check_golden(name: str, got: dict[str, Any]) -> None:
+    path = GOLDEN / f"cluster_{name}.json"
+    if os.environ.get("RECONCILER_REGEN_GOLDEN") == "1":
+        path.write_text(json.dumps(got, indent=2) + "\n")
+    assert json.loads(path.read_text()) == got, f"{path.name} differs"
+
+
+def nets(cluster: Cluster) -> list[tuple[str, str, str | None]]:
+    return [(n.name, cluster_role(n.roles), n.subnet) for n in cluster.networks]
+
+
+def seen(cluster: Cluster) -> Cluster:
+    return observable(Estate({cluster.name: cluster}, {}, {}, {}, {})).clusters[cluster.name]
+
+
+def cmdlets(peer: HyperVPeer, start: int) -> list[str]:
+    return [
+        "script" if s["cmdlet"] == SET_CLUSTER_NETWORK else s["cmdlet"]
+        for r in pipelines(peer, start)
+        for s in r["pipeline"]
+    ]
+
+
+BEFORE = [
+    ("Management", "cluster_and_client", "10.0.4.0/24"),
+    ("Heartbeat", "cluster", "10.0.5.0/24"),
+    ("LiveMigration", "cluster", "10.0.6.0/24"),
+    ("VM", "none", None),
+]
+
+
+class TestSetClusterNetwork:
+    """Name and Role by assignment in the shipped script; values only as its parameters."""
+
+    def test_rename_and_role_golden_effect_and_read_back(
+        self, rig: tuple[HyperVPeer, HyperVProvider]
+    ) -> None:
+        peer, provider = rig
+        assert nets(world(peer).clusters["c001"]) == BEFORE
+        steps = [
+            ("network_rename", act("set_cluster_network", network="VM", subnet=None,
+                                   name="Guests", roles=["vm"], role="none"),
+             [BEFORE[0], BEFORE[1], BEFORE[2], ("Guests", "none", None)]),
+            ("network_role", act("set_cluster_network", network="Heartbeat",
+                                 subnet="10.0.5.0/24", name="Heartbeat", roles=["vm"],
+                                 role="none"),
+             [BEFORE[0], ("Heartbeat", "none", "10.0.5.0/24"), BEFORE[2],
+              ("Guests", "none", None)]),
+        ]  # fmt: skip
+        for name, action, expected in steps:
+            start = len(peer.received)
+            outcome = provider.apply(action)
+            assert outcome.status == "done", (name, outcome.message)
+            check_golden(name, {"action": action.type, "pipelines": pipelines(peer, start)})
+            truth = world(peer).clusters["c001"]
+            assert nets(truth) == expected, name
+            back = provider.observe(scope_of(action)).clusters["c001"]
+            assert seen(back) == seen(truth), name
+        # The hosts' NICs follow the rename (the rule's effect, read in full again).
+        vm_nics = {n.network for n in world(peer).nodes["c001-n01"].nics} - {None}
+        assert "Guests" in vm_nics and "VM" not in vm_nics
+
+    def test_a_name_with_a_quote_is_one_parameter_value(
+        self, rig: tuple[HyperVPeer, HyperVProvider]
+    ) -> None:
+        peer, provider = rig
+        odd = "x'; Remove-ClusterNetwork *; '"
+        action = act("set_cluster_network", network="VM", subnet=None, name=odd, roles=["vm"])
+        start = len(peer.received)
+        assert provider.apply(action).status == "done"
+        (script,) = [
+            s for r in pipelines(peer, start) for s in r["pipeline"]
+            if s["cmdlet"] == SET_CLUSTER_NETWORK
+        ]  # fmt: skip
+        assert ["NewName", {"S": odd}] in script["parameters"]
+        assert odd not in script["cmdlet"]  # the script text is the shipped constant
+        assert nets(world(peer).clusters["c001"])[3] == (odd, "none", None)
+
+    def test_as_desired_already_sends_no_script(
+        self, rig: tuple[HyperVPeer, HyperVProvider]
+    ) -> None:
+        peer, provider = rig
+        action = act("set_cluster_network", network="VM", subnet=None, name="VM", roles=["vm"])
+        start = len(peer.received)
+        assert provider.apply(action).status == "done"
+        assert cmdlets(peer, start) == ["Get-ClusterNetwork"]
+
+    def test_the_peer_refuses_script_text_it_did_not_ship(
+        self, rig: tuple[HyperVPeer, HyperVProvider]
+    ) -> None:
+        _peer, provider = rig
+        with pytest.raises(Exception, match="script text is refused"):
+            provider._script("c001-n01", "[CmdletBinding()] param()\nGet-ClusterNetwork", {})
+
+
+class TestSetClusterAddresses:
+    """IP Address resources of the core group: new ones first, then the old ones removed."""
+
+    def test_add_then_replace_golden_effect_and_read_back(
+        self, rig: tuple[HyperVPeer, HyperVProvider]
+    ) -> None:
+        peer, provider = rig
+        assert world(peer).clusters["c001"].addresses == ()
+        steps = [
+            ("addresses_first", ["10.0.4.10"], ("10.0.4.10",)),
+            ("addresses_replace", ["10.0.5.10", "10.0.4.11"], ("10.0.4.11", "10.0.5.10")),
+        ]
+        for name, addresses, expected in steps:
+            action = act("set_cluster_addresses", addresses=addresses)
+            start = len(peer.received)
+            outcome = provider.apply(action)
+            assert outcome.status == "done", (name, outcome.message)
+            check_golden(name, {"action": action.type, "pipelines": pipelines(peer, start)})
+            assert world(peer).clusters["c001"].addresses == expected, name
+            back = provider.observe(scope_of(action)).clusters["c001"]
+            assert back.addresses == expected, name
+        assert provider.observe().clusters["c001"].addresses == ("10.0.4.11", "10.0.5.10")
+        # Again: as desired, only the reads go out.
+        start = len(peer.received)
+        again = act("set_cluster_addresses", addresses=["10.0.4.11", "10.0.5.10"])
+        assert provider.apply(again).status == "done"
+        assert cmdlets(peer, start) == ["Get-ClusterResource", "Get-ClusterResource",
+                                        "Get-ClusterParameter"]  # fmt: skip
+
+    def test_a_cut_short_add_is_finished_not_made_twice(
+        self, rig: tuple[HyperVPeer, HyperVProvider]
+    ) -> None:
+        peer, provider = rig
+        provider._call(
+            "c001-n01",
+            "Add-ClusterResource",
+            {
+                "Name": "IP Address 10.0.4.10",
+                "ResourceType": "IP Address",
+                "Group": "Cluster Group",
+            },
+        )
+        start = len(peer.received)
+        outcome = provider.apply(act("set_cluster_addresses", addresses=["10.0.4.10"]))
+        assert outcome.status == "done", outcome.message
+        sent = cmdlets(peer, start)
+        assert "Add-ClusterResource" not in sent
+        assert sent.count("Start-ClusterResource") == 1
+        assert world(peer).clusters["c001"].addresses == ("10.0.4.10",)
+
+    def test_an_address_in_no_cluster_subnet_is_refused_before_anything_is_sent(
+        self, rig: tuple[HyperVPeer, HyperVProvider]
+    ) -> None:
+        peer, provider = rig
+        start = len(peer.received)
+        outcome = provider.apply(act("set_cluster_addresses", addresses=["192.168.7.10"]))
+        assert outcome.status == "permanent_error"
+        assert "192.168.7.10 is in no cluster network's subnet" in outcome.message
+        assert peer.received[start:] == []
+
+    def test_the_peer_keeps_the_rule_the_last_address_stays(
+        self, rig: tuple[HyperVPeer, HyperVProvider]
+    ) -> None:
+        peer, provider = rig
+        assert provider.apply(act("set_cluster_addresses", addresses=["10.0.4.10"])).status == (
+            "done"
+        )
+        with pytest.raises(Exception, match="needs at least one address"):
+            provider._call(
+                "c001-n01",
+                "Remove-ClusterResource",
+                {"Name": "IP Address 10.0.4.10", "Force": None},
+            )
+        assert world(peer).clusters["c001"].addresses == ("10.0.4.10",)
+
+
+def test_capabilities_offer_the_cluster_settings_on_the_modern_path_only(
+    rig: tuple[HyperVPeer, HyperVProvider],
+) -> None:
+    caps = rig[1].capabilities()
+    for kind in ("set_cluster_network", "set_cluster_addresses"):
+        assert caps.refusal(kind, "2016") is None, kind
+        assert caps.refusal(kind, "2012r2") is None, kind
+        assert "2008 R2" in (caps.refusal(kind, "2008r2") or ""), kind
