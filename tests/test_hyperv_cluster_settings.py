@@ -18,10 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from click.testing import CliRunner
 from hyperv_world import connections_for, make_world, observable
 from test_hyperv_golden import pipelines
 from test_hyperv_lifecycle import GOLDEN, world
 
+from reconciler.cli.main import cli
 from reconciler.model.actions import DISRUPTION, Action
 from reconciler.model.compare import cluster_role
 from reconciler.model.records import Cluster, Estate
@@ -243,3 +246,62 @@ def test_capabilities_offer_the_cluster_settings_on_the_modern_path_only(
         assert caps.refusal(kind, "2016") is None, kind
         assert caps.refusal(kind, "2012r2") is None, kind
         assert "2008 R2" in (caps.refusal(kind, "2008r2") or ""), kind
+
+
+def test_manifests_renaming_a_network_and_adding_an_address_apply_then_plan_no_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole loop through the CLI: plan, apply (each step verified by reading it back),
+    plan again: no changes."""
+    state = tmp_path / "world"
+    gen = make_world(state, clusters=1, nodes=3, vms=2, platform="2019", out=tmp_path / "gen")
+    manifest = tmp_path / "gen" / "desired" / "c001.yaml"
+    text = manifest.read_text()
+    text = text.replace("name: Heartbeat", "name: Cluster-HB")
+    text = text.replace("network: Heartbeat", "network: Cluster-HB")
+    text = text.replace("  platform: '2019'\n", "  platform: '2019'\n  addresses:\n  - 10.0.4.10\n")
+    manifest.write_text(text)
+    peer = HyperVPeer(state)
+    server = WinRMServer(peer, sorted(gen.world.nodes), username="u", password="e2e-pw", port=0)
+    server.start()
+    connections = tmp_path / "connections.yaml"
+    nodes = {n.name: {"url": server.url(n.name)} for n in gen.world.nodes_of("c001")}
+    connections.write_text(
+        yaml.safe_dump(
+            {
+                "defaults": {"auth": "basic", "encryption": "never"},
+                "clusters": {"c001": {"nodes": nodes}},
+            }
+        )
+    )
+    env = {
+        "RECONCILER_PROVIDER": "hyperv",
+        "RECONCILER_CONNECTIONS": str(connections),
+        "RECONCILER_HYPERV_USER": "u",
+        "RECONCILER_HYPERV_PASSWORD": "e2e-pw",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+    def cli_run(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(
+            cli, ["--state-dir", str(tmp_path / "cli"), *args], env=env, catch_exceptions=False
+        )
+        return result.exit_code, result.output
+
+    try:
+        code, out = cli_run("plan", "--json", str(manifest.parent))
+        assert code == 0, out
+        types = sorted(a["type"] for a in json.loads(out)["actions"])
+        # (and update_quorum: the generated 3-node world's witness disk, on the simulator too)
+        assert {"set_cluster_addresses", "set_cluster_network"} <= set(types), out
+        code, out = cli_run("apply", "--auto-approve", str(manifest.parent))
+        assert code == 0, out
+        truth = world(peer).clusters["c001"]
+        assert truth.addresses == ("10.0.4.10",)
+        assert [n.name for n in truth.networks][:2] == ["Management", "Cluster-HB"]
+        code, out = cli_run("plan", "--detailed-exitcode", str(manifest.parent))
+        assert code == 0, out
+    finally:
+        server.close()
+        peer.close()
