@@ -11,7 +11,12 @@ this machine; what to compare is the ratios, measured in the same run:
 - parse: the bare libyaml parse (PyYAML's CSafeLoader) of the same files, nothing else;
 - ours, cold: no manifest cache (YAML read, schemas and cross-object rules checked), observe,
   diff, plan and safety replay, as ``reconciler plan`` does them (runtime/workflow.py);
-- ours, warm: the same with the content-keyed manifest cache filled by an earlier run;
+- ours, warm: ``reconciler plan`` again with nothing changed: the plan memo of the earlier
+  run is reused (runtime/plan_memo.py: the manifest files' digest and the world's object-row
+  digest match);
+- ours, warm, world changed: the manifest cache filled but no plan memo, as after any change
+  to the world: cached documents, then observe and plan in full (no goal; shown so that the
+  memo's figure is not mistaken for the cost of a plan that has work to find);
 - baseline: what a competent engineer writes in an afternoon with DeepDiff: parse with
   CSafeLoader (no validation), observe, dump the observed estate as manifests, match objects by
   kind and name, compare only the fields the manifests set, skip equal objects with ``==`` and
@@ -24,12 +29,13 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -88,23 +94,53 @@ def child(scenario: str, desired: str, state: str, cache: str | None) -> None:
         timings["diff"] = time.perf_counter() - t
         extra["changed_objects"], extra["differences"] = changed, differences
     else:
-        from reconciler.engine.planner import make_plan
         from reconciler.providers.sim.provider import SimProvider
-        from reconciler.runtime.workflow import load_desired
+        from reconciler.runtime.workflow import plan_paths
 
-        t = time.perf_counter()
-        estate = load_desired([desired], cache_dir=Path(cache) if cache else None)
-        timings["validate"] = time.perf_counter() - t
-        t = time.perf_counter()
-        observed = SimProvider(state_dir=Path(state)).observe()
-        timings["observe"] = time.perf_counter() - t
-        t = time.perf_counter()
-        plan = make_plan(estate, observed)
-        timings["diff"] = time.perf_counter() - t
-        extra["actions"] = len(plan.actions)
-        extra["violations"] = len(plan.violations)
+        clock = Phases()
+        provider = SimProvider(state_dir=Path(state))
+        planned = plan_paths(
+            [desired],
+            provider,
+            cache_dir=Path(cache) / "manifests" if cache else None,
+            progress=clock,
+            memo_dir=Path(cache) if cache else None,
+        )
+        provider.close()
+        timings.update(clock.finish())
+        extra["actions"] = len(planned.plan.actions)
+        extra["violations"] = len(planned.plan.violations)
+        extra["reused"] = planned.reused
     timings["total"] = sum(timings.values())
     print(json.dumps({"timings": timings, "peak_mib": _peak_mib(), **extra}))
+
+
+class Phases:
+    """Times ``reconciler plan``'s phases through its progress hook (as the CLI's bar sees
+    them); a reused plan has no phases: its whole time is counted as reading."""
+
+    NAMES: ClassVar[dict[str, str]] = {
+        "load manifests": "validate",
+        "observe": "observe",
+        "plan clusters": "diff",
+    }
+
+    def __init__(self) -> None:
+        self.started = self.mark = time.perf_counter()
+        self.current = "validate"
+        self.spent = {"validate": 0.0, "observe": 0.0, "diff": 0.0}
+
+    def phase(self, name: str, total: int | None = None) -> None:
+        now = time.perf_counter()
+        self.spent[self.current] += now - self.mark
+        self.current, self.mark = self.NAMES[name], now
+
+    def advance(self, item: str) -> None:
+        pass
+
+    def finish(self) -> dict[str, float]:
+        self.phase("plan clusters")
+        return self.spent
 
 
 def _peak_mib() -> float:
@@ -138,6 +174,7 @@ def run_size(
 ) -> dict[str, Any]:
     from reconciler.providers.sim.generate import generate_estate, write_generated
     from reconciler.providers.sim.provider import SimProvider
+    from reconciler.runtime.plan_memo import MEMO_FILE
 
     load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="reconciler-bench-") as tmp:
@@ -148,11 +185,14 @@ def run_size(
         provider.init_world(gen.world, "bench")
         provider.close()
         desired, cache = work / "estate" / "desired", work / "cache"
-        measure("ours", desired, work / "state", cache)  # fills the cache
+        measure("ours", desired, work / "state", cache)  # fills the cache and the plan memo
+        # The manifest cache without the plan memo: a run after the world changed.
+        shutil.copytree(cache, work / "cache-no-memo", ignore=shutil.ignore_patterns(MEMO_FILE))
+        caches = {"": None, "full": cache, "manifests": work / "cache-no-memo"}
         best: dict[str, dict[str, Any] | None] = dict.fromkeys(SCENARIOS)
         for _ in range(repeat):  # in turn, so that a busy spell slows every scenario alike
             for key, (scenario, cached) in SCENARIOS.items():
-                row = measure(scenario, desired, work / "state", cache if cached else None)
+                row = measure(scenario, desired, work / "state", caches[cached])
                 best[key] = _best(best[key], row)
         rows = {key: row for key, row in best.items() if row is not None}
         return {
@@ -164,12 +204,14 @@ def run_size(
         }
 
 
-# Row name -> (child scenario, with the filled manifest cache).
+# Row name -> (child scenario, which cache: none, the manifest cache and the plan memo as an
+# earlier plan left them, or the manifest cache alone as after a change to the world).
 SCENARIOS = {
-    "parse": ("parse", False),
-    "cold": ("ours", False),
-    "warm": ("ours", True),
-    "baseline": ("baseline", False),
+    "parse": ("parse", ""),
+    "cold": ("ours", ""),
+    "warm": ("ours", "full"),
+    "world_changed": ("ours", "manifests"),
+    "baseline": ("baseline", ""),
 }
 
 
@@ -188,7 +230,8 @@ def report(result: dict[str, Any], clusters: int, nodes: int, vms_per_node: int)
     labels = {
         "parse": "bare CSafeLoader parse",
         "cold": "ours, cold (validate+plan)",
-        "warm": "ours, warm cache",
+        "warm": "ours, warm (plan memo)",
+        "world_changed": "ours, warm, world changed",
         "baseline": "baseline: keyed DeepDiff",
     }
     for key, label in labels.items():
@@ -198,9 +241,11 @@ def report(result: dict[str, Any], clusters: int, nodes: int, vms_per_node: int)
             f"{label:<30} {t['validate']:>7.2f}s {t['observe']:>7.2f}s {t['diff']:>9.2f}s "
             f"{t['total']:>7.2f}s {r['peak_mib']:>9.0f}"
         )
-    cold, warm, parse, base = (
-        rows[k]["timings"]["total"] for k in ("cold", "warm", "parse", "baseline")
+    cold, warm, parse, base, changed = (
+        rows[k]["timings"]["total"] for k in ("cold", "warm", "parse", "baseline", "world_changed")
     )
+    if not rows["warm"]["reused"] or rows["world_changed"]["reused"]:
+        raise SystemExit("the warm run did not reuse the plan, or the changed-world run did")
     kib_per_vm = rows["cold"]["peak_mib"] * 1024 / vms
     print(
         f"\nplan: {rows['cold']['actions']} actions, {rows['cold']['violations']} violations; "
@@ -215,14 +260,18 @@ def report(result: dict[str, Any], clusters: int, nodes: int, vms_per_node: int)
     ]
     for text, ok, goal in goals:
         print(f"  [{'met' if ok else 'NOT MET'}] {text} (goal {goal})")
+    print(
+        f"  (no goal) warm manifests, world changed / bare parse = {changed / parse:.2f}x: "
+        "the manifest cache alone, observe and plan in full"
+    )
 
 
 def curve(nodes: int, vms_per_node: int, drift: float, repeat: int, upto: int) -> None:
     print(f"scale curve ({nodes} nodes x {vms_per_node} VMs per cluster, {drift:.0%} drift)")
     print(
-        f"{'VMs':>7} {'parse':>8} {'cold':>8} {'warm':>8} {'baseline':>9} {'peak MiB':>9} "
-        f"{'cold us/VM':>11} {'warm us/VM':>11} {'KiB/VM':>7} {'cold/parse':>11} "
-        f"{'warm/parse':>11} {'base/cold':>10}",
+        f"{'VMs':>7} {'parse':>8} {'cold':>8} {'warm':>8} {'changed':>8} {'baseline':>9} "
+        f"{'peak MiB':>9} {'cold us/VM':>11} {'warm us/VM':>11} {'KiB/VM':>7} "
+        f"{'cold/parse':>11} {'warm/parse':>11} {'chg/parse':>10} {'base/cold':>10}",
         flush=True,
     )
     for clusters in (4, 16, 64, 128):
@@ -230,14 +279,16 @@ def curve(nodes: int, vms_per_node: int, drift: float, repeat: int, upto: int) -
             break
         r = run_size(clusters, nodes, vms_per_node, drift, repeat)
         rows, vms = r["rows"], r["vms"]
-        cold, warm, parse, base = (
-            rows[k]["timings"]["total"] for k in ("cold", "warm", "parse", "baseline")
+        cold, warm, parse, base, changed = (
+            rows[k]["timings"]["total"]
+            for k in ("cold", "warm", "parse", "baseline", "world_changed")
         )
         print(
-            f"{vms:>7} {parse:>7.2f}s {cold:>7.2f}s {warm:>7.2f}s {base:>8.2f}s "
+            f"{vms:>7} {parse:>7.2f}s {cold:>7.2f}s {warm:>7.2f}s {changed:>7.2f}s {base:>8.2f}s "
             f"{rows['cold']['peak_mib']:>9.0f} {cold / vms * 1e6:>11.0f} "
             f"{warm / vms * 1e6:>11.0f} {rows['cold']['peak_mib'] * 1024 / vms:>7.1f} "
-            f"{cold / parse:>10.2f}x {warm / parse:>10.2f}x {base / cold:>9.2f}x "
+            f"{cold / parse:>10.2f}x {warm / parse:>10.2f}x {changed / parse:>9.2f}x "
+            f"{base / cold:>9.2f}x "
             f"(load {os.getloadavg()[0]:.1f})",
             flush=True,
         )

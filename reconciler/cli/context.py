@@ -48,6 +48,13 @@ class Context:
             return None
         return self.state_dir / "cache" / "manifests"
 
+    @property
+    def memo_dir(self) -> Path | None:
+        """Where the last plan is kept for reuse (runtime/plan_memo.py); off with the cache."""
+        if os.environ.get("RECONCILER_NO_CACHE"):
+            return None
+        return self.state_dir / "cache"
+
     def provider_instance(self) -> Provider:
         try:
             return open_provider(self.provider, self.state_dir, **self.provider_options)

@@ -272,7 +272,9 @@ def plan(
         if git_repo is None:
             bar = plan_bar(obj, text_output=fmt == "text" and not as_json)
             with bar or nullcontext():
-                planned = plan_paths(list(paths), provider, target, obj.cache_dir, bar)
+                planned = plan_paths(
+                    list(paths), provider, target, obj.cache_dir, bar, obj.memo_dir
+                )
         else:
             from_git = plan_git(git_repo, head or "HEAD", base, list(paths), provider, target)
             planned, review = from_git.planned, from_git.review

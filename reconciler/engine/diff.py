@@ -6,6 +6,7 @@ quorum); observed-only facts never count as drift. Each object is diffed on its 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -265,10 +266,14 @@ def vm_fields(desired: VirtualMachine, observed: VirtualMachine) -> list[FieldCh
     return out
 
 
-def diff_estates(desired: Estate, observed: Estate) -> list[ObjectDiff]:
+def diff_estates(
+    desired: Estate, observed: Estate, vms: Collection[str] | None = None
+) -> list[ObjectDiff]:
     """Every desired object that is missing or differs, in a stable order.
 
     A field the manifests leave out is not managed (engine/unset.py): it never differs.
+    ``vms``: compare only these VMs (the caller knows the others cannot differ); every
+    object of the other kinds is compared.
     """
     desired = adopt_unmanaged(desired, observed)
     out: list[ObjectDiff] = []
@@ -293,7 +298,8 @@ def diff_estates(desired: Estate, observed: Estate) -> list[ObjectDiff]:
             out.append(ObjectDiff("ClusterSharedVolume", name, "add"))
         elif changes := volume_fields(v, ov):
             out.append(ObjectDiff("ClusterSharedVolume", name, "change", tuple(changes)))
-    for name, vm in sorted(desired.vms.items()):
+    wanted = desired.vms if vms is None else {n: desired.vms[n] for n in vms if n in desired.vms}
+    for name, vm in sorted(wanted.items()):
         ovm = observed.vms.get(name)
         if ovm is None:
             out.append(ObjectDiff("VirtualMachine", name, "add"))

@@ -40,18 +40,34 @@ def _message(diff: ObjectDiff) -> str:
     return f"{diff.ref} would still differ after this plan: {fields}{more}"
 
 
+def _suspects(
+    desired: Estate, projected: Estate, before: tuple[Estate, Sequence[ObjectDiff]] | None
+) -> set[str] | None:
+    if before is None:
+        return None
+    observed, diffs = before
+    out = {d.name for d in diffs if d.kind == "VirtualMachine"}
+    out.update(n for n in desired.vms if projected.vms.get(n) is not observed.vms.get(n))
+    return out
+
+
 def unresolved(
     desired: Estate,
     projected: Estate,
     violations: Sequence[PlanViolation],
     target: str | None = None,
+    before: tuple[Estate, Sequence[ObjectDiff]] | None = None,
 ) -> list[PlanViolation]:
     """``violations`` with every difference the plan leaves behind made a block.
 
     ``projected``: the state after replaying the plan. ``target``: a plan limited to one
-    object answers only for that object.
+    object answers only for that object. ``before``: the observed state the plan was
+    replayed from and its diff against ``desired``; a VM neither in that diff nor changed by
+    the replay (the same record) cannot differ now, so only the others are compared again.
     """
-    left = {d.ref: d for d in diff_estates(desired, projected)}
+    left = {
+        d.ref: d for d in diff_estates(desired, projected, _suspects(desired, projected, before))
+    }
     if target is not None:
         left = {ref: d for ref, d in left.items() if ref == target}
     out: list[PlanViolation] = []

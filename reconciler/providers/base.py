@@ -145,6 +145,15 @@ class Provider(Protocol):
 
 
 @runtime_checkable
+class KnowsItsState(Protocol):
+    """Optional: a provider that can tell, without observing, whether ``observe()`` would
+    return what it returned last time: a digest of everything observe reads (None: it cannot
+    tell this time). A plan of unchanged manifests against an unchanged digest is reused."""
+
+    def observation_digest(self) -> str | None: ...
+
+
+@runtime_checkable
 class RunsMigrationsTogether(Protocol):
     """Optional: a provider that can run several live migrations of one cluster at once."""
 

@@ -91,4 +91,4 @@ def plan_git(
         base_commit=at_base.commit if at_base is not None else None,
         changed=changed,
     )
-    return GitPlanned(review, Planned(desired, observed, plan))
+    return GitPlanned(review, Planned(plan))

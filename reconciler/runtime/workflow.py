@@ -16,7 +16,8 @@ from reconciler.manifest.documents import manifest_files
 from reconciler.manifest.errors import ManifestLoadError
 from reconciler.manifest.load import load_paths
 from reconciler.model.records import Estate
-from reconciler.providers.base import Provider
+from reconciler.providers.base import KnowsItsState, Provider
+from reconciler.runtime.plan_memo import PlanMemo, memo_key
 
 log = structlog.get_logger("reconciler.plan")
 
@@ -33,9 +34,8 @@ class PlanProgress(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Planned:
-    desired: Estate
-    observed: Estate
     plan: Plan
+    reused: bool = False  # the last plan, from the memo: nothing it was made from changed
 
 
 def manifests_digest(paths: list[str]) -> str:
@@ -67,8 +67,15 @@ def plan_paths(
     target: str | None = None,
     cache_dir: Path | None = None,
     progress: PlanProgress | None = None,
+    memo_dir: Path | None = None,
 ) -> Planned:
+    """Load, observe, plan; with ``memo_dir``, the last plan when nothing it was made from
+    has changed (runtime/plan_memo.py)."""
     started = time.perf_counter()
+    memo, key = _memo_for(paths, provider, target, memo_dir)
+    if memo is not None and key is not None and (reused := memo.get(key)) is not None:
+        log.info("plan_reused", paths=paths, seconds=round(time.perf_counter() - started, 3))
+        return Planned(reused, reused=True)
     if progress is not None:
         progress.phase("load manifests")
     desired = load_desired(paths, cache_dir)
@@ -95,7 +102,23 @@ def plan_paths(
     log_planned(plan, time.perf_counter() - planning)
     paths_of = provider.capabilities().paths(observed, list(desired.clusters))
     plan = replace(plan, manifests_digest=manifests_digest(paths), provider_paths=paths_of)
-    return Planned(desired, observed, plan)
+    if memo is not None and key is not None:
+        memo.put(key, plan)
+    return Planned(plan)
+
+
+def _memo_for(
+    paths: list[str], provider: Provider, target: str | None, memo_dir: Path | None
+) -> tuple[PlanMemo | None, str | None]:
+    """The plan memo and this plan's key in it, when the provider can tell its state."""
+    if memo_dir is None or not isinstance(provider, KnowsItsState):
+        return None, None
+    files = manifests_digest(paths)
+    state = provider.observation_digest()
+    if not files or state is None:
+        return None, None
+    name = provider.capabilities().name
+    return PlanMemo(memo_dir), memo_key(files, state, [str(Path(p)) for p in paths], target, name)
 
 
 def observe(provider: Provider, progress: PlanProgress | None = None) -> Estate:

@@ -99,6 +99,8 @@ def make_plan(
         actions = target_closure(actions, target)
     if refuse is not None:
         violations.extend(_refused(actions, observed, refuse, desired))
+    if diffs is None:
+        diffs = diff_estates(desired, observed)
     projected, replayed = replay(observed, desired, actions)
     known = {(v.rule, v.target) for v in violations}
     # A step already named by a policy rule (never, downtime, delete) needs no second,
@@ -113,13 +115,11 @@ def make_plan(
         and not (v.rule == "precondition" and v.action in explained)
     )
     violations.extend(unhealthy)
-    violations = unresolved(desired, projected, violations, target)
+    violations = unresolved(desired, projected, violations, target, (observed, diffs))
     conditions = observed_conditions(observed, desired)
     notes.extend(c.note() for c in conditions)
     notes.extend(informational_notes(desired, observed))
     digests = object_digests(observed)
-    if diffs is None:
-        diffs = diff_estates(desired, observed)
     changed = sorted({d.ref for d in diffs})
     return Plan(
         actions=tuple(mark_defaults(desired, actions)),

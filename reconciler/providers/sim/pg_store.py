@@ -18,7 +18,13 @@ import psycopg
 from reconciler.model.codec import canonical_text, decode_record, stamp_digest
 from reconciler.model.records import KINDS, Estate, Record, kind_of
 from reconciler.providers.postgres import acquire, describe, migrate, release
-from reconciler.providers.sim.store import SCHEMA_VERSION, MigrationRecord, cluster_of, scoped_keys
+from reconciler.providers.sim.store import (
+    SCHEMA_VERSION,
+    MigrationRecord,
+    cluster_of,
+    rows_digest,
+    scoped_keys,
+)
 
 Conn = psycopg.Connection[Any]
 
@@ -127,6 +133,10 @@ class PostgresWorldStore:
             stamp_digest(record, doc)
             tables[kind][record.name] = record
         return Estate.from_tables(tables)
+
+    def objects_digest(self) -> str:
+        rows = self.open().execute("SELECT kind, name, doc FROM sim_objects ORDER BY kind, name")
+        return rows_digest(rows)
 
     def save_changes(self, conn: Conn, before: Estate, after: Estate) -> int:
         changed = 0

@@ -69,6 +69,10 @@ class SimProvider:
         # Only the named objects' rows are read: verifying an action reads what it touched.
         return self.store.load(cluster=scope.cluster, objects=scope.objects)
 
+    def observation_digest(self) -> str | None:
+        self._require_world()
+        return self.store.objects_digest()
+
     def observe_cluster(self, cluster: str) -> Estate:
         self._require_world()
         return self.store.load(cluster=cluster)

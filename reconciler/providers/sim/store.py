@@ -7,9 +7,10 @@ change or none of it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,15 @@ def scoped_keys(objects: Collection[str]) -> list[tuple[str, str]]:
     """(kind, name) of each "Kind/name" of a known kind, in a stable order."""
     keys = {ref.partition("/")[::2] for ref in objects}
     return sorted((kind, name) for kind, name in keys if kind in KINDS)
+
+
+def rows_digest(rows: Iterable[tuple[str, str, str]]) -> str:
+    """A digest of the object rows (kind, name, doc) in key order: all that ``load`` reads."""
+    h = hashlib.sha256()
+    for kind, name, doc in rows:
+        h.update(f"{kind}\0{name}\0{len(doc)}\0".encode())
+        h.update(doc.encode())
+    return "sha256:" + h.hexdigest()
 
 
 def cluster_of(record: Record) -> str:
@@ -96,6 +106,8 @@ class WorldBackend(Protocol):
     ) -> Estate: ...
 
     def save_changes(self, conn: WorldTx, before: Estate, after: Estate) -> int: ...
+
+    def objects_digest(self) -> str: ...
 
     def meta(self, key: str, conn: WorldTx | None = None) -> str | None: ...
 
@@ -247,6 +259,10 @@ class WorldStore:
             stamp_digest(record, doc)
             tables[kind][record.name] = record
         return Estate.from_tables(tables)
+
+    def objects_digest(self) -> str:
+        rows = self.open().execute("SELECT kind, name, doc FROM objects ORDER BY kind, name")
+        return rows_digest(rows)
 
     def save_changes(self, conn: sqlite3.Connection, before: Estate, after: Estate) -> int:
         """Write the records that differ between two states; returns how many rows changed."""
