@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from reconciler.model.records import Cluster, Estate
 from reconciler.providers.base import scope_of
 from reconciler.providers.hyperv.provider import HyperVProvider
 from reconciler.providers.hyperv.scripts import SET_CLUSTER_NETWORK
+from reconciler.providers.sim.provider import SimProvider
 from reconciler.providers.sim.winrm.cmdlets import HyperVPeer
 from reconciler.providers.sim.winrm.transport import WinRMServer
 
@@ -128,6 +130,31 @@ class TestSetClusterNetwork:
         # The hosts' NICs follow the rename (the rule's effect, read in full again).
         vm_nics = {n.network for n in world(peer).nodes["c001-n01"].nics} - {None}
         assert "Guests" in vm_nics and "VM" not in vm_nics
+
+    def test_the_role_shown_is_the_one_windows_stores_for_all_the_network_carries(
+        self, rig: tuple[HyperVPeer, HyperVProvider]
+    ) -> None:
+        """A network carrying heartbeat and management is ClusterAndClient, whatever the
+        order of its roles: a change to Cluster is seen as one and made."""
+        peer, provider = rig
+        sim = SimProvider(peer.state_dir)
+        before = sim.store.load()
+        cluster = before.clusters["c001"]
+        both = tuple(
+            replace(n, roles=("heartbeat", "management")) if n.name == "Heartbeat" else n
+            for n in cluster.networks
+        )
+        sim.change_behind_back(
+            before, before.with_record(replace(cluster, networks=both)), "heartbeat + client"
+        )
+        sim.close()
+        provider.observe()
+        action = act("set_cluster_network", network="Heartbeat", subnet="10.0.5.0/24",
+                     name="Heartbeat", roles=["heartbeat"], role="cluster")  # fmt: skip
+        start = len(peer.received)
+        assert provider.apply(action).status == "done"
+        assert cmdlets(peer, start) == ["Get-ClusterNetwork", "script"]
+        assert nets(world(peer).clusters["c001"])[1] == ("Heartbeat", "cluster", "10.0.5.0/24")
 
     def test_a_name_with_a_quote_is_one_parameter_value(
         self, rig: tuple[HyperVPeer, HyperVProvider]
