@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from reconciler.model.records import Cluster, Estate
 from reconciler.providers.base import scope_of
 from reconciler.providers.hyperv.provider import HyperVProvider
 from reconciler.providers.hyperv.scripts import SET_CLUSTER_NETWORK
+from reconciler.providers.sim.generate import generate_estate, write_generated
 from reconciler.providers.sim.provider import SimProvider
 from reconciler.providers.sim.winrm.cmdlets import HyperVPeer
 from reconciler.providers.sim.winrm.transport import WinRMServer
@@ -332,3 +333,97 @@ def test_manifests_renaming_a_network_and_adding_an_address_apply_then_plan_no_c
     finally:
         server.close()
         peer.close()
+
+
+class TestHostsStillToFormACluster:
+    """Hosts in no cluster are observed as they stand (no Cluster record), and the plan that
+    forms them shows create_cluster blocked with this provider's reason, not a failed read."""
+
+    def test_observe_then_plan(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        state = tmp_path / "world"
+        gen = generate_estate(2, 3, 2, 0.0, 7, "2016", standalone=1)
+        write_generated(gen, tmp_path / "gen")
+        sim = SimProvider(state)
+        sim.init_world(gen.world, "generated")
+        sim.close()
+        assert "c002" not in gen.world.clusters and "c002-n01" in gen.world.nodes
+        peer = HyperVPeer(state, standalone_platform="2016")
+        server = WinRMServer(peer, sorted(gen.world.nodes), username="u", password="f-pw", port=0)
+        server.start()
+        url = f"http://127.0.0.1:{server.port}/{{node}}/wsman"
+        monkeypatch.setenv("RECONCILER_HYPERV_USER", "u")
+        monkeypatch.setenv("RECONCILER_HYPERV_PASSWORD", "f-pw")
+        provider = HyperVProvider(tmp_path / "cli", connections_for(gen.desired, url))
+        try:
+            seen_estate = provider.observe()
+            assert sorted(seen_estate.clusters) == ["c001"]
+            truth = world(peer)
+            for name in ("c002-n01", "c002-n02", "c002-n03"):
+                host, real = seen_estate.nodes[name], truth.nodes[name]
+                assert host.cluster == "c002" and real.cluster == "c002"
+                assert host.hardware == real.hardware
+                assert host.status.switches == real.status.switches
+                assert (host.status.state, host.status.roles_installed) == ("up", True)
+                assert host.maintenance is False
+            assert sorted(s.name for s in seen_estate.switches_of("c002")) == ["c002-vswitch"]
+            caps = provider.capabilities()
+            assert "New-Cluster" in (caps.refusal("create_cluster", "2016") or "")
+            connections = tmp_path / "connections.yaml"
+            nodes = {n: {"url": url.format(node=n)} for n in sorted(gen.desired.nodes)}
+            by_cluster = {
+                c: {"nodes": {n: v for n, v in nodes.items() if n.startswith(c)}}
+                for c in gen.desired.clusters
+            }
+            connections.write_text(
+                yaml.safe_dump(
+                    {
+                        "defaults": {"auth": "basic", "encryption": "never"},
+                        "clusters": by_cluster,
+                    }
+                )
+            )
+            env = {"RECONCILER_PROVIDER": "hyperv", "RECONCILER_CONNECTIONS": str(connections)}
+            result = CliRunner().invoke(
+                cli,
+                ["--state-dir", str(tmp_path / "cli2"), "plan", "--json",
+                 str(tmp_path / "gen" / "desired")],
+                env=env,
+                catch_exceptions=False,
+            )  # fmt: skip
+            plan = json.loads(result.output)
+            formed = [a for a in plan["actions"] if a["type"] == "create_cluster"]
+            assert [a["target"] for a in formed] == ["Cluster/c002"]
+            (why,) = [v for v in plan["violations"] if v["action"] == "create_cluster:c002"]
+            assert why["rule"] == "unsupported"
+            assert "New-Cluster" in why["message"]
+            assert "standalone" not in why["message"]  # observed now: only the forming is left
+        finally:
+            provider.close()
+            server.close()
+            peer.close()
+
+    def test_a_host_in_no_cluster_does_not_guess_its_release(self, tmp_path: Path) -> None:
+        gen = generate_estate(1, 2, 1, 0.0, 7, "2016", standalone=1)
+        sim = SimProvider(tmp_path)
+        sim.init_world(gen.world, "generated")
+        sim.close()
+        peer = HyperVPeer(tmp_path)  # no standalone_platform
+        try:
+            result = peer.run("c001-n01", [_Cmd("Get-CimInstance", "Win32_OperatingSystem")])
+        finally:
+            peer.close()
+        assert result.terminating is not None
+        assert "in no cluster" in result.terminating.message
+
+
+@dataclass
+class _Cmd:
+    """A received command as the transport hands it to the peer."""
+
+    name: str
+    value: str
+    is_script: bool = False
+
+    @property
+    def parameters(self) -> list[tuple[str | None, Any]]:
+        return [("ClassName", self.value)]

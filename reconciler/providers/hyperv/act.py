@@ -46,8 +46,8 @@ NOT_DONE: dict[str, str] = {
     "remove_csv": "Remove-ClusterSharedVolume and Remove-ClusterResource are not built in the "
     "hyperv provider yet",
     "create_cluster": "Test-Cluster and New-Cluster (static address, no storage) are not built "
-    "in the hyperv provider yet, nor is observing standalone hosts: create the cluster by "
-    "hand, then plan",
+    "in the hyperv provider yet (its hosts are observed): create the cluster by hand, then "
+    "plan",
     "set_scsi_controllers": "Add-VMScsiController and Remove-VMScsiController are not built in "
     "the hyperv provider yet, nor is the controller count read back",
 }

@@ -230,6 +230,8 @@ class HyperVProvider:
                 facts[node].reachable = False
                 log.warning("node unreachable", node=node, error=str(exc))
         via = self._member(ob, name, [n for n in conn.nodes if facts[n].reachable])
+        if via is None:
+            return self._observe_standalone(ob, name, facts)
         c = ob.cluster_reads(name, via)
         members = [str(n["Name"]) for n in c["nodes"]]
         for n in c["nodes"]:
@@ -306,9 +308,44 @@ class HyperVProvider:
                 out[(node, str(d.get("FriendlyName")))] = int(d.get("Size", 0))
         return out
 
-    def _member(self, ob: Observer, cluster: str, candidates: Sequence[str]) -> str:
-        """A reachable member node to read cluster state from (never the cluster name)."""
+    def _observe_standalone(
+        self, ob: Observer, name: str, facts: Mapping[str, NodeFacts]
+    ) -> Estate:
+        """A cluster still to form: its hosts as they stand, in no cluster (no Cluster record,
+        as the world has it before create_cluster)."""
+        hosts = [n for n, f in facts.items() if f.reachable]
+        platforms = sorted({p for n in hosts if (p := facts[n].platform) is not None})
+        if len(platforms) > 1:
+            ob.warnings.add(f"Cluster/{name}", f"its hosts run different releases: {platforms}")
+        if not platforms:
+            raise ProviderError(f"cannot tell which Windows Server release {name}'s hosts run")
+        self._platforms[name] = platforms[0]
+        nodes: list[Node] = []
+        vms: list[VirtualMachine] = []
+        for node in hosts:
+            try:
+                reads, vm_reads = ob.node_reads(node), ob.vm_reads(node)
+            except NodeUnreachable:
+                ob.warnings.add(
+                    f"Node/{node}", "unreachable: its hardware and switches are unknown"
+                )
+                continue
+            nodes.append(ob.node_record(node, name, reads, facts[node], [], {}, []))
+            vms.extend(ob.vm_records(node, name, vm_reads, {}, {}))
+        switches = switches_of(name, nodes, [n.name for n in nodes])
+        return Estate.from_tables(
+            {
+                "Node": {n.name: n for n in nodes},
+                "VirtualSwitch": {s.name: s for s in switches},
+                "VirtualMachine": {v.name: v for v in vms},
+            }
+        )
+
+    def _member(self, ob: Observer, cluster: str, candidates: Sequence[str]) -> str | None:
+        """A reachable member node to read cluster state from (never the cluster name); None
+        when every host that answers is in no cluster (one still to form)."""
         last = ""
+        outside = 0
         for node in candidates:
             try:
                 got = ob.call(node, "Get-Cluster")
@@ -316,13 +353,16 @@ class HyperVProvider:
                 last = f": {exc}"
                 continue
             except CommandError:
-                continue  # not a member (the cluster service does not answer there)
+                outside += 1  # not a member (the cluster service does not answer there)
+                continue
             if got and str(got[0].get("Name")) != cluster:
                 ob.warnings.add(
                     f"Node/{node}", f"is in cluster {got[0].get('Name')}, not {cluster}"
                 )
                 continue
             return node
+        if outside and outside == len(candidates):
+            return None
         raise ProviderError(f"no member node of cluster {cluster} answers over WinRM{last}")
 
     # --- targeted ------------------------------------------------------------------------------
@@ -335,6 +375,8 @@ class HyperVProvider:
         if name not in known.clusters:
             known = self._observe_cluster(ob, name)
             self._known = self._known.with_clusters({name: known})
+            if name not in known.clusters:
+                return known  # hosts still to form a cluster: read whole, nothing more to read
         conn = self.connections.clusters[name]
         members = [n for n in known.clusters[name].nodes if n in conn.nodes]
         up = [n for n in members if n in known.nodes and known.nodes[n].status.state == "up"]

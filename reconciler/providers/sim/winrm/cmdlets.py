@@ -219,8 +219,10 @@ class Host:
 class HyperVPeer:
     """The Handler the WinRM server calls for every pipeline."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, standalone_platform: str | None = None) -> None:
         self.state_dir = Path(state_dir)
+        # The world keeps a release per cluster only: what a host in no cluster runs.
+        self.standalone_platform = standalone_platform
         self.lock = threading.Lock()
         self.loose_vhds: dict[str, Disk] = {}  # created or detached, not attached to a VM
         self.seen_lun_gib: dict[tuple[str, str], int] = {}
@@ -266,7 +268,23 @@ class HyperVPeer:
         world = self.world()
         record = world.nodes.get(node)
         cluster = world.clusters.get(record.cluster) if record is not None else None
-        return cluster.platform if cluster is not None else None
+        return cluster.platform if cluster is not None else self.standalone_platform
+
+    def release_of(self, node: Node) -> str:
+        """The release a host answers with: its cluster's, or the one given for hosts in no
+        cluster (none given: the host does not answer, rather than guess)."""
+        cluster = self.world().clusters.get(node.cluster)
+        if cluster is not None:
+            return cluster.platform
+        if self.standalone_platform is None:
+            raise PeerError(
+                f"{node.name} is in no cluster and this peer was given no release for such "
+                "hosts (HyperVPeer standalone_platform).",
+                "ResourceUnavailable",
+                "ReleaseUnknown",
+                node.name,
+            )
+        return self.standalone_platform
 
     def forget(self) -> None:
         self._world = None

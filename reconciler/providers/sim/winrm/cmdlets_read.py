@@ -437,10 +437,10 @@ def get_cim(host: Host, spec: Spec, p: dict[str, Any], _in: list[Any] | None) ->
     wmi = spec.name == "Get-WmiObject"
     types = o.wmi_types(cls) if wmi else o.cim_types(cls)
     node = host.this_node()
-    cluster = host.estate.clusters[node.cluster]  # a host answers WMI before it joins
     hw = node.hardware
     if cls.lower() == "win32_operatingsystem":
-        version, caption = OS_VERSIONS[cluster.platform]
+        # A host answers WMI before it joins, and in no cluster at all.
+        version, caption = OS_VERSIONS[host.peer.release_of(node)]
         yield o.ps_object(
             types,
             {
