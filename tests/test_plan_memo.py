@@ -172,3 +172,27 @@ def test_the_cli_plans_the_same_with_and_without_the_memo(demo: tuple[Path, Path
     assert (state / "cache" / plan_memo.MEMO_FILE).exists()
     assert outputs[0] == outputs[1]
     assert json.loads(outputs[0][1])["actions"]
+
+
+class Busy(SimProvider):
+    """A world that changes while it is being planned: its digest differs at every call."""
+
+    calls = 0
+
+    def observation_digest(self) -> str | None:
+        self.calls += 1
+        return f"state {self.calls}"
+
+
+def test_a_plan_made_while_the_world_changed_is_not_kept(demo: tuple[Path, Path]) -> None:
+    state, manifests = demo
+    provider = Busy(state_dir=state)
+    try:
+        result = plan_paths(
+            [str(manifests)], provider, None, state / "cache" / "manifests", None, state / "cache"
+        )
+    finally:
+        provider.close()
+    assert not result.reused and result.plan.actions
+    assert provider.calls == 2  # before observing, and after planning
+    assert not (state / "cache" / plan_memo.MEMO_FILE).exists()

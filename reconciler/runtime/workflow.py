@@ -72,7 +72,8 @@ def plan_paths(
     """Load, observe, plan; with ``memo_dir``, the last plan when nothing it was made from
     has changed (runtime/plan_memo.py)."""
     started = time.perf_counter()
-    memo, key = _memo_for(paths, provider, target, memo_dir)
+    files = manifests_digest(paths)
+    memo, key, state = _memo_for(files, paths, provider, target, memo_dir)
     if memo is not None and key is not None and (reused := memo.get(key)) is not None:
         log.info("plan_reused", paths=paths, seconds=round(time.perf_counter() - started, 3))
         return Planned(reused, reused=True)
@@ -101,24 +102,29 @@ def plan_paths(
     )
     log_planned(plan, time.perf_counter() - planning)
     paths_of = provider.capabilities().paths(observed, list(desired.clusters))
-    plan = replace(plan, manifests_digest=manifests_digest(paths), provider_paths=paths_of)
-    if memo is not None and key is not None:
+    plan = replace(plan, manifests_digest=files, provider_paths=paths_of)
+    # Kept only if the world did not change while it was observed and planned: the key
+    # must name the state the plan was made from.
+    if memo is not None and key is not None and _state_of(provider) == state:
         memo.put(key, plan)
     return Planned(plan)
 
 
+def _state_of(provider: Provider) -> str | None:
+    return provider.observation_digest() if isinstance(provider, KnowsItsState) else None
+
+
 def _memo_for(
-    paths: list[str], provider: Provider, target: str | None, memo_dir: Path | None
-) -> tuple[PlanMemo | None, str | None]:
-    """The plan memo and this plan's key in it, when the provider can tell its state."""
-    if memo_dir is None or not isinstance(provider, KnowsItsState):
-        return None, None
-    files = manifests_digest(paths)
-    state = provider.observation_digest()
-    if not files or state is None:
-        return None, None
+    files: str, paths: list[str], provider: Provider, target: str | None, memo_dir: Path | None
+) -> tuple[PlanMemo | None, str | None, str | None]:
+    """The plan memo, this plan's key in it and the state digest the key holds, when the
+    provider can tell its state."""
+    state = _state_of(provider) if memo_dir is not None else None
+    if memo_dir is None or not files or state is None:
+        return None, None, None
     name = provider.capabilities().name
-    return PlanMemo(memo_dir), memo_key(files, state, [str(Path(p)) for p in paths], target, name)
+    key = memo_key(files, state, [str(Path(p)) for p in paths], target, name)
+    return PlanMemo(memo_dir), key, state
 
 
 def observe(provider: Provider, progress: PlanProgress | None = None) -> Estate:

@@ -5,11 +5,12 @@ by the world rules, so each choice (a destination, a join) sees the effect of th
 before it; the finished plan is then replayed independently by ``safety.replay``.
 
 The package splits the phases by concern: ``membership`` (nodes, switches, quorum),
-``storage`` (volumes), ``vms`` (placement, settings, disks), ``moves`` (migrations, drains,
-balance), ``rolling`` (rolling updates), ``ordering`` (the dependency check); ``base`` holds
-the projected state and ``emit``; ``phases`` runs them in order. Each concern is a class on
-``PlannerBase`` (Membership on Moves, Vms on Membership, Rolling on Moves, Storage) so a phase
-calls the ones it builds on; ``ClusterPlanner`` combines them.
+``lifecycle`` (VMs created and removed, nodes evicted, unmanaged objects), ``storage``
+(volumes), ``vms`` (placement, settings, disks), ``moves`` (migrations, drains, balance),
+``rolling`` (rolling updates), ``ordering`` (the dependency check); ``base`` holds the
+projected state and ``emit``; ``phases`` runs them in order. Each concern is a class on
+``PlannerBase`` (Membership on Moves, Lifecycle on Membership, Vms on Lifecycle, Rolling on
+Moves, Storage) so a phase calls the ones it builds on; ``ClusterPlanner`` combines them.
 """
 
 from __future__ import annotations

@@ -4,7 +4,6 @@ nodes, quorum, validating new nodes, resuming paused nodes, and node facts that 
 from __future__ import annotations
 
 from reconciler.engine.changes import switch_changes
-from reconciler.engine.lifecycle import leaving_nodes
 from reconciler.engine.planner.moves import Moves
 from reconciler.model.quorum import effective_quorum
 from reconciler.model.records import Cluster
@@ -14,6 +13,11 @@ from reconciler.model.vlans import format_vlan_list
 
 class Membership(Moves):
     __slots__ = ()
+
+    def leaving_nodes(self, desired: Cluster) -> list[str]:
+        """Members the manifest no longer lists: they are evicted."""
+        current = self.state.clusters[self.cluster]
+        return sorted(n for n in current.nodes if n not in desired.nodes)
 
     def check_platform(self, desired: Cluster, observed: Cluster) -> None:
         if desired.platform != observed.platform:
@@ -211,7 +215,7 @@ class Membership(Moves):
                 self.node_ready.setdefault(node_name, []).extend([validate] if validate else [])
             after = [validate or ""]
         # The rolling update, or the evictions, end it after their own work.
-        cycle_ends_it = self._cycle_active(desired) or bool(leaving_nodes(self, desired))
+        cycle_ends_it = self._cycle_active(desired) or bool(self.leaving_nodes(desired))
         if self.state.clusters[self.cluster].status.monitoring_maintenance and not cycle_ends_it:
             end = self.emit(
                 "end_monitoring_maintenance",

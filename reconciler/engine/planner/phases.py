@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-from reconciler.engine.lifecycle import (
-    evict_nodes,
-    leaving_nodes,
-    prune_vms,
-    report_unmanaged,
-)
 from reconciler.engine.planner.formation import Formation
 from reconciler.engine.planner.networks import Networks
 from reconciler.engine.planner.rolling import Rolling
@@ -29,7 +23,7 @@ class ClusterPlanner(Vms, Rolling, Storage, Networks, Formation, Teaming):
             if observed_cluster is None:
                 return  # not formed: the plan says why
             formed = [(self.cluster, created or "")]
-        report_unmanaged(self, desired_cluster)
+        self.report_unmanaged(desired_cluster)
         self.check_platform(desired_cluster, observed_cluster)
         self.set_networks(desired_cluster, observed_cluster)
         self.cluster_addresses(desired_cluster)
@@ -37,10 +31,10 @@ class ClusterPlanner(Vms, Rolling, Storage, Networks, Formation, Teaming):
         member_fixes = [*recreated, *self.fix_member_switches(observed_cluster)]
         joins = [*formed, *self.add_nodes(desired_cluster, member_fixes)]
         # With evictions to come, quorum is set once, for the membership after them.
-        leaving = leaving_nodes(self, desired_cluster)
+        leaving = self.leaving_nodes(desired_cluster)
         quorum = None if leaving else self.update_quorum(desired_cluster, joins)
         self.validate_new_nodes(desired_cluster, joins, quorum)
-        evict_nodes(self, desired_cluster)
+        self.evict_nodes(desired_cluster)
         self.extend_storage()
         self.resume_nodes(desired_cluster)
         self.place_vms()
@@ -49,5 +43,5 @@ class ClusterPlanner(Vms, Rolling, Storage, Networks, Formation, Teaming):
         self.rolling_update(desired_cluster)
         self.check_node_drift()
         self.check_host_facts()
-        prune_vms(self, desired_cluster)  # removals come last
+        self.prune_vms(desired_cluster)  # removals come last
         self.prune_volumes()  # after the VMs that may have had disks on them

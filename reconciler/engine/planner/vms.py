@@ -6,9 +6,8 @@ from typing import Any
 
 from reconciler.engine.adapters import adapter_steps, memory_steps, settings_steps
 from reconciler.engine.disk_moves import Slot, order_disk_moves
-from reconciler.engine.lifecycle import create_vms
 from reconciler.engine.placement import destination_problems
-from reconciler.engine.planner.membership import Membership
+from reconciler.engine.planner.lifecycle import Lifecycle
 from reconciler.model.actions import ActionType
 from reconciler.model.compare import same_nics
 from reconciler.model.platforms import platform
@@ -60,7 +59,7 @@ def _ordered_moves(want: VirtualMachine, have: VirtualMachine, moves: list[Step]
     return out
 
 
-class Vms(Membership):
+class Vms(Lifecycle):
     __slots__ = ()
 
     def _pin_not_ready(self, want: VirtualMachine) -> bool:
@@ -95,7 +94,7 @@ class Vms(Membership):
         for vm in waiting:
             self.plan_vm(vm)
         # New VMs after the moves of existing ones, which may make room for them.
-        create_vms(self, missing)
+        self.create_vms(missing)
 
     def plan_vm(self, want: VirtualMachine) -> None:
         have = self.state.vms[want.name]
