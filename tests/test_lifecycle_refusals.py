@@ -21,7 +21,6 @@ NEW = (
     "rename_csv",
     "remove_csv",
     "create_cluster",
-    "set_cluster_addresses",
     "set_scsi_controllers",
 )
 CAPS = Capabilities(
