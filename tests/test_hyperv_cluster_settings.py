@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,7 +32,7 @@ from reconciler.model.compare import cluster_role
 from reconciler.model.records import Cluster, Estate
 from reconciler.providers.base import scope_of
 from reconciler.providers.hyperv.provider import HyperVProvider
-from reconciler.providers.hyperv.scripts import SET_CLUSTER_NETWORK
+from reconciler.providers.hyperv.scripts import ALL, SET_CLUSTER_NETWORK
 from reconciler.providers.sim.generate import generate_estate, write_generated
 from reconciler.providers.sim.provider import SimProvider
 from reconciler.providers.sim.winrm.cmdlets import HyperVPeer
@@ -427,3 +428,17 @@ class _Cmd:
     @property
     def parameters(self) -> list[tuple[str | None, Any]]:
         return [("ClassName", self.value)]
+
+
+def test_the_modern_path_runs_only_the_shipped_scripts() -> None:
+    """The no-script scan (test_hyperv_golden) looks for ``.script(``; the modern path's hook
+    is ``run_script``: each call passes a constant of ``scripts``, never built text."""
+    root = Path(__file__).resolve().parents[1] / "reconciler" / "providers" / "hyperv"
+    calls = []
+    for path in root.glob("*.py"):
+        text = path.read_text()
+        for found in re.finditer(r"run_script\(\s*\w+,\s*([^,]+),", text):
+            calls.append((path.name, found.group(1).strip()))
+    assert calls == [("act_cluster.py", "SET_CLUSTER_NETWORK")]
+    for script in ALL.values():
+        assert script.startswith("[CmdletBinding()] param(")
