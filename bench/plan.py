@@ -61,7 +61,11 @@ def child(scenario: str, desired: str, state: str, cache: str | None) -> None:
     """One measured scenario; prints its timings and peak memory as JSON."""
     timings: dict[str, float] = {}
     extra: dict[str, Any] = {}
-    if scenario == "parse":
+    if scenario in ("parse", "parse_paused"):
+        import gc
+
+        if scenario == "parse_paused":
+            gc.disable()  # as our plan runs (runtime/collector.py), for comparison
         t = time.perf_counter()
         extra["documents"] = len(_parse_all(Path(desired)))
         timings["validate"] = time.perf_counter() - t
@@ -94,8 +98,14 @@ def child(scenario: str, desired: str, state: str, cache: str | None) -> None:
         timings["diff"] = time.perf_counter() - t
         extra["changed_objects"], extra["differences"] = changed, differences
     else:
+        import logging
+
+        import structlog
+
         from reconciler.providers.sim.provider import SimProvider
         from reconciler.runtime.workflow import plan_paths
+
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
         clock = Phases()
         provider = SimProvider(state_dir=Path(state))
@@ -208,6 +218,7 @@ def run_size(
 # earlier plan left them, or the manifest cache alone as after a change to the world).
 SCENARIOS = {
     "parse": ("parse", ""),
+    "parse_paused": ("parse_paused", ""),
     "cold": ("ours", ""),
     "warm": ("ours", "full"),
     "world_changed": ("ours", "manifests"),
@@ -229,6 +240,7 @@ def report(result: dict[str, Any], clusters: int, nodes: int, vms_per_node: int)
     )
     labels = {
         "parse": "bare CSafeLoader parse",
+        "parse_paused": "  the same, collector paused",
         "cold": "ours, cold (validate+plan)",
         "warm": "ours, warm (plan memo)",
         "world_changed": "ours, warm, world changed",
@@ -263,6 +275,11 @@ def report(result: dict[str, Any], clusters: int, nodes: int, vms_per_node: int)
     print(
         f"  (no goal) warm manifests, world changed / bare parse = {changed / parse:.2f}x: "
         "the manifest cache alone, observe and plan in full"
+    )
+    paused = rows["parse_paused"]["timings"]["total"]
+    print(
+        f"  (no goal) cold plan / bare parse with the collector paused, as our plan runs = "
+        f"{cold / paused:.2f}x"
     )
 
 

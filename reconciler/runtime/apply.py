@@ -33,6 +33,7 @@ from reconciler.model.actions import Action
 from reconciler.model.records import Estate, kind_of
 from reconciler.providers.base import Provider
 from reconciler.runtime.clock import Clock
+from reconciler.runtime.collector import collector_paused
 from reconciler.runtime.executor import Executor, OnFailure, Progress, RetryPolicy, RunReport
 from reconciler.runtime.journal import LOCK_TTL_SECONDS, LockHeld, LockRecord
 from reconciler.runtime.store.base import StateStore
@@ -116,6 +117,18 @@ def prepare(
     key: bytes | None = None,
 ) -> Prepared:
     """Plan the manifests at ``paths`` now, or read and check the plan saved at ``saved``."""
+    with collector_paused():
+        return _prepare(provider, paths, saved, cache_dir, target, key)
+
+
+def _prepare(
+    provider: Provider,
+    paths: list[str] | None,
+    saved: Path | None,
+    cache_dir: Path | None,
+    target: str | None,
+    key: bytes | None,
+) -> Prepared:
     observed = provider.observe()
     if saved is None:
         assert paths is not None

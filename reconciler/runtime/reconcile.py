@@ -25,6 +25,7 @@ from reconciler.model.records import Estate, kind_of
 from reconciler.providers.base import Provider, ProviderError
 from reconciler.runtime.apply import apply_plan, close_interrupted
 from reconciler.runtime.clock import Clock
+from reconciler.runtime.collector import collector_paused
 from reconciler.runtime.executor import (
     NoProgress,
     Progress,
@@ -73,7 +74,8 @@ class FolderSource:
     cache_dir: Path | None = None
 
     def load(self) -> Manifests:
-        desired = load_desired(list(self.paths), self.cache_dir)
+        with collector_paused():
+            desired = load_desired(list(self.paths), self.cache_dir)
         return Manifests(desired, ",".join(self.paths), None, self.paths)
 
 
@@ -296,9 +298,10 @@ class Reconciler:
         notes: list[str],
     ) -> None:
         desired = manifests.desired
-        observed = provider.observe()
-        diffs = diff_estates(desired, observed)
-        plan = make_plan(desired, observed, manifests=manifests.paths, diffs=diffs)
+        with collector_paused():  # not over the apply below: that may run for hours
+            observed = provider.observe()
+            diffs = diff_estates(desired, observed)
+            plan = make_plan(desired, observed, manifests=manifests.paths, diffs=diffs)
         report.drifted, report.planned = tuple(diffs), len(plan.actions)
         report.violations = tuple(plan.violations)
         report.notes = tuple(notes + list(plan.notes))

@@ -17,6 +17,7 @@ from reconciler.manifest.errors import ManifestLoadError
 from reconciler.manifest.load import load_paths
 from reconciler.model.records import Estate
 from reconciler.providers.base import KnowsItsState, Provider
+from reconciler.runtime.collector import collector_paused
 from reconciler.runtime.plan_memo import PlanMemo, memo_key
 
 log = structlog.get_logger("reconciler.plan")
@@ -71,6 +72,18 @@ def plan_paths(
 ) -> Planned:
     """Load, observe, plan; with ``memo_dir``, the last plan when nothing it was made from
     has changed (runtime/plan_memo.py)."""
+    with collector_paused():
+        return _plan_paths(paths, provider, target, cache_dir, progress, memo_dir)
+
+
+def _plan_paths(
+    paths: list[str],
+    provider: Provider,
+    target: str | None,
+    cache_dir: Path | None,
+    progress: PlanProgress | None,
+    memo_dir: Path | None,
+) -> Planned:
     started = time.perf_counter()
     files = manifests_digest(paths)
     memo, key, state = _memo_for(files, paths, provider, target, memo_dir)
