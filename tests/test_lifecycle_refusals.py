@@ -15,10 +15,7 @@ from reconciler.providers.hyperv import act
 from reconciler.providers.hyperv.provider import MODERN_ACTIONS, SUPPORTED_PLATFORMS
 
 GOLDEN = Path(__file__).parent / "golden"
-NEW = (
-    "create_cluster",
-    "set_cluster_addresses",
-)
+NEW = ("create_cluster",)
 CAPS = Capabilities(
     name="hyperv",
     simulated=False,

@@ -37,15 +37,9 @@ NOT_DONE: dict[str, str] = {
     "verify_node": "post-patch verification is not built in the hyperv provider yet",
     "convert_disk": "Convert-VHD (a copy while the VM is off) is not built in the hyperv "
     "provider yet",
-    "set_cluster_network": "a cluster network's Name and Role are properties of the "
-    "Get-ClusterNetwork object, set by assignment, not by a cmdlet parameter; the hyperv "
-    "provider sends typed cmdlet parameters only: set them in Failover Cluster Manager, "
-    "then re-plan",
     "create_cluster": "Test-Cluster and New-Cluster (static address, no storage) are not built "
-    "in the hyperv provider yet, nor is observing standalone hosts: create the cluster by "
-    "hand, then plan",
-    "set_cluster_addresses": "changing the cluster name's IP Address resources is not built in "
-    "the hyperv provider yet",
+    "in the hyperv provider yet (its hosts are observed): create the cluster by hand, then "
+    "plan",
 }
 
 

@@ -343,3 +343,19 @@ def netifs_by_address(
         if found is not None:
             out.append({"Node": node, "Adapter": str(a["Name"]), "Network": found})
     return out
+
+
+RESOURCE_ONLINE = "Online"  # Get-ClusterResource State
+
+
+def address_owners(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """``Get-ClusterResource <IP Address resources> | Get-ClusterParameter -Name Address`` ->
+    address -> its resource's name (ClusterObject read as a name or an object with one)."""
+    out: dict[str, str] = {}
+    for row in rows:
+        owner = row.get("ClusterObject")
+        name = str(owner.get("Name") if isinstance(owner, Mapping) else owner)
+        value = str(row.get("Value") or "")
+        if str(row.get("Name")) == "Address" and value:
+            out[value] = name
+    return out

@@ -125,20 +125,14 @@ class Observer:
         c["quorum"] = self.call(via, "Get-ClusterQuorum")
         c["resources"] = self.call(via, "Get-ClusterResource")
         c["csv"] = self.call(via, "Get-ClusterSharedVolume")
-        c["networks"] = self.call(via, "Get-ClusterNetwork")
-        c["netifs"] = self.call(via, "Get-ClusterNetworkInterface")
+        c.update(self.network_reads(via))
         c["groups"] = self.call(via, "Get-ClusterGroup")
         c["owners"] = self.owners(via)
         # From 2012 R2 on: which nodes reach each CSV only through its coordinator, and why.
         c["csv_state"] = (
             [] if via in self.wmi1_nodes else self.call(via, "Get-ClusterSharedVolumeState")
         )
-        # 2008 R2 has no Hyper-V module: its migration networks are the VM resource type's.
-        c["migration"] = (
-            wmi1.migration_networks(self.call, via, c["networks"])
-            if via in self.wmi1_nodes
-            else self.call(via, "Get-VMMigrationNetwork")
-        )
+        c["addresses"] = self.addresses(via, c["resources"])
         quorum = c["quorum"][0] if c["quorum"] else {}
         witness = str(quorum.get("QuorumResource") or "")
         c["witness"] = next((r for r in c["resources"] if r.get("Name") == witness), None)
@@ -149,6 +143,37 @@ class Observer:
             )
             c["witness_params"] = {str(p["Name"]): p.get("Value") for p in got}
         return c
+
+    def network_reads(self, via: str) -> dict[str, Any]:
+        c: dict[str, Any] = {
+            "networks": self.call(via, "Get-ClusterNetwork"),
+            "netifs": self.call(via, "Get-ClusterNetworkInterface"),
+        }
+        # 2008 R2 has no Hyper-V module: its migration networks are the VM resource type's.
+        c["migration"] = (
+            wmi1.migration_networks(self.call, via, c["networks"])
+            if via in self.wmi1_nodes
+            else self.call(via, "Get-VMMigrationNetwork")
+        )
+        return c
+
+    def addresses(self, via: str, resources: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+        """The cluster name's static addresses: its core group's IP Address resources."""
+        ips = [
+            str(r["Name"])
+            for r in resources
+            if str(r.get("ResourceType")) == "IP Address"
+            and str(r.get("OwnerGroup")) == "Cluster Group"
+        ]
+        if not ips:
+            return ()
+        rows = self.call(
+            via,
+            "Get-ClusterResource",
+            {"Name": ips},
+            then=[("Get-ClusterParameter", {"Name": ["Address"]})],
+        )
+        return tuple(sorted(m.address_owners(rows)))
 
     def owners(self, via: str, group: str | None = None) -> dict[str, frozenset[str]]:
         """Preferred owners of every VM role (one pipeline), or of one group."""
@@ -197,6 +222,7 @@ class Observer:
             quorum=Quorum(mode, m.witness_of(c["witness"], c["witness_params"])),
             networks=tuple(networks),
             live_migration=LiveMigrationSettings(network=lm),
+            addresses=tuple(c.get("addresses") or ()),
             status=status,
         )
 

@@ -28,7 +28,7 @@ from reconciler.model.records import (
     frozen_map,
 )
 from reconciler.providers.base import Capabilities, Outcome, ProviderError, Scope
-from reconciler.providers.hyperv import act, act_lifecycle, act_storage
+from reconciler.providers.hyperv import act, act_cluster, act_lifecycle, act_storage
 from reconciler.providers.hyperv import model_map as m
 from reconciler.providers.hyperv import observe_storage as storage
 from reconciler.providers.hyperv.connections import Connections, load_connections
@@ -59,6 +59,7 @@ MODERN_ACTIONS: dict[str, Callable[[act.Runner, Action], None]] = {
     **act.ACTIONS,
     **act_lifecycle.ACTIONS,
     **act_storage.ACTIONS,
+    **act_cluster.ACTIONS,
 }
 POLL_SECONDS = 2.0
 
@@ -188,7 +189,7 @@ class HyperVProvider:
                     **{
                         k: "on Windows Server 2008 R2 (WMI v1 path): not built on this path "
                         "(2012 R2 and later do it with the Hyper-V module)"
-                        for k in act_lifecycle.ACTIONS
+                        for k in (*act_lifecycle.ACTIONS, *act_cluster.ACTIONS)
                     },
                     **{
                         k: "on Windows Server 2008 R2 (WMI v1 path): not built on this path "
@@ -243,6 +244,8 @@ class HyperVProvider:
                 facts[node].reachable = False
                 log.warning("node unreachable", node=node, error=str(exc))
         via = self._member(ob, name, [n for n in conn.nodes if facts[n].reachable])
+        if via is None:
+            return self._observe_standalone(ob, name, facts)
         c = ob.cluster_reads(name, via)
         members = [str(n["Name"]) for n in c["nodes"]]
         for n in c["nodes"]:
@@ -326,9 +329,44 @@ class HyperVProvider:
                 out[(node, str(d.get("FriendlyName")))] = int(d.get("Size", 0))
         return out
 
-    def _member(self, ob: Observer, cluster: str, candidates: Sequence[str]) -> str:
-        """A reachable member node to read cluster state from (never the cluster name)."""
+    def _observe_standalone(
+        self, ob: Observer, name: str, facts: Mapping[str, NodeFacts]
+    ) -> Estate:
+        """A cluster still to form: its hosts as they stand, in no cluster (no Cluster record,
+        as the world has it before create_cluster)."""
+        hosts = [n for n, f in facts.items() if f.reachable]
+        platforms = sorted({p for n in hosts if (p := facts[n].platform) is not None})
+        if len(platforms) > 1:
+            ob.warnings.add(f"Cluster/{name}", f"its hosts run different releases: {platforms}")
+        if not platforms:
+            raise ProviderError(f"cannot tell which Windows Server release {name}'s hosts run")
+        self._platforms[name] = platforms[0]
+        nodes: list[Node] = []
+        vms: list[VirtualMachine] = []
+        for node in hosts:
+            try:
+                reads, vm_reads = ob.node_reads(node), ob.vm_reads(node)
+            except NodeUnreachable:
+                ob.warnings.add(
+                    f"Node/{node}", "unreachable: its hardware and switches are unknown"
+                )
+                continue
+            nodes.append(ob.node_record(node, name, reads, facts[node], [], {}, []))
+            vms.extend(ob.vm_records(node, name, vm_reads, {}, {}))
+        switches = switches_of(name, nodes, [n.name for n in nodes])
+        return Estate.from_tables(
+            {
+                "Node": {n.name: n for n in nodes},
+                "VirtualSwitch": {s.name: s for s in switches},
+                "VirtualMachine": {v.name: v for v in vms},
+            }
+        )
+
+    def _member(self, ob: Observer, cluster: str, candidates: Sequence[str]) -> str | None:
+        """A reachable member node to read cluster state from (never the cluster name); None
+        when every host that answers is in no cluster (one still to form)."""
         last = ""
+        outside = 0
         for node in candidates:
             try:
                 got = ob.call(node, "Get-Cluster")
@@ -336,13 +374,16 @@ class HyperVProvider:
                 last = f": {exc}"
                 continue
             except CommandError:
-                continue  # not a member (the cluster service does not answer there)
+                outside += 1  # not a member (the cluster service does not answer there)
+                continue
             if got and str(got[0].get("Name")) != cluster:
                 ob.warnings.add(
                     f"Node/{node}", f"is in cluster {got[0].get('Name')}, not {cluster}"
                 )
                 continue
             return node
+        if outside and outside == len(candidates):
+            return None
         raise ProviderError(f"no member node of cluster {cluster} answers over WinRM{last}")
 
     # --- targeted ------------------------------------------------------------------------------
@@ -355,6 +396,8 @@ class HyperVProvider:
         if name not in known.clusters:
             known = self._observe_cluster(ob, name)
             self._known = self._known.with_clusters({name: known})
+            if name not in known.clusters:
+                return known  # hosts still to form a cluster: read whole, nothing more to read
         conn = self.connections.clusters[name]
         members = [n for n in known.clusters[name].nodes if n in conn.nodes]
         up = [n for n in members if n in known.nodes and known.nodes[n].status.state == "up"]
@@ -410,9 +453,7 @@ class HyperVProvider:
             "params": ob.call(via, "Get-Cluster", then=[("Get-ClusterParameter", {})]),
             "nodes": cluster_nodes,
             "quorum": ob.call(via, "Get-ClusterQuorum"),
-            "networks": [],
-            "netifs": [],
-            "migration": [],
+            **ob.network_reads(via),  # names and roles: set_cluster_network reads them back
         }
         quorum = c["quorum"][0] if c["quorum"] else {}
         witness = str(quorum.get("QuorumResource") or "")
@@ -429,9 +470,12 @@ class HyperVProvider:
                     then=[("Get-ClusterParameter", {})],
                 )
                 c["witness_params"] = {str(p["Name"]): p.get("Value") for p in params}
-        fresh = ob.cluster_record(name, self._platforms[name], c, {})
-        was = known.clusters[name]
-        return replace(fresh, networks=was.networks, live_migration=was.live_migration)
+        c["addresses"] = ob.addresses(via, ob.call(via, "Get-ClusterResource"))
+        # Link speeds are the NICs' (read whole before): a network's bandwidth stands.
+        speeds = {
+            (n.name, nic.name): nic.speed_mbps for n in known.nodes.values() for nic in n.nics
+        }
+        return ob.cluster_record(name, self._platforms[name], c, speeds)
 
     def _node_now(self, ob: Observer, node: str, known: Estate, state: str | None) -> Node | None:
         was = known.nodes.get(node)

@@ -22,15 +22,13 @@ from reconciler.model.actions import DISRUPTION, Action
 from reconciler.model.records import Cluster, Disk, Estate, Node, VirtualMachine
 from reconciler.providers.sim.provider import SimProvider
 from reconciler.providers.sim.store import WorldStore
+from reconciler.providers.sim.winrm import cmdlets_cluster
 from reconciler.providers.sim.winrm.binding import PeerError, Spec, bind, error_action_stop
+from reconciler.providers.sim.winrm.cmdlets_cluster import CLUSTER_SPECS
 from reconciler.providers.sim.winrm.cmdlets_hardware import HARDWARE_SPECS
 from reconciler.providers.sim.winrm.cmdlets_lifecycle import LIFECYCLE_SPECS
 from reconciler.providers.sim.winrm.cmdlets_read import READ_SPECS
-from reconciler.providers.sim.winrm.cmdlets_storage import (
-    STORAGE_SPECS,
-    StorageState,
-    script_entry,
-)
+from reconciler.providers.sim.winrm.cmdlets_storage import STORAGE_SPECS, StorageState
 from reconciler.providers.sim.winrm.cmdlets_write import WRITE_SPECS
 
 CMDLETS: dict[str, tuple[Spec, Any]] = {
@@ -39,6 +37,9 @@ CMDLETS: dict[str, tuple[Spec, Any]] = {
     **LIFECYCLE_SPECS,
     **HARDWARE_SPECS,
     **STORAGE_SPECS,  # the free LUNs' disks and resources too
+    # IP Address resources beside the read, write and storage cmdlets they extend (its
+    # Get-ClusterResource, Get-ClusterParameter and Remove-ClusterResource defer to storage's).
+    **CLUSTER_SPECS,
 }
 # What a Windows Server 2008 R2 host (PowerShell 2.0: no Hyper-V, Storage or CIM cmdlets) has.
 ON_2008R2 = frozenset(
@@ -224,14 +225,20 @@ class Host:
 class HyperVPeer:
     """The Handler the WinRM server calls for every pipeline."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, standalone_platform: str | None = None) -> None:
         self.state_dir = Path(state_dir)
+        # The world keeps a release per cluster only: what a host in no cluster runs.
+        self.standalone_platform = standalone_platform
         self.lock = threading.Lock()
         self.loose_vhds: dict[str, Disk] = {}  # created or detached, not attached to a VM
         self.seen_lun_gib: dict[tuple[str, str], int] = {}
         self.storage = StorageState()  # LUNs part-way to a CSV, mount folders
         self.received: list[Received] = []
         self.wmi_jobs: dict[str, dict[str, Any]] = {}  # node -> job id -> Msvm_ConcreteJob
+        # IP Address resources: the world's addresses' names, and those on their way in or
+        # out (cluster -> address -> name; cluster -> name -> parameters and state).
+        self.ip_names: dict[str, dict[str, str]] = {}
+        self.ip_pending: dict[str, dict[str, dict[str, Any]]] = {}
         self.writes = 0  # changes applied to the world
         # Test hook, called after each change took effect (e.g. to kill the client there).
         self.after_write: Callable[[int], None] | None = None
@@ -268,7 +275,23 @@ class HyperVPeer:
         world = self.world()
         record = world.nodes.get(node)
         cluster = world.clusters.get(record.cluster) if record is not None else None
-        return cluster.platform if cluster is not None else None
+        return cluster.platform if cluster is not None else self.standalone_platform
+
+    def release_of(self, node: Node) -> str:
+        """The release a host answers with: its cluster's, or the one given for hosts in no
+        cluster (none given: the host does not answer, rather than guess)."""
+        cluster = self.world().clusters.get(node.cluster)
+        if cluster is not None:
+            return cluster.platform
+        if self.standalone_platform is None:
+            raise PeerError(
+                f"{node.name} is in no cluster and this peer was given no release for such "
+                "hosts (HyperVPeer standalone_platform).",
+                "ResourceUnavailable",
+                "ReleaseUnknown",
+                node.name,
+            )
+        return self.standalone_platform
 
     def forget(self) -> None:
         self._world = None
@@ -310,7 +333,13 @@ class HyperVPeer:
                 if self._platform(node) == "2008r2":
                     entry = on_2008r2(command.name, command.is_script)  # the WMI v1 host
                 elif command.is_script:
-                    entry = script_entry(command.name)  # the provider's constant one only
+                    entry = cmdlets_cluster.script_entry(command.name)  # shipped scripts only
+                    if entry is None:
+                        raise PeerError(
+                            "This host runs cmdlets only: script text is refused.",
+                            "PermissionDenied",
+                            "ScriptsNotAllowed",
+                        )
                 else:
                     entry = CMDLETS.get(command.name)
                 if entry is None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from psrpcore.types import PSObject
 
+from reconciler.model.compare import cluster_role
 from reconciler.model.conditions import network_states
 from reconciler.model.records import Cluster, Disk, Node, VirtualMachine
 from reconciler.model.rules import volume_used_gib
@@ -50,12 +51,11 @@ QUORUM_TYPE = {
     "disk_only": o.ClusterQuorumType.DiskOnly,
     "cloud_witness": o.ClusterQuorumType.CloudWitness,
 }
-NETWORK_ROLE = {
-    "management": o.ClusterNetworkRole.ClusterAndClient,
-    "heartbeat": o.ClusterNetworkRole.Cluster,
-    "live_migration": o.ClusterNetworkRole.Cluster,
-    "vm": o.ClusterNetworkRole.none,
-    "iscsi": o.ClusterNetworkRole.none,
+# compare.cluster_role -> ClusterNetworkRole
+STORED_ROLE = {
+    "cluster_and_client": o.ClusterNetworkRole.ClusterAndClient,
+    "cluster": o.ClusterNetworkRole.Cluster,
+    "none": o.ClusterNetworkRole.none,
 }
 
 
@@ -439,10 +439,10 @@ def get_cim(host: Host, spec: Spec, p: dict[str, Any], _in: list[Any] | None) ->
     wmi = spec.name == "Get-WmiObject"
     types = o.wmi_types(cls) if wmi else o.cim_types(cls)
     node = host.this_node()
-    cluster = host.estate.clusters[node.cluster]  # a host answers WMI before it joins
     hw = node.hardware
     if cls.lower() == "win32_operatingsystem":
-        version, caption = OS_VERSIONS[cluster.platform]
+        # A host answers WMI before it joins, and in no cluster at all.
+        version, caption = OS_VERSIONS[host.peer.release_of(node)]
         yield o.ps_object(
             types,
             {
@@ -735,7 +735,8 @@ def get_network(host: Host, spec: Spec, p: dict[str, Any], _in: list[Any] | None
             o.NETWORK_TYPES,
             {
                 "Name": net.name,
-                "Role": NETWORK_ROLE[net.roles[0]] if net.roles else o.ClusterNetworkRole.none,
+                # The role Windows stores for all the network carries, not its first.
+                "Role": STORED_ROLE[cluster_role(net.roles)],
                 "Address": address,
                 "AddressPrefixLength": int(bits) if bits else 0,
                 "State": states.get(net.name, "Up"),

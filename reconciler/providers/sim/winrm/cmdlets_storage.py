@@ -39,14 +39,19 @@ from reconciler.providers.sim.winrm.world import CSV_ROOT
 if TYPE_CHECKING:
     from reconciler.providers.sim.winrm.cmdlets import Host
 
-__all__ = ["STORAGE_SPECS", "StorageState", "script_entry"]
+__all__ = [
+    "STORAGE_SPECS",
+    "StorageState",
+    "available_storage",
+    "remove_resource",
+    "rename_resource",
+]
 
 AVAILABLE_STORAGE = "Available Storage"
 DISK_INFO_TYPES = ("Microsoft.FailoverClusters.PowerShell.ClusterDiskInfo",)
-SCRIPT_MARKER = "# reconciler: Rename-ClusterResource"
 
 
-def _parked(host: Host) -> dict[str, str]:
+def available_storage(host: Host) -> dict[str, str]:
     """Available Storage: resource name -> array id, in this cluster."""
     return {
         state.resource: lun
@@ -76,7 +81,7 @@ def get_csv(host: Host, spec: Spec, p: dict[str, Any], inputs: Any) -> Iterator[
 
 def get_resource(host: Host, spec: Spec, p: dict[str, Any], inputs: Any) -> Iterator[Any]:
     names = p.get("Name")
-    parked = [r for r in sorted(_parked(host)) if _match(names, r)]
+    parked = [r for r in sorted(available_storage(host)) if _match(names, r)]
     rest = [n for n in names or [] if not any(r.lower() == n.lower() for r in parked)]
     if names is None or rest:
         yield from READ_SPECS["Get-ClusterResource"][1](
@@ -88,7 +93,7 @@ def get_resource(host: Host, spec: Spec, p: dict[str, Any], inputs: Any) -> Iter
 
 def get_parameter(host: Host, spec: Spec, p: dict[str, Any], inputs: Any) -> Iterator[Any]:
     yield from READ_SPECS["Get-ClusterParameter"][1](host, spec, p, inputs)
-    parked = _parked(host)
+    parked = available_storage(host)
     for item in inputs or []:
         name = str(item["Name"])
         if name in parked and _match(p.get("Name"), "DiskIdGuid"):
@@ -102,7 +107,7 @@ def _common_luns(host: Host) -> dict[str, int]:
     """LUNs every member sees at one size, no cluster disk yet (Get-ClusterAvailableDisk)."""
     cluster = host.this_cluster()
     members = [host.estate.nodes[n] for n in cluster.nodes if n in host.estate.nodes]
-    parked = set(_parked(host).values())
+    parked = set(available_storage(host).values())
     out: dict[str, int] = {}
     for lun, size in host.this_node().status.free_luns.items():
         if lun not in parked and all(m.status.free_luns.get(lun) == size for m in members):
@@ -111,7 +116,7 @@ def _common_luns(host: Host) -> dict[str, int]:
 
 
 def _next_disk_name(host: Host) -> str:
-    used = set(_parked(host))
+    used = set(available_storage(host))
     n = 1
     while f"Cluster Disk {n}" in used:
         n += 1
@@ -165,7 +170,7 @@ def add_cluster_disk(host: Host, spec: Spec, p: dict[str, Any], inputs: Any) -> 
 
 
 def add_csv(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterator[Any]:
-    parked = _parked(host)
+    parked = available_storage(host)
     for name in p.get("Name") or []:
         if name not in parked:
             raise _not_found(spec, name)
@@ -207,7 +212,7 @@ def remove_csv(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterator[
 
 def remove_resource(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterator[Any]:
     name = p["Name"]
-    parked = _parked(host)
+    parked = available_storage(host)
     if name not in parked:
         if name in host.estate.volumes:
             raise PeerError(
@@ -225,7 +230,7 @@ def remove_resource(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iter
 def rename_resource(host: Host, spec: Spec, p: dict[str, Any], _in: Any) -> Iterator[Any]:
     """``Rename-ClusterResource.ps1``: (Get-ClusterResource -Name $Name).Name = $NewName."""
     old, new = p["Name"], p["NewName"]
-    parked = _parked(host)
+    parked = available_storage(host)
     if new in parked or new in host.estate.volumes:
         raise PeerError(
             f"A cluster resource named '{new}' exists already.",
@@ -339,21 +344,3 @@ STORAGE_SPECS: dict[str, tuple[Spec, Any]] = {
         rename_item,
     ),
 }
-
-RENAME_SPEC = Spec(
-    "Rename-ClusterResource",
-    "System.Management.Automation.ScriptBlock",
-    {"Name": Param("str", True), "NewName": Param("str", True)},
-)
-
-
-def script_entry(text: str) -> tuple[Spec, Any]:
-    """A later release's host runs the provider's one constant script, no other text."""
-    if text.startswith("[CmdletBinding()] param(") and SCRIPT_MARKER in text:
-        return RENAME_SPEC, rename_resource
-    raise PeerError(
-        "This host runs cmdlets and the hyperv provider's constant scripts only: script text "
-        "is refused.",
-        "PermissionDenied",
-        "ScriptsNotAllowed",
-    )

@@ -12,7 +12,7 @@ behind (JobState 7 Completed, or 10 Exception with the rule's message); the tool
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -48,13 +48,15 @@ def _refused(message: str, error_id: str = "ScriptNotKnown") -> PeerError:
     return PeerError(message, "PermissionDenied", error_id)
 
 
-def parse(text: str) -> tuple[str, Spec, dict[str, str]]:
+def parse(
+    text: str, marker: re.Pattern[str] = MARKER, known: Collection[str] | None = None
+) -> tuple[str, Spec, dict[str, str]]:
     """(script name, its parameters as a Spec, ValidatePattern per parameter)."""
     if not text.startswith("[CmdletBinding()] param("):
         raise _refused("This host runs the hyperv provider's constant param() scripts only.")
-    found = MARKER.search(text)
-    if found is None or found.group(1) not in HANDLERS:
-        raise _refused("This host does not know this script (no reconciler-wmi1 marker).")
+    found = marker.search(text)
+    if found is None or found.group(1) not in (HANDLERS if known is None else known):
+        raise _refused("This host does not know this script (no reconciler marker).")
     block = text[: text.index("\n)\n") + 2]
     params: dict[str, Param] = {}
     patterns: dict[str, str] = {}

@@ -1,5 +1,5 @@
 [CmdletBinding()] param(
-    # reconciler: Rename-ClusterResource
+    # reconciler-modern: Rename-ClusterResource
     [Parameter(Mandatory = $true)] [string] $Name,
     [Parameter(Mandatory = $true)] [string] $NewName
 )
