@@ -251,6 +251,7 @@ def actions(draw: st.DrawFn, estate: Estate, cluster: str) -> Action:
                 "set_scsi_controllers",
                 "set_cluster_addresses",
                 "create_cluster",
+                "move_vm_storage",
             )
         )
     )
@@ -359,6 +360,14 @@ def _lifecycle_action(draw: st.DrawFn, kind: str, estate: Estate, cluster: str) 
         return act(
             kind, cluster, volume=volume, name=draw(st.sampled_from(("Gold", "V1"))), lun=lun
         )
+    if kind == "move_vm_storage":
+        return act(
+            kind,
+            cluster,
+            vm=draw(st.sampled_from(vms)),
+            disk=draw(st.sampled_from(("os", "data"))),
+            volume=draw(st.sampled_from([*sorted(estate.volumes), "V2"])),
+        )
     if kind == "set_scsi_controllers":
         count = draw(st.integers(min_value=0, max_value=5))
         return act(kind, cluster, vm=draw(st.sampled_from(vms)), count=count)
@@ -393,6 +402,17 @@ def _lifecycle_action(draw: st.DrawFn, kind: str, estate: Estate, cluster: str) 
             dynamic=dynamic,
         )
     return None
+
+
+def with_volume(world: Estate, name: str = "V2", gib: int = 100, *nodes: str) -> Estate:
+    """``world`` with a CSV ``name`` of ``gib`` in cluster lab, its LUN seen by ``nodes``
+    (default: every member)."""
+    world = world.with_record(ClusterSharedVolume(name, "lab", gib, gib, status=VolumeStatus("n2")))
+    for node_name in nodes or world.clusters["lab"].nodes:
+        node = world.nodes[node_name]
+        luns = node.status.luns | {name}
+        world = world.with_record(replace(node, status=replace(node.status, luns=luns)))
+    return world
 
 
 def with_free_lun(world: Estate, lun: str = "LUN7", gib: int = 200, *nodes: str) -> Estate:

@@ -420,6 +420,41 @@ class TestDiskMoveCaseBehaviour:
         assert "stop_vm:DB01" not in by_id(case)
 
 
+class TestStorageMoveCaseBehaviour:
+    """A disk declared on another volume moves there: online from 2012, the VM off on 2008 R2."""
+
+    def test_moves_online_on_2019_and_the_replay_refuses_a_full_destination(self) -> None:
+        case = "storage_move_2019"
+        steps = by_id(case)
+        assert list(steps) == ["move_vm_storage:APP01", "move_vm_storage:DB01"]
+        app = steps["move_vm_storage:APP01"]
+        assert app["disruption"] == "online"
+        assert app["params"] == {"vm": "APP01", "disk": "data", "volume": "CSV2"}
+        assert app["changes"] == {"disks.data.volume": {"before": "CSV1", "after": "CSV2"}}
+        # 30 s setup, then the 40 GiB file at 100 MiB/s (half the SAN's 200: read and write).
+        assert app["estimate_seconds"] == 30 + 40 * 1024 / 100
+        # CSV2 is 200 GiB; after APP01's 40 GiB, DB01's fixed 200 GiB file does not fit.
+        assert [(v.rule, v.target, v.message) for v in plan_of(case).violations] == [
+            (
+                "precondition",
+                "VirtualMachine/DB01",
+                "CSV2 has 160.0 GiB free, data's file needs 200.0 GiB",
+            )
+        ]
+
+    def test_2008r2_moves_with_the_vm_off_or_is_blocked_without_downtime(self) -> None:
+        case = "storage_move_2008r2"
+        assert [a["id"] for a in actions(case)][:3] == [
+            "stop_vm:APP01",
+            "move_vm_storage:APP01",
+            "start_vm:APP01",
+        ]
+        assert ("downtime_not_allowed", "VirtualMachine/DB01") in {
+            (v.rule, v.target) for v in plan_of(case).violations
+        }
+        assert "stop_vm:DB01" not in by_id(case)
+
+
 class TestVmSettingsCaseBehaviour:
     """Preferred owners (a set, never a move) and automatic actions."""
 

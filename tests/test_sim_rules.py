@@ -25,6 +25,7 @@ from sim_strategies import (
     new_vm,
     trunk,
     with_free_lun,
+    with_volume,
 )
 
 from reconciler.model.actions import ACTION_TYPES, Action
@@ -816,6 +817,11 @@ ONCE_THEN_DONE: dict[str, tuple[Callable[[], Estate], tuple[Action, ...], Action
         act("set_cluster_addresses", addresses=["10.0.0.5"]),
     ),
     "set_scsi_controllers": (lab_world, (STOP_A,), act("set_scsi_controllers", vm="A", count=3)),
+    "move_vm_storage": (
+        lambda: with_volume(lab_world()),
+        (),
+        act("move_vm_storage", vm="A", disk="data", volume="V2"),
+    ),
     "set_cluster_network": (
         lab_world,
         (),

@@ -52,6 +52,7 @@ ActionType = Literal[
     "set_cluster_addresses",
     "set_scsi_controllers",
     "set_cluster_network",
+    "move_vm_storage",
 ]
 ACTION_TYPES: tuple[str, ...] = ActionType.__args__  # type: ignore[attr-defined]
 
@@ -111,6 +112,9 @@ DISRUPTION: dict[str, Disruption] = {
     "set_cluster_addresses": "online",  # clients of the cluster name reconnect
     "set_scsi_controllers": "downtime",  # only with the VM off, like set_vm
     "set_cluster_network": "online",
+    # Live storage migration (2012 and later): the VM runs on while its file is copied; on
+    # 2008 R2 the planner stops it first (its own stop_vm step, downtime).
+    "move_vm_storage": "online",
 }
 
 

@@ -29,6 +29,7 @@ class Platform:
     live_migration_max_passes: int
     default_max_parallel_migrations: int
     online_vhd_resize: bool
+    live_storage_migration: bool  # a running VM's disk moves to another volume (2012+)
     vhdx: bool
     generation2: bool
     nic_hot_add: bool  # network adapters added and removed on a running generation-2 VM

@@ -1,10 +1,15 @@
-"""World rules for a VM's disk layout: moving a disk to another controller or slot, and its
-SCSI controllers.
+"""World rules for a VM's disk layout: moving a disk to another controller or slot, or its
+file to another volume, and its SCSI controllers.
 
 SCSI data disks are hot-plugged (removed and added again) while the VM runs; a disk on IDE,
 or the disk the VM boots from, moves only with the VM off. SCSI controllers are added and
 removed only with the VM off (Add-VMScsiController, Remove-VMScsiController); the highest
 numbered go first, so the others keep their numbers, and never one a disk is on.
+
+A disk's file moves to another CSV of its cluster (Move-VMStorage) while the VM runs from
+2012 on: the copy needs the file's size free on the destination, the destination's LUN
+seen by the VM's node, and no other file of that name there. 2008 R2 has no live storage
+migration: there the file moves only with the VM off (an offline copy).
 """
 
 from __future__ import annotations
@@ -12,9 +17,16 @@ from __future__ import annotations
 from dataclasses import replace
 
 from reconciler.model.actions import Action
-from reconciler.model.platforms import SCSI_CONTROLLERS
+from reconciler.model.platforms import SCSI_CONTROLLERS, platform
 from reconciler.model.records import Disk, Estate, VirtualMachine
-from reconciler.model.rules_base import RuleResult, already_done, fail, slot_problems, vm_of
+from reconciler.model.rules_base import (
+    RuleResult,
+    already_done,
+    fail,
+    slot_problems,
+    vm_of,
+    volume_free_gib,
+)
 
 
 def move_needs_off(vm: VirtualMachine, old: Disk, new: Disk) -> str | None:
@@ -54,6 +66,53 @@ def _move_disk(estate: Estate, action: Action) -> RuleResult:
     return RuleResult(estate.with_record(replace(vm, disks=disks)))
 
 
+def storage_move_problems(estate: Estate, vm: VirtualMachine, disk: Disk, to: str) -> list[str]:
+    """Why ``disk``'s file cannot move to volume ``to`` now (empty: it can)."""
+    volume = estate.volumes.get(to)
+    if volume is None:
+        return [f"volume {to} does not exist"]
+    problems: list[str] = []
+    if volume.cluster != vm.cluster:
+        problems.append(f"{to} is a volume of {volume.cluster}, {vm.name} runs in {vm.cluster}")
+    cluster = estate.clusters.get(vm.cluster)
+    live = cluster is not None and platform(cluster.platform).live_storage_migration
+    if vm.power_state != "off" and not live:
+        problems.append(
+            f"{vm.name} must be off to move {disk.name}: Windows Server 2008 R2 has no live "
+            "storage migration (it came with 2012)"
+        )
+    need = disk.used_gib()
+    free = volume_free_gib(estate, to)
+    if need > free:
+        problems.append(f"{to} has {free:.1f} GiB free, {disk.name}'s file needs {need:.1f} GiB")
+    name = disk.file_path(vm.name)
+    if any(f.lower() == name.lower() for f in volume.status.files):
+        problems.append(f"{to} already holds a file {name}")
+    node = estate.nodes.get(vm.node) if vm.node is not None else None
+    if node is not None and to not in node.status.luns:
+        problems.append(f"{node.name}, where {vm.name} runs, does not see the LUN of {to}")
+    return problems
+
+
+def _move_vm_storage(estate: Estate, action: Action) -> RuleResult:
+    vm = vm_of(estate, action)
+    if vm is None:
+        return fail(estate, f"VM {action.params['vm']} does not exist")
+    disk = vm.disk(action.params["disk"])
+    if disk is None:
+        return fail(estate, f"{vm.name} has no disk {action.params['disk']}")
+    to = str(action.params["volume"])
+    if disk.volume == to:
+        return already_done(estate)
+    problems = storage_move_problems(estate, vm, disk, to)
+    if problems:
+        return fail(estate, *problems)
+    # The file leaves its volume whole (Move-VMStorage deletes the source once it switched).
+    moved = replace(disk, volume=to)
+    disks = tuple(moved if d.name == disk.name else d for d in vm.disks)
+    return RuleResult(estate.with_record(replace(vm, disks=disks)))
+
+
 def _set_scsi_controllers(estate: Estate, action: Action) -> RuleResult:
     vm = vm_of(estate, action)
     if vm is None:
@@ -88,4 +147,8 @@ def _set_scsi_controllers(estate: Estate, action: Action) -> RuleResult:
     return RuleResult(estate.with_record(replace(vm, scsi_controllers=count)))
 
 
-DISK_RULES = {"move_disk": _move_disk, "set_scsi_controllers": _set_scsi_controllers}
+DISK_RULES = {
+    "move_disk": _move_disk,
+    "move_vm_storage": _move_vm_storage,
+    "set_scsi_controllers": _set_scsi_controllers,
+}

@@ -312,13 +312,23 @@ class Vms(Lifecycle):
     ) -> None:
         target = f"VirtualMachine/{want.name}"
         if old.volume != disk.volume:
-            self.block(
-                "unsupported",
-                target,
-                f"disk {disk.name} moved to another volume; storage migration is not supported yet",
-                f"keep volume: {old.volume}",
+            cluster = self.state.clusters[self.cluster]
+            if not platform(cluster.platform).live_storage_migration:
+                needs_off.append(
+                    f"move {disk.name} to {disk.volume} (no live storage migration before 2012)"
+                )
+            # Before a resize or conversion: those then need the space on the new volume.
+            steps.append(
+                (
+                    "move_vm_storage",
+                    {"vm": want.name, "disk": disk.name, "volume": disk.volume},
+                    f"disk {disk.name} is on volume {disk.volume} in the manifest: its file "
+                    f"moves there from {old.volume}",
+                    {f"disks.{disk.name}.volume": (old.volume, disk.volume)},
+                    self.volume_ready.get(disk.volume, []),
+                )
             )
-        elif (old.controller, old.controller_number, old.slot) != (
+        if (old.controller, old.controller_number, old.slot) != (
             disk.controller,
             disk.controller_number,
             disk.slot,
